@@ -1,0 +1,45 @@
+"""Exceptions raised by lookalike.
+
+Every exception a user can cause derives from :class:`LookalikeError`, carries a
+message that names the cause and the fix, and is turned by the command line into
+one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class LookalikeError(Exception):
+    """Base class of every error lookalike raises on purpose."""
+
+
+class ImageError(LookalikeError):
+    """An image could not be opened or decoded.
+
+    Attributes:
+        source: A printable name of the image (its path, or ``"<bytes>"`` /
+            ``"<array>"`` / ``"<PIL image>"`` for in-memory input).
+        cause: What went wrong, in words.
+    """
+
+    def __init__(self, source: str | Path, cause: str) -> None:
+        self.source = str(source)
+        self.cause = cause
+        super().__init__(f"cannot read image {self.source}: {cause}")
+
+
+class WeightsError(LookalikeError):
+    """Pretrained weights could not be found, downloaded or verified."""
+
+
+class BackboneError(LookalikeError):
+    """An unknown backbone name or an invalid backbone configuration."""
+
+
+class ModelFolderError(LookalikeError):
+    """A model folder is missing, incomplete, or of an unknown format."""
+
+
+class DataError(LookalikeError):
+    """Input data (CSV files, folders of images) is malformed or unusable."""

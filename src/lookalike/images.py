@@ -1,0 +1,778 @@
+"""Opening images safely.
+
+:func:`load_image` is the one way lookalike turns a path, encoded bytes, a PIL image
+or a numpy array into a fully decoded 8-bit ``"RGB"`` or ``"L"`` PIL image. It
+
+* reports every failure as :class:`~lookalike.errors.ImageError`, naming the image
+  and the cause in words;
+* refuses decompression bombs from the image header, before any pixel is decoded;
+* applies the EXIF orientation and takes the first frame of animations;
+* converts every pixel mode correctly: 16-bit and float images are scaled rather
+  than clipped, and transparent pixels are composited on white.
+
+:func:`iter_image_files` lists the image files of a folder in a deterministic order.
+
+Nothing here changes global state: Pillow's ``Image.MAX_IMAGE_PIXELS`` and
+``ImageFile.LOAD_TRUNCATED_IMAGES`` are left as the program set them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import os
+import re
+import stat
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any, Literal, Union
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lookalike.errors import DataError, ImageError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "ImageSource",
+    "image_name",
+    "iter_image_files",
+    "load_image",
+]
+
+ImageSource = Union[  # noqa: UP007 - a runtime alias; ``X | Y`` fails for os.PathLike[str]
+    str, os.PathLike[str], bytes, bytearray, memoryview, Image.Image, npt.NDArray[Any]
+]
+"""Anything :func:`load_image` accepts."""
+
+DEFAULT_MAX_PIXELS: int = 100_000_000
+"""Default limit on width × height (about 10000 × 10000)."""
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".jfif",
+        ".png",
+        ".bmp",
+        ".gif",
+        ".webp",
+        ".tif",
+        ".tiff",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+    }
+)
+"""File suffixes (lower case, with the dot) that :func:`iter_image_files` yields."""
+
+_MODES = ("RGB", "L")
+_ORIENTATION_TAG = 0x0112
+_WHITE = 255
+
+# File signatures, to tell a truncated file of a known format from a non-image.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+
+
+def image_name(source: ImageSource) -> str:
+    """Return the printable name of an image source, as used in error messages.
+
+    Args:
+        source: Anything :func:`load_image` accepts.
+
+    Returns:
+        The path for a path; ``"<bytes>"``, ``"<PIL image>"`` or ``"<array>"`` for
+        in-memory input; ``"<TYPE>"`` for an unsupported type.
+    """
+    if isinstance(source, str):
+        return source
+    if isinstance(source, os.PathLike):
+        return os.fsdecode(os.fspath(source))
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    if isinstance(source, Image.Image):
+        return "<PIL image>"
+    if isinstance(source, np.ndarray):
+        return "<array>"
+    return f"<{type(source).__name__}>"
+
+
+def load_image(
+    source: ImageSource,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    mode: Literal["RGB", "L"] = "RGB",
+    draft_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Open, fully decode and convert an image.
+
+    Args:
+        source: A path to an image file; the encoded bytes of an image file
+            (``bytes``, ``bytearray`` or ``memoryview``); a PIL image (its current
+            frame is used; its pixels and metadata are left unchanged); or a numpy
+            array of shape ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` (RGB) or
+            ``(H, W, 4)`` (RGBA) with dtype ``uint8``, ``uint16`` (scaled to 8
+            bits), ``bool`` or float (values within [0, 1] are scaled by 255,
+            others clipped to [0, 255], NaN becomes 0). Other integer dtypes are
+            scaled like Pillow mode ``"I"``: kept when at most 255, scaled as
+            16-bit when at most 65535, min-max scaled otherwise.
+        max_pixels: Largest width × height accepted, checked from the image header
+            before decoding (decompression-bomb guard). ``None`` disables this
+            check; Pillow's own, larger limit (``2 * PIL.Image.MAX_IMAGE_PIXELS``)
+            still applies to encoded images.
+        mode: ``"RGB"`` (8-bit colour) or ``"L"`` (8-bit grayscale).
+        draft_size: For JPEG input only, a ``(width, height)`` the image is needed
+            at: the decoder then downsamples by a power of two (up to 8) while
+            keeping the image at least this large, which is much faster. The size
+            refers to the image after its EXIF orientation is applied. Ignored for
+            other formats.
+
+    Returns:
+        A fully loaded PIL image in ``mode``, with the EXIF orientation applied,
+        the first frame of an animation, and any transparency composited on white.
+
+    Raises:
+        ImageError: If the image cannot be read: a missing, empty or unreadable
+            file, a non-image, truncated or corrupt data, an image larger than
+            ``max_pixels``, an unsupported pixel mode, or an invalid array.
+        ValueError: If ``max_pixels``, ``mode`` or ``draft_size`` is invalid.
+    """
+    _check_options(max_pixels, mode, draft_size)
+    name = image_name(source)
+    if isinstance(source, Image.Image):
+        return _from_pil(source, name, max_pixels=max_pixels, mode=mode)
+    if isinstance(source, np.ndarray):
+        return _from_array(source, name, max_pixels=max_pixels, mode=mode)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise ImageError(name, "data is empty")
+        return _decode(
+            io.BytesIO(data), name, max_pixels=max_pixels, mode=mode, draft_size=draft_size
+        )
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(name)
+        with _open_file(path, name) as fp:
+            return _decode(fp, name, max_pixels=max_pixels, mode=mode, draft_size=draft_size)
+    raise ImageError(
+        name,
+        f"unsupported source type {type(source).__name__}; expected a path, bytes, "
+        "a PIL image or a numpy array",
+    )
+
+
+def iter_image_files(
+    root: str | os.PathLike[str],
+    *,
+    recursive: bool = True,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> Iterator[Path]:
+    """List the image files under a folder, in a deterministic order.
+
+    The folder is checked at once; its files are then listed lazily. A file is listed
+    when its suffix, in lower case, is in :data:`IMAGE_EXTENSIONS`.
+    Files and folders whose name starts with ``"."`` are skipped. Files are ordered
+    by their path relative to ``root``, compared folder by folder and name by name
+    (code-point order, case-sensitive), so the order does not depend on the file
+    system. Symbolic links are followed; a folder already visited is not entered
+    again.
+
+    Args:
+        root: The folder to list.
+        recursive: Whether to descend into sub-folders.
+        include: Glob patterns (:func:`fnmatch.fnmatchcase`: case-sensitive, and
+            ``*`` also matches ``/``) matched against the path relative to ``root``
+            in POSIX form, e.g. ``"cats/*.jpg"``; when given, a file must match at
+            least one.
+        exclude: Glob patterns as for ``include``; a file matching any is skipped.
+
+    Returns:
+        An iterator over the image files, each ``root`` joined with its path
+        relative to ``root``.
+
+    Raises:
+        DataError: If ``root`` does not exist or is not a folder (at once), or a
+            folder under it cannot be listed (while iterating).
+    """
+    include = (include,) if isinstance(include, str) else tuple(include)
+    exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
+    base = Path(root)
+    if not base.exists():
+        raise DataError(f"image folder {base} does not exist")
+    if not base.is_dir():
+        raise DataError(f"image folder {base} is not a folder")
+    return _walk(base, (), recursive, include, exclude, set())
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _check_options(max_pixels: int | None, mode: str, draft_size: tuple[int, int] | None) -> None:
+    """Validate the keyword arguments of :func:`load_image`.
+
+    Args:
+        max_pixels: As for :func:`load_image`.
+        mode: As for :func:`load_image`.
+        draft_size: As for :func:`load_image`.
+
+    Raises:
+        ValueError: If one is invalid.
+    """
+    if max_pixels is not None and (
+        isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1
+    ):
+        raise ValueError(f"max_pixels must be a positive integer or None, not {max_pixels!r}")
+    if mode not in _MODES:
+        raise ValueError(f"mode must be 'RGB' or 'L', not {mode!r}")
+    if draft_size is not None and (
+        not isinstance(draft_size, tuple)
+        or len(draft_size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in draft_size)
+    ):
+        raise ValueError(
+            f"draft_size must be None or a (width, height) of positive integers, not {draft_size!r}"
+        )
+
+
+def _check_pixels(width: int, height: int, max_pixels: int | None, name: str) -> None:
+    """Refuse an image larger than ``max_pixels``.
+
+    Args:
+        width: Image width.
+        height: Image height.
+        max_pixels: The limit, or ``None`` for none.
+        name: The image's printable name.
+
+    Raises:
+        ImageError: If ``width * height > max_pixels``.
+    """
+    pixels = width * height
+    if max_pixels is not None and pixels > max_pixels:
+        raise ImageError(
+            name,
+            f"image has {width}×{height} = {pixels} pixels, more than the limit of "
+            f"{max_pixels} (decompression-bomb guard); pass a larger max_pixels to allow it",
+        )
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _open_file(path: Path, name: str) -> IO[bytes]:
+    """Open an image file for reading, with the failures named in words.
+
+    Args:
+        path: The file.
+        name: Its printable name.
+
+    Returns:
+        The open binary file.
+
+    Raises:
+        ImageError: If the file is missing, a folder, not a regular file, empty
+            or cannot be opened.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError as exc:
+        raise ImageError(name, "file not found") from exc
+    except PermissionError as exc:
+        raise ImageError(name, "permission denied") from exc
+    except OSError as exc:
+        raise ImageError(name, f"cannot access file: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(name, "is a directory, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(name, "is not a regular file")
+    if st.st_size == 0:
+        raise ImageError(name, "file is empty")
+    try:
+        return path.open("rb")
+    except FileNotFoundError as exc:
+        raise ImageError(name, "file not found") from exc
+    except PermissionError as exc:
+        raise ImageError(name, "permission denied") from exc
+    except OSError as exc:
+        raise ImageError(name, f"cannot open file: {exc.strerror or exc}") from exc
+
+
+def _sniff_format(fp: IO[bytes]) -> str | None:
+    """Guess the format of data Pillow could not identify from its first bytes.
+
+    Args:
+        fp: The data, seekable.
+
+    Returns:
+        The format name when the data starts like (or is a cut-off start of) a
+        known signature, else ``None``.
+    """
+    try:
+        fp.seek(0)
+        head = fp.read(16)
+    except (OSError, ValueError):
+        return None
+    if not head:
+        return None
+    if head[:4] == b"RIFF" and (len(head) < 12 or head[8:12] == b"WEBP"):
+        return "WebP"
+    for signature, fmt in _SIGNATURES:
+        if head.startswith(signature) or signature.startswith(head):
+            return fmt
+    return None
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _pillow_bomb_cause(exc: Exception) -> str:
+    """Describe Pillow's own refusal of a decompression bomb.
+
+    Args:
+        exc: Pillow's ``DecompressionBombError``.
+
+    Returns:
+        The cause, in words, with how to allow the image.
+    """
+    match = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{match.group(1)} pixels" if match else "too many pixels"
+    limit = Image.MAX_IMAGE_PIXELS
+    pil_limit = f"{2 * limit}" if limit is not None else "its limit"
+    return (
+        f"image has {size}, more than Pillow's own limit of {pil_limit} "
+        "(decompression-bomb guard); to allow it, raise PIL.Image.MAX_IMAGE_PIXELS "
+        "in your program and pass a larger max_pixels (or None)"
+    )
+
+
+def _decode(
+    fp: IO[bytes],
+    name: str,
+    *,
+    max_pixels: int | None,
+    mode: str,
+    draft_size: tuple[int, int] | None,
+) -> Image.Image:
+    """Decode an encoded image: identify, check the size, load, orient and convert.
+
+    Args:
+        fp: The encoded image, seekable, kept open by the caller until this returns.
+        name: The image's printable name.
+        max_pixels: As for :func:`load_image`.
+        mode: As for :func:`load_image`.
+        draft_size: As for :func:`load_image`.
+
+    Returns:
+        The decoded image in ``mode``.
+
+    Raises:
+        ImageError: If the image cannot be decoded, or is too large.
+    """
+    with warnings.catch_warnings():
+        # Our own check below replaces Pillow's warning; its hard error is caught.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img: Image.Image = Image.open(fp)
+        except Image.DecompressionBombError as exc:
+            raise ImageError(name, _pillow_bomb_cause(exc)) from exc
+        except UnidentifiedImageError as exc:
+            fmt = _sniff_format(fp)
+            if fmt is not None:
+                cause = (
+                    f"truncated or corrupt image data: starts like a {fmt} file but its "
+                    "header cannot be read"
+                )
+                raise ImageError(name, cause) from exc
+            raise ImageError(name, "not a recognised image format") from exc
+        except Exception as exc:  # Pillow raises many types on malformed headers.
+            raise ImageError(name, f"truncated or corrupt image data: {_describe(exc)}") from exc
+
+        width, height = img.size
+        if width < 1 or height < 1:
+            raise ImageError(name, f"image has an invalid size {width}×{height}")
+        _check_pixels(width, height, max_pixels, name)
+
+        if draft_size is not None and img.format in ("JPEG", "MPO"):
+            orientation = _orientation(img)
+            w, h = draft_size
+            if orientation in (5, 6, 7, 8):  # stored transposed: swap the request
+                w, h = h, w
+            img.draft(mode, (w, h))
+
+        try:
+            img.load()
+            orientation = _orientation(img)
+            if orientation in (2, 3, 4, 5, 6, 7, 8):
+                img = ImageOps.exif_transpose(img)
+        except Image.DecompressionBombError as exc:
+            raise ImageError(name, _pillow_bomb_cause(exc)) from exc
+        except MemoryError as exc:
+            raise ImageError(name, "not enough memory to decode the image") from exc
+        except Exception as exc:  # Pillow raises many types on malformed data.
+            raise ImageError(name, f"truncated or corrupt image data: {_describe(exc)}") from exc
+    return _convert(img, mode, name)
+
+
+def _describe(exc: BaseException) -> str:
+    """Return an exception's message, or its type name when it has none.
+
+    Args:
+        exc: The exception.
+
+    Returns:
+        A short description.
+    """
+    text = str(exc).strip()
+    return text if text else type(exc).__name__
+
+
+def _orientation(img: Image.Image) -> int:
+    """Return an image's EXIF orientation, 1 when absent or unreadable.
+
+    Args:
+        img: The image; for formats that keep EXIF after the pixel data (PNG) it
+            must already be loaded.
+
+    Returns:
+        The orientation, 1 to 8.
+    """
+    try:
+        value = img.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # Broken EXIF must not make an otherwise good image unreadable.
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _from_pil(source: Image.Image, name: str, *, max_pixels: int | None, mode: str) -> Image.Image:
+    """Convert a PIL image supplied by the caller, without modifying it.
+
+    Args:
+        source: The image (its current frame is used).
+        name: Its printable name.
+        max_pixels: As for :func:`load_image`.
+        mode: As for :func:`load_image`.
+
+    Returns:
+        A new image in ``mode``.
+
+    Raises:
+        ImageError: If the image is too large, cannot be loaded or has an
+            unsupported mode.
+    """
+    width, height = source.size
+    if width < 1 or height < 1:
+        raise ImageError(name, f"image has an invalid size {width}×{height}")
+    _check_pixels(width, height, max_pixels, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            source.load()
+            img = source
+            if _orientation(img) in (2, 3, 4, 5, 6, 7, 8):
+                img = ImageOps.exif_transpose(img)
+        except Image.DecompressionBombError as exc:
+            raise ImageError(name, _pillow_bomb_cause(exc)) from exc
+        except Exception as exc:
+            raise ImageError(name, f"cannot read the pixel data: {_describe(exc)}") from exc
+    result = _convert(img, mode, name)
+    return result.copy() if result is source else result
+
+
+# --------------------------------------------------------------------------- modes
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    """Whether an image carries transparency (alpha band, palette alpha or tRNS).
+
+    Args:
+        img: The image.
+
+    Returns:
+        True when some pixels may be transparent.
+    """
+    if img.mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in img.info:
+        return True
+    return img.mode == "P" and img.palette is not None and img.palette.mode.endswith("A")
+
+
+def _convert(img: Image.Image, mode: str, name: str) -> Image.Image:
+    """Convert a loaded image to 8-bit ``mode``, compositing transparency on white.
+
+    Args:
+        img: The loaded image.
+        mode: ``"RGB"`` or ``"L"``.
+        name: Its printable name.
+
+    Returns:
+        The image in ``mode`` (``img`` itself when already so).
+
+    Raises:
+        ImageError: If the pixel mode is not supported.
+    """
+    if img.mode == mode and not _has_alpha(img):
+        return img
+    try:
+        flat = _to_8bit(img)
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise ImageError(name, f"cannot convert pixel mode {img.mode!r}: {_describe(exc)}") from exc
+    if flat is None:
+        raise ImageError(name, f"unsupported pixel mode {img.mode!r}")
+    return _finish(flat, mode)
+
+
+def _to_8bit(img: Image.Image) -> Image.Image | None:
+    """Convert any pixel mode to one of ``"L"``, ``"LA"``, ``"RGB"``, ``"RGBA"``.
+
+    Args:
+        img: The loaded image.
+
+    Returns:
+        The converted image, or ``None`` for an unsupported mode.
+    """
+    src = img.mode
+    alpha = _has_alpha(img)
+    if src in ("1", "L"):
+        return img.convert("LA" if alpha else "L")
+    if src in ("P", "PA", "RGB", "RGBA", "RGBa"):
+        return img.convert("RGBA" if alpha else "RGB")
+    if src in ("LA", "La"):
+        return img.convert("LA")
+    if src in ("RGBX", "CMYK", "YCbCr", "HSV"):
+        return img.convert("RGB")
+    if src == "LAB":
+        return _lab_to_rgb(img)
+    if src == "I" or src.startswith("I;16") or src == "F":
+        values = np.asarray(img)
+        if src == "F":
+            gray = _float_to_u8(values)
+        elif src == "I":
+            gray = _int_to_u8(values)
+        elif values.dtype.kind == "u":
+            gray = _u16_to_u8(values)
+        else:
+            gray = _int_to_u8(values)
+        out = Image.fromarray(gray)
+        transparency = img.info.get("transparency")
+        if isinstance(transparency, int) and not isinstance(transparency, bool):
+            mask = np.where(values == transparency, 0, 255).astype(np.uint8)
+            out.putalpha(Image.fromarray(mask))
+        return out
+    return None
+
+
+def _lab_to_rgb(img: Image.Image) -> Image.Image | None:
+    """Convert a CIE L*a*b* image to sRGB with Pillow's colour management.
+
+    Args:
+        img: An image in mode ``"LAB"``.
+
+    Returns:
+        The RGB image, or ``None`` when Pillow was built without LittleCMS.
+    """
+    try:
+        from PIL import ImageCms
+    except ImportError:
+        return None
+    transform = ImageCms.buildTransform(
+        ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
+    )
+    return ImageCms.applyTransform(img, transform)
+
+
+def _finish(img: Image.Image, mode: str) -> Image.Image:
+    """Composite an ``L``/``LA``/``RGB``/``RGBA`` image on white and convert to ``mode``.
+
+    Args:
+        img: The 8-bit image.
+        mode: ``"RGB"`` or ``"L"``.
+
+    Returns:
+        The image in ``mode``.
+    """
+    if img.mode in ("LA", "RGBA"):
+        base = img.mode[:-1]
+        flat = Image.new(base, img.size, _WHITE if base == "L" else (_WHITE,) * 3)
+        flat.paste(img.convert(base), mask=img.getchannel("A"))
+        img = flat
+    return img if img.mode == mode else img.convert(mode)
+
+
+# --------------------------------------------------------------------------- numpy
+
+
+def _u16_to_u8(values: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
+    """Scale 16-bit values 0..65535 to 0..255, rounding (``round(v / 257)``).
+
+    Args:
+        values: Unsigned or non-negative integer values at most 65535.
+
+    Returns:
+        The 8-bit values.
+    """
+    wide = values.astype(np.uint32)
+    return ((wide + 128) // 257).astype(np.uint8)
+
+
+def _int_to_u8(values: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
+    """Scale integer values as for Pillow mode ``"I"``.
+
+    Kept when the maximum is at most 255, scaled as 16-bit when at most 65535,
+    min-max scaled to 0..255 otherwise; negative values become 0 in the first two
+    cases.
+
+    Args:
+        values: Integer values, not empty.
+
+    Returns:
+        The 8-bit values.
+    """
+    wide = values.astype(np.int64)
+    high = int(wide.max())
+    if high <= 255:
+        return np.clip(wide, 0, 255).astype(np.uint8)
+    if high <= 65535:
+        return _u16_to_u8(np.clip(wide, 0, 65535))
+    low = int(wide.min())
+    scaled = (wide - low).astype(np.float64) * (255.0 / (high - low))
+    return np.floor(scaled + 0.5).astype(np.uint8)
+
+
+def _float_to_u8(values: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
+    """Scale float values as for Pillow mode ``"F"``.
+
+    NaN becomes 0; then values all within [0, 1] are multiplied by 255, others are
+    clipped to [0, 255]; the result is rounded half up.
+
+    Args:
+        values: Float values, not empty.
+
+    Returns:
+        The 8-bit values.
+    """
+    work = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=np.inf, neginf=-np.inf)
+    if float(work.min()) >= 0.0 and float(work.max()) <= 1.0:
+        work = work * 255.0
+    return np.floor(np.clip(work, 0.0, 255.0) + 0.5).astype(np.uint8)
+
+
+def _from_array(
+    array: npt.NDArray[np.generic], name: str, *, max_pixels: int | None, mode: str
+) -> Image.Image:
+    """Build an image from a numpy array (the array is copied, never shared).
+
+    Args:
+        array: ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)``.
+        name: Its printable name.
+        max_pixels: As for :func:`load_image`.
+        mode: As for :func:`load_image`.
+
+    Returns:
+        The image in ``mode``.
+
+    Raises:
+        ImageError: For an unsupported shape or dtype, an empty or too large array.
+    """
+    shape = array.shape
+    if array.ndim not in (2, 3) or (array.ndim == 3 and shape[2] not in (1, 3, 4)):
+        raise ImageError(
+            name,
+            f"unsupported array shape {shape}; expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)",
+        )
+    if array.size == 0:
+        raise ImageError(name, f"array is empty (shape {shape})")
+    kind = array.dtype.kind
+    if kind not in "buif" or array.dtype.hasobject:
+        raise ImageError(
+            name,
+            f"unsupported array dtype {array.dtype}; expected uint8, uint16, bool, "
+            "another integer type or float",
+        )
+    height, width = int(shape[0]), int(shape[1])
+    _check_pixels(width, height, max_pixels, name)
+
+    if kind == "b":
+        data = np.where(array, np.uint8(255), np.uint8(0))
+    elif kind == "u" and array.dtype.itemsize == 1:
+        data = np.array(array, dtype=np.uint8, copy=True)
+    elif kind == "u" and array.dtype.itemsize == 2:
+        data = _u16_to_u8(array)
+    elif kind in "iu":
+        data = _int_to_u8(array)
+    else:
+        data = _float_to_u8(array)
+    if data.ndim == 3 and data.shape[2] == 1:
+        data = data[:, :, 0]
+    img = Image.fromarray(np.ascontiguousarray(data))
+    return _finish(img, mode)
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def _walk(
+    folder: Path,
+    parts: tuple[str, ...],
+    recursive: bool,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    seen: set[tuple[int, int]],
+) -> Iterator[Path]:
+    """Yield the image files of one folder and, if asked, of its sub-folders.
+
+    Args:
+        folder: The folder, as ``root`` joined with ``parts``.
+        parts: Its path relative to the root, as names.
+        recursive: Whether to descend.
+        include: Patterns a file must match one of (when not empty).
+        exclude: Patterns a file must match none of.
+        seen: ``(device, inode)`` of the folders entered so far; updated.
+
+    Yields:
+        Paths to image files.
+
+    Raises:
+        DataError: If the folder cannot be listed.
+    """
+    try:
+        st = folder.stat()
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            return
+        seen.add(key)
+        with os.scandir(folder) as scan:
+            entries = sorted((entry.name, entry) for entry in scan)
+    except OSError as exc:
+        raise DataError(f"cannot list image folder {folder}: {exc.strerror or exc}") from exc
+    for entry_name, entry in entries:
+        if entry_name.startswith("."):
+            continue
+        try:
+            is_dir = entry.is_dir()
+            is_file = not is_dir and entry.is_file()
+        except OSError:
+            continue
+        if is_dir:
+            if recursive:
+                yield from _walk(
+                    folder / entry_name, (*parts, entry_name), recursive, include, exclude, seen
+                )
+        elif is_file and Path(entry_name).suffix.lower() in IMAGE_EXTENSIONS:
+            relative = "/".join((*parts, entry_name))
+            if include and not any(fnmatch.fnmatchcase(relative, p) for p in include):
+                continue
+            if any(fnmatch.fnmatchcase(relative, p) for p in exclude):
+                continue
+            yield folder / entry_name

@@ -1,0 +1,1 @@
+"""Network architectures lookalike defines itself (torchvision-compatible where noted)."""

@@ -1,0 +1,246 @@
+"""Comparing images: one pair, many pairs from a CSV, and embedding many files.
+
+These are the library functions behind ``lookalike compare`` and ``lookalike embed``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lookalike.distances import cosine_similarity, euclidean_distance
+from lookalike.errors import DataError, ImageError
+from lookalike.images import ImageSource
+from lookalike.model import SiameseModel
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How similar two images are.
+
+    Attributes:
+        cosine: Cosine similarity of the embeddings, in [-1, 1] (higher is more similar).
+        euclidean: Euclidean distance of the embeddings (lower is more similar; in [0, 2] for
+            L2-normalised embeddings).
+        probability: P(same) from the pair head, or ``None`` when the model has none.
+        same: The same/different decision at the model's calibrated threshold, or ``None``
+            when the model has no threshold.
+        threshold: The threshold used, and ``metric`` what it applies to.
+    """
+
+    cosine: float
+    euclidean: float
+    probability: float | None = None
+    same: bool | None = None
+    threshold: float | None = None
+    metric: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict."""
+        return asdict(self)
+
+
+def decide(
+    model: SiameseModel, cosine: float, euclidean: float, probability: float | None
+) -> tuple[bool | None, float | None, str | None]:
+    """Apply the model's calibrated threshold, preferring the head's probability when present.
+
+    Returns:
+        (same, threshold, metric), all ``None`` when the model holds no usable threshold.
+    """
+    order = (("probability", probability), ("cosine", cosine), ("euclidean", euclidean))
+    for metric, value in order:
+        if metric in model.thresholds and value is not None:
+            threshold = model.thresholds[metric]
+            same = value <= threshold if metric == "euclidean" else value >= threshold
+            return bool(same), threshold, metric
+    return None, None, None
+
+
+def _comparison(model: SiameseModel, ea: np.ndarray, eb: np.ndarray) -> list[Comparison]:
+    cos = np.atleast_1d(cosine_similarity(ea, eb))
+    dist = np.atleast_1d(euclidean_distance(ea, eb))
+    prob = model.pair_probability(ea, eb)
+    out = []
+    for i in range(len(cos)):
+        p = None if prob is None else float(prob[i])
+        same, threshold, metric = decide(model, float(cos[i]), float(dist[i]), p)
+        out.append(Comparison(float(cos[i]), float(dist[i]), p, same, threshold, metric))
+    return out
+
+
+def compare(a: ImageSource, b: ImageSource, model: SiameseModel | None = None) -> Comparison:
+    """Compare two images with a Siamese model.
+
+    Args:
+        a, b: Paths, bytes, PIL images or arrays.
+        model: The model; ``None`` builds the default pretrained backbone (slow: build one
+            with :meth:`SiameseModel.create` and pass it when comparing many images).
+
+    Returns:
+        The comparison.
+
+    Raises:
+        ImageError: Either image cannot be read.
+    """
+    model = model if model is not None else SiameseModel.create()
+    emb = model.embed([a, b])
+    return _comparison(model, emb[:1], emb[1:])[0]
+
+
+@dataclass
+class PairScores:
+    """Scores for rows of a pairs CSV.
+
+    Attributes:
+        pairs: (a, b) paths as written in the CSV (resolved relative to the CSV's folder).
+        comparisons: One per scored pair, in CSV order.
+        labels: The CSV's label column per scored pair, when it has one.
+        skipped: (row number, reason) for rows that could not be scored.
+    """
+
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    labels: list[str | None] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+
+def read_pairs_csv(path: str | os.PathLike[str]) -> Iterator[tuple[int, str, str, str | None]]:
+    """Read a pairs CSV with columns ``a,b[,label]`` (a header row is optional).
+
+    Yields:
+        (row number, path a, path b, label or None); relative paths resolved against the
+        CSV's folder.
+
+    Raises:
+        DataError: Missing file, or a row without two columns.
+    """
+    csv_path = Path(path)
+    if not csv_path.is_file():
+        raise DataError(f"pairs file {csv_path} does not exist")
+    base = csv_path.parent
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if number == 1 and [c.strip().lower() for c in row[:2]] == ["a", "b"]:
+                continue
+            if len(row) < 2:
+                raise DataError(f"{csv_path}:{number}: expected columns a,b[,label], got {row}")
+            label = row[2].strip() if len(row) > 2 else None
+            yield number, str(base / row[0].strip()), str(base / row[1].strip()), label
+
+
+def score_pairs(
+    model: SiameseModel, pairs_csv: str | os.PathLike[str], *, batch_size: int = 32
+) -> PairScores:
+    """Score every pair in a CSV, embedding each distinct image once.
+
+    Unreadable images are reported in ``skipped`` (with the row and the cause), not fatal.
+    """
+    rows = list(read_pairs_csv(pairs_csv))
+    unique = sorted({p for _, a, b, _ in rows for p in (a, b)})
+    embedded, failed = embed_files(model, unique, batch_size=batch_size)
+    index = {p: i for i, p in enumerate(embedded.paths)}
+    result = PairScores()
+    keep_a, keep_b = [], []
+    for number, a, b, label in rows:
+        bad = [failed[p] for p in (a, b) if p in failed]
+        if bad:
+            result.skipped.append((number, bad[0]))
+            continue
+        result.pairs.append((a, b))
+        result.labels.append(label)
+        keep_a.append(index[a])
+        keep_b.append(index[b])
+    if keep_a:
+        result.comparisons = _comparison(
+            model, embedded.embeddings[keep_a], embedded.embeddings[keep_b]
+        )
+    return result
+
+
+@dataclass
+class Embedded:
+    """Embeddings of files: row i of ``embeddings`` (N, D) belongs to ``paths[i]``."""
+
+    paths: list[str]
+    embeddings: np.ndarray
+
+
+def embed_files(
+    model: SiameseModel,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> tuple[Embedded, dict[str, str]]:
+    """Embed files, skipping (and reporting) the unreadable ones.
+
+    Returns:
+        (embedded files, {path: reason} for the skipped ones).
+    """
+    from tqdm import tqdm
+
+    good: list[str] = []
+    arrays: list[np.ndarray] = []
+    failed: dict[str, str] = {}
+    chunks: list[np.ndarray] = []
+    names = [str(p) for p in paths]
+    bar = tqdm(total=len(names), unit="img", disable=not progress, leave=False)
+    for name in names:
+        try:
+            arrays.append(model.preprocess.load(name))
+            good.append(name)
+        except ImageError as exc:
+            failed[name] = str(exc)
+        bar.update(1)
+        if len(arrays) == batch_size:
+            chunks.append(model.embed(np.stack(arrays), batch_size=batch_size))
+            arrays = []
+    bar.close()
+    if arrays:
+        chunks.append(model.embed(np.stack(arrays), batch_size=batch_size))
+    matrix = np.concatenate(chunks) if chunks else np.zeros((0, model.embedding_dim), np.float32)
+    return Embedded(good, matrix), failed
+
+
+def save_embeddings(
+    path: str | os.PathLike[str], embedded: Embedded, skipped: dict[str, str]
+) -> Path:
+    """Write embeddings with their paths to ``.npz`` or ``.parquet``.
+
+    The .npz holds ``embeddings`` (N, D) float32, ``paths`` (N,) and ``skipped``; the Parquet
+    file holds columns ``path`` and ``embedding``.
+
+    Raises:
+        DataError: Unsupported extension, or Parquet without pyarrow.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        np.savez(
+            out,
+            embeddings=embedded.embeddings,
+            paths=np.asarray(embedded.paths, dtype=str),
+            skipped=np.asarray(sorted(skipped), dtype=str),
+        )
+    elif out.suffix == ".parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise DataError("Parquet output needs pyarrow: pip install lookalike[parquet]") from exc
+        table = pa.table(
+            {"path": embedded.paths, "embedding": list(embedded.embeddings.astype(np.float32))}
+        )
+        pq.write_table(table, out)
+    else:
+        raise DataError(f"--out must end in .npz or .parquet, got {out.name}")
+    return out
