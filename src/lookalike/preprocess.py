@@ -107,7 +107,8 @@ class Preprocess:
 
     # -- the work -----------------------------------------------------------------------------
 
-    def _geometry(self, image: Image.Image) -> Image.Image:
+    def resize_image(self, image: Image.Image) -> Image.Image:
+        """Resize (or centre-crop and resize) a decoded image to ``input_size``."""
         height, width = self.input_size
         if self.resize == "center_crop":
             # Crop the largest centred box with the target aspect, scaled by crop_fraction,
@@ -135,7 +136,7 @@ class Preprocess:
         mode = "L" if self.channels == 1 else "RGB"
         if image.mode != mode:
             image = image.convert(mode)
-        pixels = np.asarray(self._geometry(image), dtype=np.float32) / 255.0
+        pixels = np.asarray(self.resize_image(image), dtype=np.float32) / 255.0
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
         mean = np.asarray(self.mean, dtype=np.float32)
