@@ -5,15 +5,15 @@ These are the library functions behind ``lookalike compare`` and ``lookalike emb
 
 from __future__ import annotations
 
-import csv
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lookalike.data.pairs import read_pairs_csv
 from lookalike.distances import cosine_similarity, euclidean_distance
 from lookalike.errors import DataError, ImageError
 from lookalike.images import ImageSource
@@ -109,32 +109,6 @@ class PairScores:
     comparisons: list[Comparison] = field(default_factory=list)
     labels: list[str | None] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
-
-
-def read_pairs_csv(path: str | os.PathLike[str]) -> Iterator[tuple[int, str, str, str | None]]:
-    """Read a pairs CSV with columns ``a,b[,label]`` (a header row is optional).
-
-    Yields:
-        (row number, path a, path b, label or None); relative paths resolved against the
-        CSV's folder.
-
-    Raises:
-        DataError: Missing file, or a row without two columns.
-    """
-    csv_path = Path(path)
-    if not csv_path.is_file():
-        raise DataError(f"pairs file {csv_path} does not exist")
-    base = csv_path.parent
-    with csv_path.open(newline="", encoding="utf-8") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if number == 1 and [c.strip().lower() for c in row[:2]] == ["a", "b"]:
-                continue
-            if len(row) < 2:
-                raise DataError(f"{csv_path}:{number}: expected columns a,b[,label], got {row}")
-            label = row[2].strip() if len(row) > 2 else None
-            yield number, str(base / row[0].strip()), str(base / row[1].strip()), label
 
 
 def score_pairs(

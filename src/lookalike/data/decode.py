@@ -1,0 +1,124 @@
+"""Decoding labelled images once, into one uint8 tensor at the model's input size.
+
+Training reads every image many times; decoding and resizing them once up front and
+keeping them as uint8 (a quarter of the memory of float32) makes each epoch a matter
+of indexing a tensor. Unreadable images are skipped and reported, never fatal.
+Memory is N × C × H × W bytes: 10,000 RGB images at 224×224 take 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lookalike.data.labelled import LabelledImages
+from lookalike.errors import DataError, ImageError
+from lookalike.images import image_name, load_image
+from lookalike.preprocess import Preprocess
+
+__all__ = ["DecodedImages", "decode_all", "normalize"]
+
+
+@dataclass
+class DecodedImages:
+    """Decoded images, resized to the model's input size.
+
+    Attributes:
+        pixels: uint8 tensor of shape (N, C, H, W), ``(H, W)`` the preprocess's
+            ``input_size`` and C its ``channels``.
+        labels: int64 tensor of shape (N,), indexes into ``classes``.
+        classes: Identity names, as in the source :class:`LabelledImages`.
+        kept: The images that decoded, row i of ``pixels`` being ``kept.sources[i]``.
+        skipped: Images that could not be read: source name -> the error message.
+    """
+
+    pixels: Tensor
+    labels: Tensor
+    classes: list[str]
+    kept: LabelledImages
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.pixels.shape[0])
+
+
+def decode_all(
+    data: LabelledImages, preprocess: Preprocess, *, progress: bool = False
+) -> DecodedImages:
+    """Decode and resize every image, skipping the unreadable ones.
+
+    Each image is opened with :func:`lookalike.images.load_image` (in the preprocess's
+    colour mode, with a JPEG draft size for speed) and resized with
+    :meth:`Preprocess.resize_image`; normalisation is left to :func:`normalize`.
+
+    Args:
+        data: The images.
+        preprocess: Gives the input size, channel count and resize mode.
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        The decoded images; ``skipped`` names every image that could not be read.
+
+    Raises:
+        DataError: No image could be read (the message quotes the first failure).
+    """
+    from tqdm import tqdm
+
+    mode: Literal["RGB", "L"] = "L" if preprocess.channels == 1 else "RGB"
+    height, width = preprocess.input_size
+    pixels = torch.empty((len(data), preprocess.channels, height, width), dtype=torch.uint8)
+    good: list[int] = []
+    skipped: dict[str, str] = {}
+    for i, source in enumerate(tqdm(data.sources, unit="img", disable=not progress, leave=False)):
+        try:
+            image = load_image(source, mode=mode, draft_size=(width, height))
+        except ImageError as exc:
+            name = image_name(source)
+            skipped[name if isinstance(source, (str, os.PathLike)) else f"{name}[{i}]"] = str(exc)
+            continue
+        array = np.array(preprocess.resize_image(image), dtype=np.uint8)  # writable copy
+        array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        pixels[len(good)] = torch.from_numpy(np.ascontiguousarray(array))
+        good.append(i)
+    if not good:
+        first = next(iter(skipped.values()), "there are no images")
+        raise DataError(
+            f"none of the {len(data)} images could be read (first failure: {first}); "
+            "check the paths and file formats"
+        )
+    kept = data.subset(good)
+    return DecodedImages(
+        pixels=pixels[: len(good)].clone() if len(good) < len(data) else pixels,
+        labels=torch.from_numpy(kept.labels.copy()),
+        classes=list(data.classes),
+        kept=kept,
+        skipped=skipped,
+    )
+
+
+def normalize(pixels: Tensor, preprocess: Preprocess) -> Tensor:
+    """Scale and normalise pixels the way the model expects: ``(x - mean) / std``.
+
+    Args:
+        pixels: (N, C, H, W), uint8 in 0..255 or float in [0, 1], on any device.
+        preprocess: Gives ``mean`` and ``std`` (one value per channel).
+
+    Returns:
+        float32 tensor of shape (N, C, H, W), on the same device.
+
+    Raises:
+        ValueError: ``pixels`` is not 4-D or its channel count differs from the preprocess.
+    """
+    if pixels.ndim != 4 or pixels.shape[1] != preprocess.channels:
+        raise ValueError(
+            f"pixels must have shape (N, {preprocess.channels}, H, W), got {tuple(pixels.shape)}"
+        )
+    x = pixels.float() / 255.0 if pixels.dtype == torch.uint8 else pixels.float()
+    mean = torch.tensor(preprocess.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(preprocess.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std

@@ -1,0 +1,108 @@
+"""Train/validation splits of :class:`~lookalike.data.labelled.LabelledImages`.
+
+Two questions need two splits. :func:`split_by_identity` holds out whole identities,
+which measures what a similarity model is for: telling apart people (or objects) it
+has never seen. :func:`split_by_image` holds out some images of every identity, which
+measures how well the training identities themselves are learned. Both are pure
+functions of their seed, and both halves keep the full ``classes`` list, so a label
+means the same identity on either side.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lookalike.errors import DataError
+
+if TYPE_CHECKING:  # labelled.py re-exports these functions, so import it for types only
+    from lookalike.data.labelled import LabelledImages
+
+__all__ = ["split_by_identity", "split_by_image"]
+
+
+def _check_fraction(val_fraction: float) -> None:
+    """Raise ValueError unless ``0 < val_fraction < 1``."""
+    if not 0.0 < float(val_fraction) < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+
+
+def split_by_identity(
+    data: LabelledImages, val_fraction: float = 0.2, *, seed: int = 0
+) -> tuple[LabelledImages, LabelledImages]:
+    """Split so that validation holds whole identities never seen in training.
+
+    ``round(val_fraction × identities)`` identities (at least 2, leaving at least 2)
+    are drawn at random for validation; every image of them goes there.
+
+    Args:
+        data: The images; only identities with at least one image count.
+        val_fraction: Fraction of the identities held out, in (0, 1).
+        seed: Seed of the draw; the same seed gives the same split.
+
+    Returns:
+        (train, val), each in the original image order, with ``data.classes``.
+
+    Raises:
+        DataError: Fewer than 4 identities have images (2 are needed on each side).
+        ValueError: ``val_fraction`` is not in (0, 1).
+    """
+    _check_fraction(val_fraction)
+    present = np.flatnonzero(data.counts() > 0)
+    if len(present) < 4:
+        raise DataError(
+            f"split_by_identity needs at least 4 identities with images (2 for training, "
+            f"2 for validation) but found {len(present)}; add identities, or use "
+            "split_by_image to hold out images of the same identities instead"
+        )
+    n_val = min(max(round(len(present) * val_fraction), 2), len(present) - 2)
+    rng = np.random.default_rng(seed)
+    val_ids = rng.permutation(present)[:n_val]
+    in_val = np.isin(data.labels, val_ids)
+    return data.subset(np.flatnonzero(~in_val)), data.subset(np.flatnonzero(in_val))
+
+
+def split_by_image(
+    data: LabelledImages, val_fraction: float = 0.2, *, seed: int = 0
+) -> tuple[LabelledImages, LabelledImages]:
+    """Split each identity's images, stratified, so both sides hold the same identities.
+
+    An identity with n images sends ``n × val_fraction`` of them to validation, rounded
+    up or down at random in proportion to the fraction (so many small identities still
+    give the right overall fraction), and always keeps at least one in training; an
+    identity with a single image stays in training.
+
+    Args:
+        data: The images.
+        val_fraction: Fraction of each identity's images held out, in (0, 1).
+        seed: Seed of the draw; the same seed gives the same split.
+
+    Returns:
+        (train, val), each in the original image order, with ``data.classes``.
+
+    Raises:
+        DataError: The validation side would be empty (every identity has one image,
+            or the fraction is too small for the data).
+        ValueError: ``val_fraction`` is not in (0, 1).
+    """
+    _check_fraction(val_fraction)
+    rng = np.random.default_rng(seed)
+    in_val = np.zeros(len(data), dtype=bool)
+    order = np.argsort(data.labels, kind="stable")
+    ends = np.cumsum(data.counts())
+    for start, end in zip(ends - data.counts(), ends, strict=True):
+        members = order[start:end]
+        if len(members) < 2:
+            continue
+        target = len(members) * val_fraction
+        n_val = int(np.floor(target)) + int(rng.random() < target - np.floor(target))
+        n_val = min(n_val, len(members) - 1)
+        in_val[rng.permutation(members)[:n_val]] = True
+    if not in_val.any():
+        raise DataError(
+            f"split_by_image left the validation side empty ({len(data)} images, "
+            f"val_fraction={val_fraction}); identities need at least 2 images to be split: "
+            "raise val_fraction or add images"
+        )
+    return data.subset(np.flatnonzero(~in_val)), data.subset(np.flatnonzero(in_val))
