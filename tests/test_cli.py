@@ -158,9 +158,3 @@ def test_backbones_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["info", str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out
     assert "small_cnn" in out and "model.safetensors" in out and "torch_version" in out
-
-
-def test_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    assert "chelsea vs chelsea_edited" in out

@@ -67,6 +67,10 @@ def test_invalid_settings() -> None:
         ClassBalancedBatchSampler(LABELS, m_per_class=4, batch_size=4)
     with pytest.raises(DataError, match="only 1 have"):
         ClassBalancedBatchSampler(np.array([0, 0, 1, 2]), m_per_class=2, batch_size=4)
-    with pytest.raises(DataError, match="lower batch_size"):
-        ClassBalancedBatchSampler(LABELS, m_per_class=2, batch_size=40)
+    # More identities asked for than exist: every batch holds all of them (a smaller batch).
+    few = ClassBalancedBatchSampler(LABELS, m_per_class=2, batch_size=40)
+    ids, counts = np.unique(LABELS, return_counts=True)
+    usable = set(ids[counts >= 2].tolist())
+    assert few.identities_per_batch == len(usable)
+    assert all(set(LABELS[b].tolist()) == usable for b in few)
     assert len(ClassBalancedBatchSampler(np.array([0, 0, 1, 1]), m_per_class=2, batch_size=4)) == 1

@@ -79,13 +79,13 @@ class ClassBalancedBatchSampler:
         self._groups: list[npt.NDArray[np.int64]] = [
             g.astype(np.int64) for g in groups if len(g) >= 2
         ]
-        per_batch = batch_size // m_per_class
-        if len(self._groups) < max(2, per_batch):
+        if len(self._groups) < 2:
             raise DataError(
-                f"class-balanced batches of {per_batch} identities × {m_per_class} images need "
-                f"{max(2, per_batch)} identities with at least 2 images, but only "
-                f"{len(self._groups)} have; lower batch_size or add images"
+                f"class-balanced batches need at least 2 identities with at least 2 images, but "
+                f"only {len(self._groups)} have; add images"
             )
+        # With fewer identities than a batch asks for, batches hold every identity (smaller batch).
+        self.identities_per_batch = min(batch_size // m_per_class, len(self._groups))
         self.m_per_class = m_per_class
         self.batch_size = batch_size
         self.seed = seed
@@ -105,7 +105,7 @@ class ClassBalancedBatchSampler:
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        per_batch = self.batch_size // self.m_per_class
+        per_batch = self.identities_per_batch
         queue: list[int] = []
         for _ in range(self._len):
             if len(queue) < per_batch:
