@@ -25,18 +25,18 @@ SMALL = ModelSpec(backbone="small_cnn", pretrained=False, image_size=28)
 
 
 def _config(**kw: object) -> TrainConfig:
-    base = dict(
-        loss="contrastive",
-        miner="all",
-        epochs=6,
-        batch_size=40,
-        m_per_class=4,
-        lr=3e-3,
-        augment=Augment.off(),
-        val_pairs=600,
-        patience=None,
-        seed=0,
-    )
+    base = {
+        "loss": "contrastive",
+        "miner": "all",
+        "epochs": 6,
+        "batch_size": 40,
+        "m_per_class": 4,
+        "lr": 3e-3,
+        "augment": Augment.off(),
+        "val_pairs": 600,
+        "patience": None,
+        "seed": 0,
+    }
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
 
@@ -164,7 +164,7 @@ def test_bad_pairs_csv(tmp_path: Path) -> None:
     assert len(PairList.from_csv(good)) == 2
     missing = tmp_path / "missing.csv"
     missing.write_text(f"{files[0]},{tmp_path / 'gone.png'},1\n")
-    with pytest.raises(DataError, match="gone.png"):
+    with pytest.raises(DataError, match=r"gone\.png"):
         PairList.from_csv(missing)
     bad_label = tmp_path / "label.csv"
     bad_label.write_text(f"{files[0]},{files[1]},maybe\n")
