@@ -27,8 +27,10 @@ from lookalike.errors import (
 
 if TYPE_CHECKING:
     from lookalike.backbones import build_backbone, list_backbones
+    from lookalike.engine import Embedder, OnnxEmbedder, TorchEmbedder, load_embedder
     from lookalike.head import PairHead
     from lookalike.images import load_image
+    from lookalike.loader import EmbedResult, embed_paths
     from lookalike.losses import ContrastiveLoss, PairBCELoss, TripletMarginLoss
     from lookalike.model import SiameseModel
     from lookalike.preprocess import Preprocess
@@ -42,6 +44,12 @@ _LAZY = {
     "compare": "lookalike.scoring",
     "Comparison": "lookalike.scoring",
     "embed_files": "lookalike.scoring",
+    "Embedder": "lookalike.engine",
+    "OnnxEmbedder": "lookalike.engine",
+    "TorchEmbedder": "lookalike.engine",
+    "load_embedder": "lookalike.engine",
+    "EmbedResult": "lookalike.loader",
+    "embed_paths": "lookalike.loader",
     "build_backbone": "lookalike.backbones",
     "list_backbones": "lookalike.backbones",
     "ContrastiveLoss": "lookalike.losses",
@@ -54,20 +62,26 @@ __all__ = [
     "Comparison",
     "ContrastiveLoss",
     "DataError",
+    "EmbedResult",
+    "Embedder",
     "ImageError",
     "LookalikeError",
     "ModelFolderError",
+    "OnnxEmbedder",
     "PairBCELoss",
     "PairHead",
     "Preprocess",
     "SiameseModel",
+    "TorchEmbedder",
     "TripletMarginLoss",
     "WeightsError",
     "__version__",
     "build_backbone",
     "compare",
     "embed_files",
+    "embed_paths",
     "list_backbones",
+    "load_embedder",
     "load_image",
 ]
 

@@ -60,6 +60,31 @@ def _load_model(args: argparse.Namespace) -> Any:
     return model.to_device(args.device)
 
 
+def _add_engine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "torch", "onnx"],
+        help="inference engine: auto (ONNX Runtime on CPU, its export cached; torch on CUDA)",
+    )
+
+
+def _load_embedder(args: argparse.Namespace) -> Any:
+    """The model as an inference engine (ONNX Runtime on CPU never imports torch when warm)."""
+    from lookalike.engine import load_embedder
+
+    return load_embedder(
+        args.model,
+        backbone=args.backbone,
+        pretrained=False if args.no_pretrained else None,
+        weights_file=args.weights,
+        image_size=args.image_size,
+        engine=args.engine,
+        device=args.device,
+        threads=args.threads,
+    )
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -85,7 +110,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise LookalikeError("give either two images or --pairs CSV, not both")
         if not args.out:
             raise LookalikeError("--pairs needs --out SCORES.csv")
-        model = _load_model(args)
+        model = _load_embedder(args)
         scores = scoring.score_pairs(model, args.pairs, batch_size=args.batch_size)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +140,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     if len(args.images) != 2:
         raise LookalikeError("compare needs exactly two images (or --pairs CSV --out SCORES.csv)")
-    model = _load_model(args)
+    model = _load_embedder(args)
     result = scoring.compare(args.images[0], args.images[1], model)
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -137,7 +162,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         )
     if not paths:
         raise LookalikeError("no images to embed")
-    model = _load_model(args)
+    model = _load_embedder(args)
     embedded, skipped = scoring.embed_files(
         model, paths, batch_size=args.batch_size, progress=sys.stderr.isatty()
     )
@@ -378,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     _add_model(p)
     _add_runtime(p)
+    _add_engine(p)
     p.set_defaults(handler=cmd_compare)
 
     p = sub.add_parser("embed", help="embed images into an .npz or .parquet file")
@@ -388,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     _add_model(p)
     _add_runtime(p)
+    _add_engine(p)
     p.set_defaults(handler=cmd_embed)
 
     p = sub.add_parser("backbones", help="list backbones and whether their weights are offline")
@@ -466,6 +493,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _add_runtime(p)
     p.set_defaults(handler=cmd_demo)
+
+    from lookalike.commands import evaluate
+
+    evaluate.register(sub, _add_runtime)
+
+    from lookalike.commands import serve
+
+    serve.register(sub, _add_runtime)
+
+    from lookalike.commands import explain as explain_command
+    from lookalike.commands import map as map_command
+
+    explain_command.register(sub, _add_runtime, _add_model)
+    map_command.register(sub, _add_runtime, _add_model)
     return parser
 
 

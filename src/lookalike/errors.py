@@ -43,3 +43,8 @@ class ModelFolderError(LookalikeError):
 
 class DataError(LookalikeError):
     """Input data (CSV files, folders of images) is malformed or unusable."""
+
+
+class IndexFolderError(LookalikeError):
+    """An index folder is missing, damaged, locked by another update, or was built with a
+    different model than the one in use."""

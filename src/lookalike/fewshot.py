@@ -7,6 +7,7 @@ trains, full-batch, on the cached embeddings.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,9 @@ from lookalike.errors import DataError
 from lookalike.head import PairHead
 from lookalike.losses import PairBCELoss
 from lookalike.model import SiameseModel
+
+StepCallback = Callable[[int, int, float], None]
+"""Called after each training step with (step, total steps, loss); step counts from 1."""
 
 
 @dataclass(frozen=True)
@@ -54,11 +58,13 @@ def fit_head(
     lr: float = 1e-3,
     weight_decay: float = 1e-3,
     seed: int = 0,
+    on_step: StepCallback | None = None,
 ) -> list[float]:
     """Train a fresh :class:`PairHead` on embedding pairs (N, D), (N, D) with labels (N,) 1 = same.
 
     Full-batch Adam with binary cross-entropy; positives and negatives weighted equally.
-    The head is attached to ``model`` (replacing any previous one).
+    The head is attached to ``model`` (replacing any previous one). ``on_step`` (optional)
+    receives (step, steps, loss) after every step, for progress reports.
 
     Returns:
         The loss after each step.
@@ -79,13 +85,15 @@ def fit_head(
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     losses = []
     head.train()
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         # Both orders: the head sees |a - b| so this only matters for dropout noise.
         loss = loss_fn(head(a, b), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step, steps, losses[-1])
     head.eval()
     model.head = head.to(model.device)
     return losses
@@ -101,6 +109,7 @@ def train_head_on_pairs(
     steps: int = 300,
     lr: float = 1e-3,
     seed: int = 0,
+    on_step: StepCallback | None = None,
 ) -> HeadReport:
     """Embed the pairs' images once with the frozen model, train the head, report held-out accuracy.
 
@@ -110,6 +119,7 @@ def train_head_on_pairs(
         labels: 1 = same, 0 = different, shape (N,).
         holdout: Share of pairs held out for the report (stratified; 0 trains on all).
         steps, lr, seed: Optimisation settings.
+        on_step: Optional progress callback, see :func:`fit_head`.
 
     Returns:
         The report; ``model.thresholds["probability"]`` is set to 0.5.
@@ -129,7 +139,9 @@ def train_head_on_pairs(
                 test_mask[rng.choice(members, size=k, replace=False)] = True
     train = ~test_mask
     start = time.perf_counter()
-    losses = fit_head(model, ea[train], eb[train], y[train], steps=steps, lr=lr, seed=seed)
+    losses = fit_head(
+        model, ea[train], eb[train], y[train], steps=steps, lr=lr, seed=seed, on_step=on_step
+    )
     seconds = time.perf_counter() - start
     return _report(model, ea, eb, y, train, test_mask, losses, seconds)
 

@@ -74,6 +74,27 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return config
 
 
+def update_config(
+    path: str | os.PathLike[str],
+    *,
+    thresholds: dict[str, float] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Merge thresholds and metrics into a model folder's ``config.json``; weights untouched.
+
+    Returns:
+        The updated config.
+
+    Raises:
+        ModelFolderError: ``path`` is not a model folder.
+    """
+    config = read_config(path)
+    config["thresholds"] = {**config.get("thresholds", {}), **(thresholds or {})}
+    config["metrics"] = {**config.get("metrics", {}), **(metrics or {})}
+    write_json_atomic(Path(path) / CONFIG_FILE, config)
+    return config
+
+
 def _provenance(model: SiameseModel) -> dict[str, Any]:
     import torch
 

@@ -132,3 +132,65 @@ def plot_embedding_map(
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    plt = _pyplot()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def plot_roc(
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "ROC",
+) -> Path:
+    """ROC curves on a log FAR axis.
+
+    Args:
+        curves: Name -> (FAR (T,), TAR (T,), AUC), one line each.
+        path: The PNG to write.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=110)
+    for name, (far, tar, auc) in curves.items():
+        ax.plot(np.clip(far, 1e-4, 1), tar, label=f"{name} (AUC {auc:.3f})")
+    ax.set_xscale("log")
+    ax.set_xlim(1e-4, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false accept rate (FAR)")
+    ax.set_ylabel("true accept rate (TAR)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_score_histograms(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    threshold: float | None = None,
+    xlabel: str = "cosine similarity",
+    title: str = "Pair scores",
+) -> Path:
+    """Histograms of same-identity and different-identity pair scores (P,), threshold marked."""
+    plt = _pyplot()
+    s, y = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(bool)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    bins = np.linspace(float(s.min()), float(s.max()) + 1e-9, 40)
+    ax.hist(s[y], bins=bins, alpha=0.6, color="tab:green", label=f"same ({int(y.sum())})")
+    ax.hist(s[~y], bins=bins, alpha=0.6, color="tab:red", label=f"different ({int((~y).sum())})")
+    if threshold is not None:
+        ax.axvline(threshold, color="black", ls="--", label=f"threshold {threshold:.4f}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("pairs")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

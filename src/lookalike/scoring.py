@@ -1,6 +1,8 @@
 """Comparing images: one pair, many pairs from a CSV, and embedding many files.
 
-These are the library functions behind ``lookalike compare`` and ``lookalike embed``.
+These are the library functions behind ``lookalike compare`` and ``lookalike embed``. They
+take any :class:`~lookalike.engine.Embedder` (an ONNX or torch engine, or a
+:class:`~lookalike.model.SiameseModel`) and never import torch themselves.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import numpy as np
 
 from lookalike.data.pairs import read_pairs_csv
 from lookalike.distances import cosine_similarity, euclidean_distance
-from lookalike.errors import DataError, ImageError
+from lookalike.engine import Embedder
+from lookalike.errors import DataError
 from lookalike.images import ImageSource
-from lookalike.model import SiameseModel
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class Comparison:
 
 
 def decide(
-    model: SiameseModel, cosine: float, euclidean: float, probability: float | None
+    model: Embedder, cosine: float, euclidean: float, probability: float | None
 ) -> tuple[bool | None, float | None, str | None]:
     """Apply the model's calibrated threshold, preferring the head's probability when present.
 
@@ -63,7 +65,7 @@ def decide(
     return None, None, None
 
 
-def _comparison(model: SiameseModel, ea: np.ndarray, eb: np.ndarray) -> list[Comparison]:
+def _comparison(model: Embedder, ea: np.ndarray, eb: np.ndarray) -> list[Comparison]:
     cos = np.atleast_1d(cosine_similarity(ea, eb))
     dist = np.atleast_1d(euclidean_distance(ea, eb))
     prob = model.pair_probability(ea, eb)
@@ -75,13 +77,14 @@ def _comparison(model: SiameseModel, ea: np.ndarray, eb: np.ndarray) -> list[Com
     return out
 
 
-def compare(a: ImageSource, b: ImageSource, model: SiameseModel | None = None) -> Comparison:
+def compare(a: ImageSource, b: ImageSource, model: Embedder | None = None) -> Comparison:
     """Compare two images with a Siamese model.
 
     Args:
         a, b: Paths, bytes, PIL images or arrays.
-        model: The model; ``None`` builds the default pretrained backbone (slow: build one
-            with :meth:`SiameseModel.create` and pass it when comparing many images).
+        model: Any :class:`~lookalike.engine.Embedder`; ``None`` loads the default
+            pretrained backbone with :func:`~lookalike.engine.load_embedder` (ONNX Runtime
+            on CPU once its export is cached; load one and pass it when comparing many).
 
     Returns:
         The comparison.
@@ -89,7 +92,10 @@ def compare(a: ImageSource, b: ImageSource, model: SiameseModel | None = None) -
     Raises:
         ImageError: Either image cannot be read.
     """
-    model = model if model is not None else SiameseModel.create()
+    if model is None:
+        from lookalike.engine import load_embedder
+
+        model = load_embedder()
     emb = model.embed([a, b])
     return _comparison(model, emb[:1], emb[1:])[0]
 
@@ -112,7 +118,7 @@ class PairScores:
 
 
 def score_pairs(
-    model: SiameseModel, pairs_csv: str | os.PathLike[str], *, batch_size: int = 32
+    model: Embedder, pairs_csv: str | os.PathLike[str], *, batch_size: int = 32
 ) -> PairScores:
     """Score every pair in a CSV, embedding each distinct image once.
 
@@ -149,40 +155,31 @@ class Embedded:
 
 
 def embed_files(
-    model: SiameseModel,
+    model: Embedder,
     paths: Sequence[str | os.PathLike[str]],
     *,
     batch_size: int = 32,
     progress: bool = False,
+    workers: int | None = None,
 ) -> tuple[Embedded, dict[str, str]]:
     """Embed files, skipping (and reporting) the unreadable ones.
+
+    Decoding runs in parallel with inference (:func:`lookalike.loader.embed_paths`).
+
+    Args:
+        model: Any :class:`~lookalike.engine.Embedder`.
+        paths: Image files.
+        batch_size: Images per forward pass.
+        progress: Show a progress bar with images/s (on a terminal only).
+        workers: Decode threads (``None``: the loader's default).
 
     Returns:
         (embedded files, {path: reason} for the skipped ones).
     """
-    from tqdm import tqdm
+    from lookalike.loader import embed_paths
 
-    good: list[str] = []
-    arrays: list[np.ndarray] = []
-    failed: dict[str, str] = {}
-    chunks: list[np.ndarray] = []
-    names = [str(p) for p in paths]
-    bar = tqdm(total=len(names), unit="img", disable=not progress, leave=False)
-    for name in names:
-        try:
-            arrays.append(model.preprocess.load(name))
-            good.append(name)
-        except ImageError as exc:
-            failed[name] = str(exc)
-        bar.update(1)
-        if len(arrays) == batch_size:
-            chunks.append(model.embed(np.stack(arrays), batch_size=batch_size))
-            arrays = []
-    bar.close()
-    if arrays:
-        chunks.append(model.embed(np.stack(arrays), batch_size=batch_size))
-    matrix = np.concatenate(chunks) if chunks else np.zeros((0, model.embedding_dim), np.float32)
-    return Embedded(good, matrix), failed
+    result = embed_paths(model, paths, batch_size=batch_size, workers=workers, progress=progress)
+    return Embedded(result.paths, result.embeddings), dict(result.failures)
 
 
 def save_embeddings(

@@ -1,0 +1,214 @@
+"""Inference engines and the pipelined loader.
+
+(a) Model-only throughput of the default ``mobilenet_v2`` at 224 px, batch 32: PyTorch eager
+    versus ONNX Runtime, same weights, same process, interleaved rounds.
+(b) End to end: ~1-megapixel JPEGs (quality 90, generated from scikit-image's sample photos:
+    cropped, resized, brightness-jittered and noised) through the pipelined loader with the
+    ONNX engine, versus the same engine's model-only throughput at the same batch size; with
+    JPEG draft mode and without, plus the sequential decode-then-embed loop for context.
+(c) Cold ``lookalike compare`` of two sample photos with the ONNX cache warm, versus
+    ``python -c 'import onnxruntime, numpy'`` and ``python -c 'import torch'`` (and the same
+    compare with ``--engine torch``), medians of interleaved runs.
+
+Run: ``bash scripts/dev run python benchmarks/bench_engine.py`` (about 2 minutes on 2 cores).
+Writes the ``bench_engine`` section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from _report import write_section
+
+
+def make_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    """Write ``n`` distinct ~1-megapixel (1152×864) JPEGs, quality 90."""
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    names = ["astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "camera"]
+    sources = []
+    for name in names:
+        image = getattr(data, name)()
+        sources.append(np.stack([image] * 3, -1) if image.ndim == 2 else image[..., :3])
+    paths = []
+    for i in range(n):
+        src = sources[i % len(sources)]
+        h, w = src.shape[:2]
+        ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        crop = Image.fromarray(src[y : y + ch, x : x + cw])
+        big = np.asarray(crop.resize((1152, 864), Image.Resampling.BICUBIC), dtype=np.float32)
+        big = big * rng.uniform(0.8, 1.2) + rng.normal(0.0, 4.0, big.shape)
+        if rng.random() < 0.5:
+            big = big[:, ::-1]
+        path = folder / f"photo{i:03d}.jpg"
+        Image.fromarray(np.clip(big, 0, 255).astype(np.uint8)).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def rate(n: int, fn: Callable[[], object]) -> float:
+    """Items per second of one call of ``fn`` that handles ``n`` items."""
+    start = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - start)
+
+
+def wall(cmd: list[str], env: dict[str, str]) -> float:
+    """Seconds one subprocess takes, start to exit (it must succeed)."""
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--photos", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    bs = args.batch_size
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
+    os.environ["LOOKALIKE_CACHE"] = str(tmp / "cache")
+    import torch
+
+    from lookalike.engine import OnnxEmbedder, TorchEmbedder, load_embedder
+    from lookalike.loader import default_workers, embed_paths
+    from lookalike.model import SiameseModel
+    from lookalike.samples import sample_paths
+
+    # (a) model only -----------------------------------------------------------------------
+    model = SiameseModel.create()
+    eager = TorchEmbedder(model)
+    onnx = load_embedder(device="cpu")  # exports into the temporary cache
+    assert isinstance(onnx, OnnxEmbedder)
+    batch = np.random.default_rng(0).standard_normal((3 * bs, 3, 224, 224)).astype(np.float32)
+    eager.embed(batch[:bs])
+    onnx.embed(batch[:bs])
+    torch_rates, ort_rates = [], []
+    for _ in range(args.rounds):
+        torch_rates.append(rate(len(batch), lambda: eager.embed(batch, batch_size=bs)))
+        ort_rates.append(rate(len(batch), lambda: onnx.embed(batch, batch_size=bs)))
+    torch_ips, ort_ips = statistics.median(torch_rates), statistics.median(ort_rates)
+
+    # (b) end to end -----------------------------------------------------------------------
+    photos = make_photos(tmp, args.photos)
+    pixels = Image.open(photos[0]).size
+    mb = sum(p.stat().st_size for p in photos) / len(photos) / 1e6
+    big = np.random.default_rng(1).standard_normal((len(photos), 3, 224, 224))
+    big = big.astype(np.float32)
+
+    def sequential() -> None:
+        arrays = [onnx.preprocess.load(p) for p in photos]
+        for start in range(0, len(arrays), bs):
+            onnx.embed(np.stack(arrays[start : start + bs]), batch_size=bs)
+
+    runs: dict[str, Callable[[], object]] = {
+        "model only (preprocessed arrays)": lambda: onnx.embed(big, batch_size=bs),
+        "pipelined loader, draft mode": lambda: embed_paths(onnx, photos, progress=False),
+        "pipelined loader, full decode": lambda: embed_paths(
+            onnx, photos, progress=False, draft=False
+        ),
+        "sequential decode then embed, draft mode": sequential,
+    }
+    e2e: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, fn in runs.items():
+            e2e[name].append(rate(len(photos), fn))
+    e2e_med = {name: statistics.median(v) for name, v in e2e.items()}
+    base = e2e_med["model only (preprocessed arrays)"]
+
+    # (c) cold start -----------------------------------------------------------------------
+    samples = sample_paths()
+    env = dict(os.environ)
+    py = sys.executable
+    pair = [str(samples["chelsea"]), str(samples["coffee"])]
+    commands = {
+        "python -c 'import onnxruntime, numpy'": [py, "-c", "import onnxruntime, numpy"],
+        "python -c 'import torch'": [py, "-c", "import torch"],
+        "lookalike compare (ONNX cache warm)": [py, "-m", "lookalike", "compare", *pair],
+        "lookalike compare --engine torch": [
+            py,
+            "-m",
+            "lookalike",
+            "compare",
+            *pair,
+            "--engine",
+            "torch",
+        ],
+    }
+    check = (
+        "import sys; from lookalike.cli import main; "
+        f"main(['compare', {pair[0]!r}, {pair[1]!r}]); print('torch' in sys.modules)"
+    )
+    torch_loaded = subprocess.run(
+        [py, "-c", check], check=True, capture_output=True, text=True, env=env
+    ).stdout.split()[-1]
+    for cmd in commands.values():  # warm the file cache once
+        wall(cmd, env)
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(args.repeats):  # interleaved, so drift hits every command alike
+        for name, cmd in commands.items():
+            times[name].append(wall(cmd, env))
+    med = {name: statistics.median(v) for name, v in times.items()}
+    warm = med["lookalike compare (ONNX cache warm)"]
+
+    e2e_rows = "\n".join(
+        f"| {name} | {e2e_med[name]:.1f} | {e2e_med[name] / base:.2f} |" for name in runs
+    )
+    cold_rows = "\n".join(
+        f"| {name} | {med[name]:.2f} | {min(times[name]):.2f} | {max(times[name]):.2f} |"
+        for name in commands
+    )
+    body = f"""
+**(a) Model only**, default `mobilenet_v2` at 224 px, batch {bs}, {len(batch)} preprocessed
+images, median of {args.rounds} interleaved rounds (torch {torch.get_num_threads()} threads,
+ONNX Runtime default threads):
+
+| engine | images/s | ratio |
+|---|---|---|
+| PyTorch eager | {torch_ips:.1f} | 1.00 |
+| ONNX Runtime (CPU) | {ort_ips:.1f} | **{ort_ips / torch_ips:.2f}** |
+
+**(b) End to end**, {len(photos)} JPEGs of {pixels[0]}×{pixels[1]} px (quality 90, mean
+{mb:.2f} MB), ONNX engine, batch {bs}, {default_workers()} decode threads, median of
+{args.rounds} interleaved rounds; ratio against the same engine's model-only throughput
+(target ≥ 0.85 for the pipelined loader):
+
+| run | images/s | ratio to model only |
+|---|---|---|
+{e2e_rows}
+
+**(c) Cold start** with the ONNX export cached (median of {args.repeats} interleaved runs,
+seconds; the warm compare imported torch: **{torch_loaded}**):
+
+| command | median | min | max |
+|---|---|---|---|
+{cold_rows}
+
+- Cold `lookalike compare` on CPU: **{warm:.2f} s** (target ≤ 1 s),
+  {warm - med["python -c 'import onnxruntime, numpy'"]:.2f} s more than importing
+  onnxruntime and numpy, {med["python -c 'import torch'"] / warm:.1f}× faster than
+  `import torch` alone and {med["lookalike compare --engine torch"] / warm:.1f}× faster than
+  the same compare in torch.
+"""
+    write_section("bench_engine", "Inference engines and the pipelined loader", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Labelled image pairs kept on disk, so they survive a restart of ``lookalike serve``.
+
+Layout of the data folder::
+
+    DATA_DIR/
+      images/<sha256>.<ext>   every uploaded image once, named by the hash of its bytes
+      pairs.sqlite3           one row per labelled pair (SQLite: each write is a transaction)
+
+Images are written through a temporary file and a rename, so a crash never leaves a
+half-written image under its final name; SQLite makes each pair insert or delete atomic.
+An image file is removed when the last pair that uses it is deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Label = Literal["same", "different"]
+Side = Literal["a", "b"]
+
+MEDIA_TYPES: dict[str, tuple[str, str]] = {
+    "PNG": ("image/png", ".png"),
+    "JPEG": ("image/jpeg", ".jpg"),
+    "GIF": ("image/gif", ".gif"),
+    "WEBP": ("image/webp", ".webp"),
+    "BMP": ("image/bmp", ".bmp"),
+    "TIFF": ("image/tiff", ".tif"),
+}
+"""PIL format name → (media type, file suffix) for the formats browsers can show."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pairs (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    label TEXT NOT NULL CHECK (label IN ('same', 'different')),
+    a_file TEXT NOT NULL,
+    b_file TEXT NOT NULL,
+    a_name TEXT NOT NULL,
+    b_name TEXT NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """An uploaded image as the store keeps it.
+
+    Attributes:
+        data: The encoded bytes, exactly as uploaded.
+        name: The file name the client gave (for display only; never used as a path).
+        format: The PIL format found by decoding it (``"PNG"``, ``"JPEG"``, ...).
+    """
+
+    data: bytes
+    name: str
+    format: str
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One labelled pair.
+
+    Attributes:
+        id: Stable identifier (32 hex digits).
+        created: Unix time it was added.
+        label: ``"same"`` or ``"different"``.
+        a_file, b_file: Image file names inside ``DATA_DIR/images``.
+        a_name, b_name: The names the client uploaded them under.
+    """
+
+    id: str
+    created: float
+    label: Label
+    a_file: str
+    b_file: str
+    a_name: str
+    b_name: str
+
+
+class PairStore:
+    """Labelled pairs and their images in a data folder; safe to use from many threads.
+
+    Args:
+        root: The data folder (created when missing).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.images = self.root / "images"
+        self.images.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.root / "pairs.sqlite3"
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.execute(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.db_path, timeout=30.0)
+        try:
+            with db:  # commits on success, rolls back on an exception
+                yield db
+        finally:
+            db.close()
+
+    def _write_image(self, image: StoredImage) -> str:
+        suffix = MEDIA_TYPES.get(image.format, ("", ".img"))[1]
+        name = hashlib.sha256(image.data).hexdigest() + suffix
+        target = self.images / name
+        if not target.exists():
+            fd, tmp = tempfile.mkstemp(dir=self.images, prefix=".upload.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(image.data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            Path(tmp).replace(target)
+        return name
+
+    def add(self, a: StoredImage, b: StoredImage, label: Label) -> Pair:
+        """Store both images (once each, by content) and the labelled pair.
+
+        Returns:
+            The new pair.
+        """
+        with self._lock:
+            pair = Pair(
+                id=uuid.uuid4().hex,
+                created=time.time(),
+                label=label,
+                a_file=self._write_image(a),
+                b_file=self._write_image(b),
+                a_name=_display_name(a.name),
+                b_name=_display_name(b.name),
+            )
+            with self._connect() as db:
+                db.execute(
+                    "INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        pair.id,
+                        pair.created,
+                        pair.label,
+                        pair.a_file,
+                        pair.b_file,
+                        pair.a_name,
+                        pair.b_name,
+                    ),
+                )
+        return pair
+
+    def list(self) -> list[Pair]:
+        """Every pair, oldest first."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT id, created, label, a_file, b_file, a_name, b_name FROM pairs "
+                "ORDER BY created, id"
+            ).fetchall()
+        return [Pair(*row) for row in rows]
+
+    def get(self, pair_id: str) -> Pair | None:
+        """The pair with this id, or ``None``."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT id, created, label, a_file, b_file, a_name, b_name FROM pairs WHERE id = ?",
+                (pair_id,),
+            ).fetchone()
+        return None if row is None else Pair(*row)
+
+    def delete(self, pair_id: str) -> bool:
+        """Delete a pair, and its images when no other pair uses them.
+
+        Returns:
+            Whether the pair existed.
+        """
+        with self._lock:
+            pair = self.get(pair_id)
+            if pair is None:
+                return False
+            with self._connect() as db:
+                db.execute("DELETE FROM pairs WHERE id = ?", (pair_id,))
+                used = {
+                    name
+                    for row in db.execute("SELECT a_file, b_file FROM pairs").fetchall()
+                    for name in row
+                }
+            for name in {pair.a_file, pair.b_file} - used:
+                (self.images / name).unlink(missing_ok=True)
+        return True
+
+    def image_path(self, pair: Pair, side: Side) -> Path:
+        """The stored file of one side of a pair."""
+        return self.images / (pair.a_file if side == "a" else pair.b_file)
+
+    def __len__(self) -> int:
+        with self._connect() as db:
+            count: int = db.execute("SELECT COUNT(*) FROM pairs").fetchone()[0]
+        return count
+
+
+def media_type(file_name: str) -> str:
+    """The media type of a stored image file, from the suffix the store gave it."""
+    suffix = Path(file_name).suffix
+    for media, known in MEDIA_TYPES.values():
+        if known == suffix:
+            return media
+    return "application/octet-stream"
+
+
+def _display_name(name: str) -> str:
+    """Keep the last path component of a client-supplied name, printable and short."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(ch for ch in base if ch.isprintable())
+    return cleaned[:120] or "image"

@@ -1,0 +1,411 @@
+"""The REST endpoints of ``lookalike serve`` (all under ``/api``).
+
+Every endpoint is a plain ``def``: FastAPI runs it in its threadpool, so slow work (decoding,
+inference, training set-up) never blocks the event loop. Inference goes through the
+state's :class:`~lookalike.server.batcher.EmbedBatcher`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Literal
+from urllib.parse import quote
+
+import numpy as np
+from fastapi import APIRouter, Body, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, Response
+
+from lookalike._version import __version__
+from lookalike.distances import cosine_similarity, euclidean_distance
+from lookalike.errors import ImageError, LookalikeError
+from lookalike.images import load_image
+from lookalike.model import SiameseModel
+from lookalike.scoring import decide
+from lookalike.server import imaging
+from lookalike.server.jobs import JobRunningError, JobSnapshot
+from lookalike.server.pairs_store import Pair, StoredImage, media_type
+from lookalike.server.schemas import (
+    CompareResponse,
+    ErrorResponse,
+    ExplainResponse,
+    Health,
+    Heatmap,
+    JobCreated,
+    JobInfo,
+    PairInfo,
+    PairList,
+    SearchHit,
+    SearchResponse,
+    TrainRequest,
+)
+from lookalike.server.search import IndexService
+from lookalike.server.state import ServerState
+from lookalike.server.uploads import MAX_PIXELS, Upload, read_image
+
+log = logging.getLogger("lookalike.server")
+
+router = APIRouter(prefix="/api")
+
+SMALL_MODEL_PIXELS = 64 * 64
+
+
+def get_state(request: Request) -> ServerState:
+    """The server state the app was created with."""
+    state: ServerState = request.app.state.lookalike
+    return state
+
+
+def get_upload_limit(request: Request) -> int:
+    """The per-image upload limit in bytes."""
+    limit: int = request.app.state.max_upload_bytes
+    return limit
+
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+LimitDep = Annotated[int, Depends(get_upload_limit)]
+ImageA = Annotated[UploadFile, File(description="Image A")]
+ImageB = Annotated[UploadFile, File(description="Image B")]
+
+_IMAGE_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorResponse, "description": "Empty upload or bad request"},
+    413: {"model": ErrorResponse, "description": "Upload larger than the limit"},
+    415: {"model": ErrorResponse, "description": "Not an image"},
+    422: {"model": ErrorResponse, "description": "Missing field or undecodable image"},
+}
+
+
+def _scores(model: SiameseModel, emb: np.ndarray) -> CompareResponse:
+    cos = float(cosine_similarity(emb[0], emb[1]))
+    dist = float(euclidean_distance(emb[0], emb[1]))
+    prob_array = model.pair_probability(emb[:1], emb[1:])
+    prob = None if prob_array is None else float(prob_array[0])
+    same, threshold, metric = decide(model, cos, dist, prob)
+    return CompareResponse(
+        cosine=cos, euclidean=dist, probability=prob, same=same, threshold=threshold, metric=metric
+    )
+
+
+def _embed(state: ServerState, model: SiameseModel, *uploads: Upload) -> np.ndarray:
+    arrays = np.stack([model.preprocess.image_to_array(u.image) for u in uploads])
+    return state.batcher.embed(arrays)
+
+
+@router.get("/health", response_model=Health, summary="What the server runs")
+def health(state: StateDep, limit: LimitDep) -> Health:
+    """The model, whether it has a pair head, whether an index is loaded, the version."""
+    model = state.model
+    pre = model.preprocess
+    height, width = pre.input_size
+    return Health(
+        version=__version__,
+        model=state.name,
+        backbone=model.backbone_name,
+        engine="onnx" if state.engine == "onnx" else "torch",
+        embedding_dim=model.embedding_dim,
+        input_size=(height, width),
+        channels=pre.channels,
+        small_model=pre.channels == 1 and height * width <= SMALL_MODEL_PIXELS,
+        has_head=model.head is not None,
+        has_index=state.index is not None,
+        index_size=len(state.index) if state.index is not None else None,
+        explain_available=_explain_available(),
+        thresholds=dict(model.thresholds),
+        pairs=len(state.pairs),
+        training=state.jobs.busy,
+        max_upload_bytes=limit,
+    )
+
+
+@router.post(
+    "/compare",
+    response_model=CompareResponse,
+    responses=_IMAGE_ERRORS,
+    summary="Compare two images",
+)
+def compare(state: StateDep, limit: LimitDep, a: ImageA, b: ImageB) -> CompareResponse:
+    """Cosine similarity, euclidean distance, P(same) (with a pair head) and the decision."""
+    ua, ub = read_image(a, "a", limit), read_image(b, "b", limit)
+    model = state.model
+    return _scores(model, _embed(state, model, ua, ub))
+
+
+def _explain_available() -> bool:
+    try:
+        import lookalike.explain  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@router.post(
+    "/explain",
+    response_model=ExplainResponse,
+    responses={**_IMAGE_ERRORS, 501: {"model": ErrorResponse, "description": "Unavailable"}},
+    summary="Compare two images and map where they differ",
+)
+def explain(
+    state: StateDep,
+    limit: LimitDep,
+    a: ImageA,
+    b: ImageB,
+    figure: Annotated[bool, Query(description="Also render the side-by-side figure")] = True,
+) -> ExplainResponse:
+    """The scores plus heatmaps (PNG, base64): one overlay per image (green agrees, red
+    differs) and the side-by-side figure."""
+    ua, ub = read_image(a, "a", limit), read_image(b, "b", limit)
+    try:
+        from lookalike.explain import explain as run_explain
+    except ImportError as exc:
+        raise HTTPException(501, "explanations are not available in this build") from exc
+    model = state.model
+    result = run_explain(ua.image, ub.image, model)
+    same, threshold, metric = decide(model, result.cosine, result.euclidean, result.probability)
+    scores = CompareResponse(
+        cosine=result.cosine,
+        euclidean=result.euclidean,
+        probability=result.probability,
+        same=same,
+        threshold=threshold,
+        metric=metric,
+    )
+    heatmaps = [
+        Heatmap(name=side, png_base64=imaging.png_base64(imaging.heat_overlay(up.image, heat)))
+        for side, up, heat in (("a", ua, result.heatmap_a), ("b", ub, result.heatmap_b))
+    ]
+    if not figure:
+        return ExplainResponse(**scores.model_dump(), heatmaps=heatmaps)
+    try:
+        with state.render_lock:
+            rendered = imaging.explanation_figure(result, ua.image, ub.image)
+        heatmaps.append(Heatmap(name="figure", png_base64=imaging.png_base64(rendered)))
+    except LookalikeError as exc:  # matplotlib missing: the overlays still come back
+        log.warning("explanation figure not rendered: %s", exc)
+    return ExplainResponse(**scores.model_dump(), heatmaps=heatmaps)
+
+
+# -- search -------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    responses={**_IMAGE_ERRORS, 409: {"model": ErrorResponse, "description": "No index loaded"}},
+    summary="Find the indexed images closest to one image",
+)
+def search(
+    state: StateDep,
+    limit: LimitDep,
+    image: Annotated[UploadFile, File(description="The query image")],
+    k: Annotated[int, Form(ge=1, le=100, description="How many hits")] = 12,
+) -> SearchResponse:
+    """The ``k`` closest images of the loaded index (start the server with ``--index``)."""
+    index = _require_index(state)
+    upload = read_image(image, "image", limit)
+    model = state.model
+    vector = _embed(state, model, upload)[0]
+    hits = index.search(vector, k)
+    return SearchResponse(
+        hits=[
+            SearchHit(path=h.path, score=h.score, url=f"/api/index/image?path={quote(h.path)}")
+            for h in hits
+        ]
+    )
+
+
+def _require_index(state: ServerState) -> IndexService:
+    if state.index is None:
+        raise HTTPException(409, "no index loaded: start the server with --index INDEX_DIR")
+    return state.index
+
+
+@router.get(
+    "/index/image",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "A JPEG thumbnail"},
+        404: {"model": ErrorResponse, "description": "Not an indexed image"},
+        409: {"model": ErrorResponse, "description": "No index loaded"},
+    },
+    summary="A thumbnail of an indexed image",
+)
+def index_image(
+    state: StateDep,
+    path: Annotated[str, Query(description="The path as a search hit gives it")],
+    size: Annotated[int, Query(ge=16, le=1024, description="Longest side in pixels")] = 256,
+) -> Response:
+    """Only files the index holds, inside its root folder, are served."""
+    index = _require_index(state)
+    file = index.file(path)
+    if file is None:
+        raise HTTPException(404, f"{path!r} is not an image of the loaded index")
+    try:
+        image = load_image(file, max_pixels=MAX_PIXELS)
+    except ImageError as exc:
+        raise HTTPException(404, f"{path!r} cannot be read now: {exc.cause}") from exc
+    return Response(
+        imaging.thumbnail_jpeg(image, size),
+        media_type="image/jpeg",
+        headers={"Cache-Control": "private, max-age=300"},
+    )
+
+
+# -- labelled pairs ------------------------------------------------------------------------------
+
+
+def _pair_info(pair: Pair) -> PairInfo:
+    return PairInfo(
+        id=pair.id,
+        label=pair.label,
+        created=pair.created,
+        a_name=pair.a_name,
+        b_name=pair.b_name,
+        a_url=f"/api/pairs/{pair.id}/image/a",
+        b_url=f"/api/pairs/{pair.id}/image/b",
+    )
+
+
+@router.post(
+    "/pairs",
+    response_model=PairInfo,
+    status_code=201,
+    responses=_IMAGE_ERRORS,
+    summary="Add a labelled pair",
+)
+def add_pair(
+    state: StateDep,
+    limit: LimitDep,
+    a: ImageA,
+    b: ImageB,
+    label: Annotated[Literal["same", "different"], Form(description="same or different")],
+) -> PairInfo:
+    """Store both images (by content hash) and the label; pairs survive a restart."""
+    ua, ub = read_image(a, "a", limit), read_image(b, "b", limit)
+    pair = state.pairs.add(
+        StoredImage(ua.data, ua.name, ua.format), StoredImage(ub.data, ub.name, ub.format), label
+    )
+    return _pair_info(pair)
+
+
+@router.get("/pairs", response_model=PairList, summary="List the labelled pairs")
+def list_pairs(state: StateDep) -> PairList:
+    """Every labelled pair, oldest first, with counts per label."""
+    pairs = state.pairs.list()
+    same = sum(p.label == "same" for p in pairs)
+    return PairList(pairs=[_pair_info(p) for p in pairs], same=same, different=len(pairs) - same)
+
+
+PairId = Annotated[str, PathParam(description="The pair's id")]
+
+
+@router.delete(
+    "/pairs/{pair_id}",
+    status_code=204,
+    response_class=Response,
+    responses={404: {"model": ErrorResponse, "description": "Unknown pair"}},
+    summary="Delete a labelled pair",
+)
+def delete_pair(state: StateDep, pair_id: PairId) -> Response:
+    """Delete the pair (and its images when no other pair uses them)."""
+    if not state.pairs.delete(pair_id):
+        raise HTTPException(404, f"no pair with id {pair_id!r}")
+    return Response(status_code=204)
+
+
+@router.get(
+    "/pairs/{pair_id}/image/{side}",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/*": {}}, "description": "The image as uploaded"},
+        404: {"model": ErrorResponse, "description": "Unknown pair"},
+    },
+    summary="One image of a labelled pair",
+)
+def pair_image(state: StateDep, pair_id: PairId, side: Literal["a", "b"]) -> FileResponse:
+    """The image exactly as it was uploaded."""
+    pair = state.pairs.get(pair_id)
+    if pair is None:
+        raise HTTPException(404, f"no pair with id {pair_id!r}")
+    path = state.pairs.image_path(pair, side)
+    if not path.is_file():
+        raise HTTPException(404, f"the image of pair {pair_id!r} is missing from the data folder")
+    return FileResponse(path, media_type=media_type(path.name))
+
+
+# -- head training -------------------------------------------------------------------------------
+
+
+@router.post(
+    "/train-head",
+    response_model=JobCreated,
+    status_code=202,
+    responses={
+        400: {"model": ErrorResponse, "description": "Too few pairs, or only one label"},
+        409: {"model": ErrorResponse, "description": "A training job is running"},
+    },
+    summary="Train the pair head on the labelled pairs",
+)
+def train_head(
+    state: StateDep, settings: Annotated[TrainRequest | None, Body()] = None
+) -> JobCreated:
+    """Starts a background job; poll ``GET /api/jobs/{id}``. When it succeeds, compare
+    answers with the new head's P(same) and its 0.5 threshold."""
+    settings = settings or TrainRequest()
+    try:
+        job = state.start_training(steps=settings.steps, lr=settings.lr)
+    except JobRunningError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return JobCreated(id=job.id, url=f"/api/jobs/{job.id}")
+
+
+def _job_info(snap: JobSnapshot) -> JobInfo:
+    return JobInfo(
+        id=snap.id,
+        state=snap.state,
+        phase=snap.phase,
+        step=snap.step,
+        total=snap.total,
+        loss=snap.loss,
+        started=snap.started,
+        finished=snap.finished,
+        error=snap.error,
+        **snap.result,
+    )
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobInfo,
+    responses={404: {"model": ErrorResponse, "description": "Unknown job"}},
+    summary="A job's state and progress",
+)
+def job(state: StateDep, job_id: str) -> JobInfo:
+    """State, step/total, loss; training and held-out accuracy once it succeeded."""
+    snap = state.jobs.get(job_id)
+    if snap is None:
+        raise HTTPException(404, f"no job with id {job_id!r}")
+    return _job_info(snap)
+
+
+@router.get(
+    "/head/download",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "A zipped model folder"},
+        409: {"model": ErrorResponse, "description": "No pair head yet"},
+    },
+    summary="Download the model with its trained head",
+)
+def download_head(state: StateDep) -> Response:
+    """A zip holding one model folder (``lookalike-model/``: config.json, model.safetensors).
+    A pretrained backbone is referenced by name and sha256, not stored. Unzip it and use
+    ``lookalike compare --model lookalike-model A B`` or ``SiameseModel.load``."""
+    model = state.model
+    if model.head is None:
+        raise HTTPException(409, "no pair head yet: label pairs and train one first")
+    data = imaging.model_zip(model, reference_backbone=state.reference_backbone)
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"Content-Disposition": 'attachment; filename="lookalike-model.zip"'},
+    )

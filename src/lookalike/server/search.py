@@ -1,0 +1,99 @@
+"""The loaded image index, used from one dedicated thread.
+
+:class:`lookalike.index.Index` holds a SQLite connection, which may only be used by the
+thread that opened it, and a FAISS structure; the API calls come from a threadpool. So the
+index is opened, searched and closed by one worker thread, and every call is handed to it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from lookalike.errors import IndexFolderError
+
+if TYPE_CHECKING:
+    from lookalike.index import Index
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Found:
+    """One search hit: the path relative to the index root, and the cosine similarity."""
+
+    path: str
+    score: float
+
+
+class IndexService:
+    """An open index served from its own thread.
+
+    Args:
+        index_dir: The index folder.
+        embedding_dim: The served model's embedding size (the index must match it).
+
+    Raises:
+        IndexFolderError: No index there, or one of another embedding size.
+        LookalikeError: FAISS is not installed.
+    """
+
+    def __init__(self, index_dir: str | os.PathLike[str], *, embedding_dim: int) -> None:
+        self.folder = Path(index_dir)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookalike-index")
+        try:
+            self._index: Index = self._call(lambda: _open(self.folder))
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            raise
+        self.root = self._index.root
+        if self._index.dim != embedding_dim:
+            self.close()
+            raise IndexFolderError(
+                f"{self.folder} holds {self._index.dim}-dimensional embeddings but the model "
+                f"makes {embedding_dim}: serve the model the index was built with"
+            )
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        return self._pool.submit(fn).result()
+
+    def __len__(self) -> int:
+        return self._call(lambda: len(self._index))
+
+    def search(self, vector: np.ndarray, k: int) -> list[Found]:
+        """The ``k`` indexed images closest to one embedding (D,), best first."""
+        hits = self._call(lambda: self._index.search(vector[None, :], k)[0])
+        return [Found(h.path, h.score) for h in hits]
+
+    def file(self, path: str) -> Path | None:
+        """The file of an indexed relative path, or ``None`` when it is not an indexed file
+        inside the index root (absolute paths, ``..`` and symbolic links leading out are
+        refused)."""
+        if not path or Path(path).is_absolute() or "\\" in path:
+            return None
+        if not self._call(lambda: path in self._index):
+            return None
+        root = self.root.resolve()
+        target = self._index.resolve(path).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            return None
+        return target
+
+    def close(self) -> None:
+        """Close the index and stop its thread."""
+        try:
+            self._call(self._index.close)
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def _open(folder: Path) -> Index:
+    from lookalike.index import Index
+
+    return Index.open(folder)

@@ -1,0 +1,427 @@
+"""FAISS structures for the persistent index: which kind, how to build, search and store one.
+
+The vectors are unit rows, so the inner product is the cosine similarity; every structure
+here uses ``METRIC_INNER_PRODUCT`` and every id is a 64-bit integer chosen by the caller.
+
+Three kinds:
+
+* ``"flat"`` — ``IndexIDMap2`` over ``IndexFlatIP``: exact search, removal supported. The
+  default below :attr:`VectorIndexConfig.ivf_threshold` vectors.
+* ``"ivf"`` — ``IndexIVFFlat`` with ``nlist ≈ 4·√N`` lists (at most ``N / 39``, so k-means has
+  the 39 points per centroid FAISS asks for), trained on a seeded sample; a query scans
+  ``nprobe`` lists. It stores the caller's ids itself and supports removal, so an index that
+  changes with the folder can be updated in place. The default above the threshold.
+* ``"hnsw"`` — ``IndexIDMap2`` over ``IndexHNSWFlat``: fast, but FAISS cannot remove from an
+  HNSW graph, so any removal or change rebuilds it from scratch. Only on request.
+
+Every structure is a derived artefact: the SQLite database of :mod:`lookalike.index` is the
+source of truth and can rebuild it at any time. Files are written atomically (a temporary file,
+``fsync``, ``os.replace``) under a name that carries the database generation they reflect and
+a digest of their bytes, so a stale, half-written or damaged file is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from lookalike.errors import IndexFolderError
+
+__all__ = [
+    "DEFAULT_IVF_THRESHOLD",
+    "KINDS",
+    "VectorIndexConfig",
+    "add",
+    "build",
+    "default_nprobe",
+    "fits",
+    "is_file_of",
+    "ivf_nlist",
+    "kind_of",
+    "range_search",
+    "read_file",
+    "remove",
+    "remove_files",
+    "require_faiss",
+    "search",
+    "write_file",
+]
+
+Kind = Literal["flat", "ivf", "hnsw"]
+KINDS: tuple[str, ...] = ("auto", "flat", "ivf", "hnsw")
+DEFAULT_IVF_THRESHOLD: int = 50_000
+"""With ``kind="auto"``, collections of at least this many vectors use IVF, smaller ones flat."""
+
+_FILE_RE = re.compile(r"^vectors-(?P<generation>[0-9a-z]+)-(?P<digest>[0-9a-f]{32})\.faiss$")
+_MIN_POINTS_PER_LIST = 39  # FAISS warns below this many training points per centroid.
+_MAX_TRAIN_PER_LIST = 256  # and subsamples above this many.
+
+FloatArray = npt.NDArray[np.float32]
+IdArray = npt.NDArray[np.int64]
+
+
+def require_faiss() -> ModuleType:
+    """Import FAISS, or explain how to install it.
+
+    Returns:
+        The ``faiss`` module.
+
+    Raises:
+        IndexFolderError: If FAISS is not installed.
+    """
+    try:
+        import faiss
+    except ImportError as exc:  # pragma: no cover - faiss is installed wherever tests run
+        raise IndexFolderError(
+            "the image index needs FAISS: pip install 'lookalike[index]' (faiss-cpu)"
+        ) from exc
+    return faiss
+
+
+@dataclass(frozen=True)
+class VectorIndexConfig:
+    """How the FAISS structure is chosen and searched (stored in the index's meta table).
+
+    Attributes:
+        kind: ``"auto"`` (flat below ``ivf_threshold`` vectors, IVF from there), ``"flat"``,
+            ``"ivf"`` or ``"hnsw"``.
+        ivf_threshold: Vector count from which ``"auto"`` switches to IVF.
+        nprobe: IVF lists scanned per query; ``None`` for :func:`default_nprobe`.
+        hnsw_m: HNSW graph degree.
+        ef_search: HNSW search breadth (raised to ``k`` when ``k`` is larger).
+    """
+
+    kind: str = "auto"
+    ivf_threshold: int = DEFAULT_IVF_THRESHOLD
+    nprobe: int | None = None
+    hnsw_m: int = 32
+    ef_search: int = 64
+
+    def __post_init__(self) -> None:
+        """Validate the fields.
+
+        Raises:
+            ValueError: If a field is out of range.
+        """
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.ivf_threshold < 1:
+            raise ValueError(f"ivf_threshold must be positive, not {self.ivf_threshold}")
+        if self.nprobe is not None and self.nprobe < 1:
+            raise ValueError(f"nprobe must be positive or None, not {self.nprobe}")
+        if self.hnsw_m < 4 or self.ef_search < 1:
+            raise ValueError("hnsw_m must be at least 4 and ef_search at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a JSON-serialisable dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VectorIndexConfig:
+        """Rebuild a config from :meth:`to_dict`'s output (unknown keys are ignored)."""
+        fields = ("kind", "ivf_threshold", "nprobe", "hnsw_m", "ef_search")
+        return cls(**{k: data[k] for k in fields if k in data})
+
+    def resolve(self, n: int) -> Kind:
+        """The concrete kind for ``n`` vectors (an empty IVF is flat: it cannot be trained).
+
+        Args:
+            n: Number of vectors.
+
+        Returns:
+            ``"flat"``, ``"ivf"`` or ``"hnsw"``.
+        """
+        if self.kind == "hnsw":
+            return "hnsw"
+        if self.kind == "ivf" or (self.kind == "auto" and n >= self.ivf_threshold):
+            return "ivf" if n > 0 else "flat"
+        return "flat"
+
+
+def ivf_nlist(n: int) -> int:
+    """Number of IVF lists for ``n`` vectors: about ``4·√n``, at most ``n / 39``, at least 1."""
+    return max(1, min(round(4 * math.sqrt(n)), n // _MIN_POINTS_PER_LIST))
+
+
+def default_nprobe(nlist: int) -> int:
+    """IVF lists scanned per query by default: an eighth of them, at least 8 (or all)."""
+    return min(nlist, max(8, math.ceil(nlist / 8)))
+
+
+def kind_of(index: Any) -> Kind:
+    """The kind of a structure built by :func:`build`."""
+    faiss = require_faiss()
+    if isinstance(index, faiss.IndexIVF):
+        return "ivf"
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
+    return "hnsw" if isinstance(inner, faiss.IndexHNSW) else "flat"
+
+
+def build(
+    ids: IdArray, vectors: FloatArray, dim: int, config: VectorIndexConfig, *, seed: int = 0
+) -> Any:
+    """Build a FAISS structure holding ``vectors`` under ``ids``.
+
+    Args:
+        ids: Ids (N,), int64, distinct.
+        vectors: Unit rows (N, dim), float32.
+        dim: Embedding size D.
+        config: Which kind (resolved for N with :meth:`VectorIndexConfig.resolve`).
+        seed: Seed of the IVF training sample.
+
+    Returns:
+        The FAISS index.
+    """
+    faiss = require_faiss()
+    n = len(ids)
+    kind = config.resolve(n)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(n, dim)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if kind == "ivf":
+        nlist = ivf_nlist(n)
+        index = faiss.index_factory(dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+        sample = vectors
+        if n > nlist * _MAX_TRAIN_PER_LIST:
+            rng = np.random.default_rng(seed)
+            sample = vectors[np.sort(rng.choice(n, nlist * _MAX_TRAIN_PER_LIST, replace=False))]
+        index.train(sample)
+    elif kind == "hnsw":
+        index = faiss.index_factory(
+            dim, f"IDMap2,HNSW{config.hnsw_m},Flat", faiss.METRIC_INNER_PRODUCT
+        )
+    else:
+        index = faiss.index_factory(dim, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
+    if n:
+        index.add_with_ids(vectors, ids)
+    return index
+
+
+def fits(index: Any, n: int, config: VectorIndexConfig) -> bool:
+    """Whether a structure still suits ``n`` vectors, or should be rebuilt.
+
+    It does not when the kind for ``n`` changed (``"auto"`` crossing its threshold) or an IVF's
+    list count is more than twice off :func:`ivf_nlist` (the collection grew or shrank about
+    fourfold since it was trained).
+
+    Args:
+        index: A structure from :func:`build`.
+        n: The number of vectors it holds or will hold.
+        config: The index's configuration.
+
+    Returns:
+        True when it can be kept.
+    """
+    kind = kind_of(index)
+    if kind != config.resolve(n):
+        return False
+    if kind == "ivf":
+        nlist = int(require_faiss().extract_index_ivf(index).nlist)
+        ideal = ivf_nlist(n)
+        return ideal <= 2 * nlist and nlist <= 2 * ideal
+    return True
+
+
+def add(index: Any, ids: IdArray, vectors: FloatArray) -> None:
+    """Add vectors (N, D) under ids (N,)."""
+    if len(ids):
+        index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+        )
+
+
+def remove(index: Any, ids: IdArray) -> bool:
+    """Remove ids from a structure.
+
+    Args:
+        index: A structure from :func:`build`.
+        ids: The ids to remove (absent ones are ignored).
+
+    Returns:
+        False when the structure cannot remove (HNSW) and must be rebuilt instead.
+    """
+    if not len(ids):
+        return True
+    if kind_of(index) == "hnsw":
+        return False
+    index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+    return True
+
+
+def search(
+    index: Any, queries: FloatArray, k: int, config: VectorIndexConfig
+) -> tuple[FloatArray, IdArray]:
+    """The ``k`` best inner products of each query.
+
+    When ``k`` is at least the number of vectors the search is exhaustive for every kind (IVF
+    probes all lists, HNSW is replaced by a brute-force scan), so every vector is returned.
+
+    Args:
+        index: A structure from :func:`build`.
+        queries: Unit rows (Q, D), float32.
+        k: Results per query, at least 1.
+        config: Search settings (``nprobe``, ``ef_search``).
+
+    Returns:
+        ``(scores, ids)``, both (Q, min(k, N)); approximate kinds may leave some places at
+        score ``-inf`` and id ``-1``, which callers drop.
+    """
+    faiss = require_faiss()
+    n = int(index.ntotal)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    kk = min(k, n)
+    if kk == 0:
+        return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+    kind = kind_of(index)
+    if kind == "ivf":
+        ivf = faiss.extract_index_ivf(index)
+        ivf.nprobe = ivf.nlist if k >= n else (config.nprobe or default_nprobe(ivf.nlist))
+    elif kind == "hnsw":
+        if k >= n:
+            return _brute_force(index, queries, kk)
+        faiss.downcast_index(index.index).hnsw.efSearch = max(config.ef_search, kk)
+    scores, ids = index.search(queries, kk)
+    return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
+
+
+def range_search(
+    index: Any, queries: FloatArray, threshold: float, config: VectorIndexConfig
+) -> tuple[IdArray, FloatArray, IdArray]:
+    """Every stored vector with inner product at least ``threshold`` to each query.
+
+    Args:
+        index: A flat or IVF structure from :func:`build` (IVF scans ``nprobe`` lists, so it
+            may miss some).
+        queries: Unit rows (Q, D), float32.
+        threshold: The smallest score returned.
+        config: Search settings (``nprobe``).
+
+    Returns:
+        FAISS's ``(lims, scores, ids)``: the results of query i are
+        ``scores[lims[i]:lims[i+1]]`` and ``ids[lims[i]:lims[i+1]]``.
+    """
+    faiss = require_faiss()
+    if kind_of(index) == "ivf":
+        ivf = faiss.extract_index_ivf(index)
+        ivf.nprobe = config.nprobe or default_nprobe(ivf.nlist)
+    elif kind_of(index) == "hnsw":
+        faiss.downcast_index(index.index).hnsw.efSearch = config.ef_search
+    radius = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))  # FAISS keeps > r
+    lims, scores, ids = index.range_search(np.ascontiguousarray(queries, np.float32), radius)
+    return lims.astype(np.int64), scores.astype(np.float32), ids.astype(np.int64)
+
+
+def _brute_force(index: Any, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
+    """Exact search over an ``IndexIDMap2``'s stored vectors."""
+    faiss = require_faiss()
+    inner = faiss.downcast_index(index.index)
+    vectors = inner.reconstruct_n(0, int(index.ntotal))
+    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+    scores, positions = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+    return scores.astype(np.float32), ids[positions]
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_file(index: Any, folder: Path, generation: str) -> Path:
+    """Write a structure atomically as ``vectors-<generation>-<digest>.faiss``.
+
+    The bytes go to a temporary file in ``folder``, are flushed to disk, and the file is then
+    renamed into place, so the final name only ever holds a complete file.
+
+    Args:
+        index: The structure.
+        folder: The index folder.
+        generation: The database generation it reflects (letters and digits).
+
+    Returns:
+        The file written.
+    """
+    faiss = require_faiss()
+    data = faiss.serialize_index(index).tobytes()
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    final = folder / f"vectors-{generation}-{digest}.faiss"
+    tmp = folder / f".vectors.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        with tmp.open("wb") as fp:
+            fp.write(data)
+            fp.flush()
+            os.fsync(fp.fileno())
+        tmp.replace(final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_folder(folder)
+    return final
+
+
+def is_file_of(path: Path | None, generation: str) -> bool:
+    """Whether ``path`` is a vector file written for ``generation``."""
+    match = None if path is None else _FILE_RE.match(path.name)
+    return match is not None and match["generation"] == generation
+
+
+def read_file(folder: Path, generation: str) -> tuple[Any, Path] | None:
+    """Read the structure written for ``generation``, if there is an intact one.
+
+    Args:
+        folder: The index folder.
+        generation: The database generation wanted.
+
+    Returns:
+        The structure and its file, or ``None`` when no file for that generation exists or its
+        bytes do not match the digest in its name (a damaged file).
+    """
+    faiss = require_faiss()
+    for path in sorted(folder.glob(f"vectors-{generation}-*.faiss")):
+        match = _FILE_RE.match(path.name)
+        if match is None or match["generation"] != generation:
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if hashlib.blake2b(data, digest_size=16).hexdigest() != match["digest"]:
+            continue
+        try:
+            return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8)), path
+        except RuntimeError:
+            continue
+    return None
+
+
+def remove_files(folder: Path, keep: Path | None) -> None:
+    """Delete vector files and leftover temporary files other than ``keep``.
+
+    Only a process holding the index's writer lock may call this.
+
+    Args:
+        folder: The index folder.
+        keep: The current file, or ``None`` to delete them all.
+    """
+    for path in [*folder.glob("vectors-*.faiss"), *folder.glob(".vectors.tmp-*")]:
+        if keep is None or path.name != keep.name:
+            path.unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries to disk where the platform allows it (best effort)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
