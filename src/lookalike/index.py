@@ -23,7 +23,14 @@ file, ``fsync``, ``os.replace``), named after the generation it reflects and a d
 bytes. On loading, a file for another generation (a run killed before it wrote the file), a
 damaged file, or none at all is ignored and the FAISS structure is rebuilt from SQLite; a
 leftover temporary file is deleted by the next writer. The writer lock is an advisory
-``flock``, which the operating system releases when its process dies.
+``flock``, which the operating system releases when its process dies. After a power cut SQLite
+(``synchronous=NORMAL``) may lose its last transactions, but never its consistency, and a
+generation token has random letters, so a later generation never matches an older file.
+
+The parts: :mod:`lookalike.index_store` (SQLite), :mod:`lookalike.index_update` (what changed,
+embedding), :mod:`lookalike.index_sync` (FAISS in step with SQLite, the lock) and
+:mod:`lookalike.vector_index` (the FAISS kinds: flat, IVF — the default for large mutable
+collections, since it supports removal — and HNSW, which does not and is rebuilt on change).
 
 **Root.** File paths are stored relative to the root. The root itself is stored twice:
 relative to the index folder and absolute. :meth:`Index.open` tries the relative location first
@@ -390,7 +397,7 @@ class Index:
         include: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
         batch_size: int = 64,
-        progress: bool = False,
+        progress: bool = True,
     ) -> UpdateReport:
         """Make the index mirror the image files under the root.
 
@@ -401,7 +408,7 @@ class Index:
                 those stored; given ones are stored for later updates).
             exclude: Glob patterns a file must match none of (as for ``include``).
             batch_size: Images per call of ``embed``, and per committed transaction.
-            progress: Show a progress bar while embedding.
+            progress: Show a progress bar while embedding (on stderr, when it is a terminal).
 
         Returns:
             What changed.

@@ -185,7 +185,7 @@ class SyncedVectors:
 
 @contextmanager
 def flock(folder: Path) -> Iterator[IO[str]]:
-    """Take an index folder's exclusive writer lock without waiting.
+    """Take an index folder's exclusive writer lock without waiting (POSIX; none on Windows).
 
     Args:
         folder: The index folder.

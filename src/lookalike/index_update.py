@@ -317,7 +317,7 @@ def embed_missing(
         dim: Embedding size D the index holds.
         model_key: The index's model, named when the embeddings have the wrong size.
         batch_size: Distinct contents per call of ``embed`` and per transaction.
-        progress: Show a progress bar.
+        progress: Show a progress bar on stderr (only when it is a terminal).
 
     Raises:
         IndexFolderError: If ``embed`` returns vectors of the wrong size.
@@ -329,7 +329,7 @@ def embed_missing(
     for rel, digest in todo.items():
         by_hash.setdefault(digest, []).append(rel)
     pending = list(by_hash)
-    bar = tqdm(total=len(pending), unit="img", desc="indexing", disable=not progress)
+    bar = tqdm(total=len(pending), unit="img", desc="indexing", disable=None if progress else True)
     try:
         for start in range(0, len(pending), batch_size):
             chunk = pending[start : start + batch_size]

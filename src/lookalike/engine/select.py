@@ -30,7 +30,7 @@ from lookalike.engine import export as X
 from lookalike.engine.base import BaseEmbedder
 from lookalike.engine.onnx_engine import NumpyPairHead, OnnxEmbedder
 from lookalike.engine.torch_engine import TorchEmbedder
-from lookalike.errors import LookalikeError
+from lookalike.errors import LookalikeError, ModelFolderError
 from lookalike.folder import TENSORS_FILE, read_config
 from lookalike.preprocess import Preprocess
 from lookalike.weights import sha256_file
@@ -91,13 +91,22 @@ def _plan(
 
 
 def _head_from_folder(folder: Path, config: dict[str, Any]) -> NumpyPairHead | None:
+    """Read a folder's pair head as NumPy arrays (torch-free); ``None`` without a head.
+
+    Raises:
+        ModelFolderError: The tensors file is unreadable or holds no head.
+    """
     if not config.get("head"):
         return None
     from safetensors import safe_open
 
-    with safe_open(str(folder / TENSORS_FILE), framework="numpy") as tensors:
-        state = {k: tensors.get_tensor(k) for k in tensors.keys() if k.startswith("head.")}  # noqa: SIM118
-    return NumpyPairHead.from_state(state)
+    path = folder / TENSORS_FILE
+    try:
+        with safe_open(str(path), framework="numpy") as tensors:
+            names = [k for k in tensors.keys() if k.startswith("head.")]  # noqa: SIM118
+            return NumpyPairHead.from_state({k: tensors.get_tensor(k) for k in names})
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelFolderError(f"cannot read the pair head from {path}: {exc}") from exc
 
 
 def _build_model(
@@ -222,7 +231,8 @@ def load_embedder(
                 pass  # corrupt or stale: rebuilt and exported again below
     model = _build_model(plan, module, backbone, pretrained, weights_file, image_size)
     key = plan.key
-    if key is None and plan.keyable_after_build and model.weights_sha256 is not None:
+    if plan.keyable_after_build and model.weights_sha256 is not None:
+        # From the weights actually loaded: equal to the torch-free key when the table agrees.
         key = X.pretrained_key(plan.name, model.weights_sha256, model.preprocess)
     if choice == "onnx" and (key is not None or engine == "onnx"):
         try:
