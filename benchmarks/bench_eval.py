@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from _report import write_section
-
 from lookalike.data.labelled import LabelledImages, split_by_image
 from lookalike.demo import run_demo
 from lookalike.evaluate import EvalConfig, evaluate
