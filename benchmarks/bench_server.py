@@ -195,9 +195,9 @@ def main() -> None:
             f"{len(single.errors) + len(many.errors)} errors."
         )
     lines.append(
-        "\nRequests share forward passes: one inference thread embeds whatever has queued "
-        "(up to 32 images) in one batch, so throughput under load rises above one client's "
-        "while latency grows with the queue. Errors must be zero."
+        "\nOne inference thread embeds whatever has queued (up to 4 images on CPU, 32 on "
+        "CUDA) in one forward pass, so concurrent requests queue instead of oversubscribing "
+        "the cores: latency grows with the queue while throughput holds. Errors must be zero."
     )
     write_section("bench_server", "Web API under load", "\n".join(lines))
     if any(single.errors or many.errors for _, _, single, many in rows):

@@ -507,6 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain_command.register(sub, _add_runtime, _add_model)
     map_command.register(sub, _add_runtime, _add_model)
+
+    from lookalike.commands import index as index_command
+
+    index_command.register(sub, _add_runtime, _add_model, _add_engine)
     return parser
 
 

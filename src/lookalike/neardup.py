@@ -30,6 +30,7 @@ import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 from lookalike.calibration import best_accuracy_threshold
+from lookalike.errors import LookalikeError
 from lookalike.images import ImageSource, load_image
 from lookalike.index_update import ImageEmbedder
 
@@ -368,3 +369,38 @@ def _unit(rows: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     x = np.asarray(rows, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+OFFLINE_PHOTOS: tuple[str, ...] = (
+    "chelsea", "coffee", "astronaut", "rocket", "camera", "coins", "hubble_deep_field",
+    "immunohistochemistry", "moon", "page", "text", "clock", "brick", "grass", "gravel",
+    "retina", "colorwheel", "cell", "horse",
+)  # fmt: skip
+"""scikit-image sample images that ship in its wheel (no download)."""
+
+
+def offline_photos() -> list[np.ndarray]:
+    """Distinct photos that ship offline: scikit-image's samples and scikit-learn's two.
+
+    Returns:
+        21 RGB uint8 arrays (H, W, 3), in a fixed order.
+
+    Raises:
+        LookalikeError: scikit-image or scikit-learn is not installed.
+    """
+    try:
+        from skimage import data
+        from sklearn.datasets import load_sample_images
+    except ImportError as exc:
+        raise LookalikeError(
+            "the calibration photos need scikit-image and scikit-learn: pip install lookalike[all]"
+        ) from exc
+
+    def rgb(image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image)
+        if image.dtype == bool:
+            image = image.astype(np.uint8) * 255
+        return np.stack([image] * 3, -1) if image.ndim == 2 else image[..., :3]
+
+    photos = [rgb(getattr(data, name)()) for name in OFFLINE_PHOTOS]
+    return photos + [rgb(x) for x in load_sample_images().images]

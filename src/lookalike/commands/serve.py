@@ -31,6 +31,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         device=args.device,
         engine=args.engine,
+        threads=args.threads,
     )
     print(f"lookalike serve: http://{args.host}:{args.port}/  (API docs at /docs)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

@@ -52,6 +52,7 @@ def create_app(
     reference_backbone: bool | None = None,
     device: str | None = None,
     engine: str = "auto",
+    threads: int | None = None,
 ) -> FastAPI:
     """Build the web app.
 
@@ -69,6 +70,7 @@ def create_app(
         engine: What embeds request images: ``"auto"`` (ONNX Runtime on CPU when
             available, else torch), ``"torch"`` or ``"onnx"``. Training and explanations
             always use the torch model.
+        threads: ONNX Runtime intra-op threads (``None``: its default).
 
     Returns:
         The application (run it with uvicorn).
@@ -95,6 +97,7 @@ def create_app(
         data_dir=data_dir,
         index_dir=index_dir,
         engine=engine,
+        threads=threads,
     )
 
     @asynccontextmanager

@@ -3,9 +3,10 @@
 Requests from FastAPI's threadpool hand their preprocessed images to one worker thread,
 which takes whatever has queued up (up to ``max_batch`` images) and embeds it in one
 call. Nothing waits on a timer: while one batch runs the next one gathers, so a lone
-client is served at once and many clients share forward passes (larger batches are
-cheaper per image on CPU and far cheaper on a GPU). Only this thread runs the served
-model's forward pass, so inference never oversubscribes the CPU cores.
+client is served at once and many clients share forward passes. On a GPU that is where
+the throughput comes from; on CPU, where a bigger batch is barely cheaper per image, the
+point is that only this thread runs the forward pass, so sixteen concurrent requests never
+start sixteen multi-threaded forward passes that fight over the cores.
 """
 
 from __future__ import annotations

@@ -42,6 +42,10 @@ log = logging.getLogger("lookalike.server")
 MIN_PAIRS = 4
 """Fewest labelled pairs head training accepts (and at least one of each label)."""
 
+CPU_MAX_BATCH = 4
+GPU_MAX_BATCH = 32
+"""Most images the inference worker embeds in one forward pass, on CPU and on CUDA."""
+
 HEAD_FILE = "head.safetensors"
 HEAD_META = "head.json"
 
@@ -59,6 +63,8 @@ class ServerState:
         engine: What computes the embeddings of requests: ``"torch"`` (the served model),
             ``"onnx"`` (its ONNX Runtime export, CPU only) or ``"auto"`` (ONNX Runtime on
             CPU when it is installed and the export works, else torch).
+        threads: ONNX Runtime intra-op threads (``None``: its default); torch's are set
+            process-wide with :func:`lookalike.device.set_threads`.
 
     Raises:
         LookalikeError: An unknown ``engine``, or ``"onnx"`` where it cannot run.
@@ -73,6 +79,7 @@ class ServerState:
         data_dir: str | os.PathLike[str],
         index_dir: str | os.PathLike[str] | None = None,
         engine: str = "auto",
+        threads: int | None = None,
     ) -> None:
         self.name = name
         self.reference_backbone = reference_backbone
@@ -84,8 +91,11 @@ class ServerState:
         self._fingerprint = fingerprint(model)
         self._model = model
         self._restore_head()
-        embed, self.engine = self._engine(engine)
-        self.batcher = EmbedBatcher(embed)
+        embed, self.engine = self._engine(engine, threads)
+        # On a GPU a bigger batch is nearly free; on CPU it buys little (eager torch even
+        # slows down per image), so there a batch holds about two requests.
+        on_cpu = self._model.device.type == "cpu"
+        self.batcher = EmbedBatcher(embed, max_batch=CPU_MAX_BATCH if on_cpu else GPU_MAX_BATCH)
         self.render_lock = threading.Lock()  # matplotlib's pyplot is not thread-safe
         self.index = (
             IndexService(index_dir, embedding_dim=model.embedding_dim)
@@ -101,7 +111,7 @@ class ServerState:
     def _embed_current(self, batch: np.ndarray) -> np.ndarray:
         return self._model.embed(batch, batch_size=max(1, len(batch)))
 
-    def _engine(self, engine: str) -> tuple[EmbedFn, str]:
+    def _engine(self, engine: str, threads: int | None) -> tuple[EmbedFn, str]:
         """The embedding function of the inference worker, and the engine's name.
 
         Head training never changes the backbone, so one export serves every snapshot.
@@ -120,7 +130,7 @@ class ServerState:
         try:
             from lookalike.engine import OnnxEmbedder
 
-            onnx = OnnxEmbedder.from_model(self._model, name=self.name)
+            onnx = OnnxEmbedder.from_model(self._model, name=self.name, threads=threads)
         except (ImportError, LookalikeError) as exc:
             if engine == "onnx":
                 raise
