@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import write_section
-from bench_engine import make_photos
 from PIL import Image
 
+from _report import write_section
+from bench_engine import make_photos
 from lookalike.engine import load_embedder
 from lookalike.index import Index
 from lookalike.loader import embed_paths, load_array
