@@ -42,6 +42,7 @@ class Phase:
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    client_cpu: float = 0.0  # CPU seconds the load generator itself used
 
     @property
     def rps(self) -> float:
@@ -113,12 +114,13 @@ def run_phase(
                     (phase.errors.append(error) if error else phase.latencies.append(elapsed))
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     phase.seconds = time.perf_counter() - start
+    phase.client_cpu = time.process_time() - cpu
     return phase
 
 
@@ -175,15 +177,16 @@ def main() -> None:
         f"{args.max_requests} requests per phase. The clients share the machine's "
         f"{os.cpu_count()} cores with the server.",
         "",
-        "| engine | clients | requests | req/s | p50 ms | p99 ms | errors |",
-        "|---|---|---|---|---|---|---|",
+        "| engine | clients | requests | req/s | p50 ms | p99 ms | errors | client CPU (cores) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for engine, served, single, many in rows:
         label = f"{engine} ({served})" if engine != served else engine
         for phase in (single, many):
             lines.append(
                 f"| {label} | {phase.clients} | {len(phase.latencies)} | {phase.rps:.2f} | "
-                f"{phase.pct(50):.0f} | {phase.pct(99):.0f} | {len(phase.errors)} |"
+                f"{phase.pct(50):.0f} | {phase.pct(99):.0f} | {len(phase.errors)} | "
+                f"{phase.client_cpu / phase.seconds:.2f} |"
             )
     lines.append("")
     for engine, served, single, many in rows:

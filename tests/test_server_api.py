@@ -353,6 +353,37 @@ def test_training_swaps_in_a_head_without_touching_the_served_model(client: Test
     assert client.get("/api/health").json()["has_head"] is True
 
 
+def test_compare_stays_consistent_while_a_head_trains(client: TestClient) -> None:
+    """Requests during training see either the old model or the new one, never a mix."""
+    add_pairs(client, 8)
+    job_id = client.post("/api/train-head", json={"steps": 400}).json()["id"]
+    answers: list[dict[str, Any]] = []
+    failures: list[str] = []
+
+    def hammer() -> None:
+        for _ in range(6):
+            response = client.post("/api/compare", files=two(A, A_NOISY))
+            if response.status_code != 200:
+                failures.append(response.text)
+            else:
+                answers.append(response.json())
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wait_job(client, job_id)["state"] == "succeeded"
+    assert failures == [] and len(answers) == 24
+    for answer in answers:
+        if answer["probability"] is None:
+            assert answer["metric"] is None
+        else:
+            assert answer["metric"] == "probability" and answer["threshold"] == 0.5
+    after = client.post("/api/compare", files=two(A, A_NOISY)).json()
+    assert after["probability"] is not None
+
+
 def glyph_png(seed: int, noise: int | None = None) -> bytes:
     return png_bytes(glyph(seed, noise_seed=noise))
 

@@ -276,3 +276,18 @@ def test_phone_width_screenshot(site: dict[str, Any], browser: Any, tmp_path: Pa
     shutil.copy(shot, ARTIFACTS / shot.name)
     page.screenshot(path=str(ARTIFACTS / "server-page-390-full.png"), full_page=True)
     assert problems == []
+
+
+def test_docs_page_renders_the_openapi_schema(site: dict[str, Any], browser: Any) -> None:
+    page = browser.new_context().new_page()  # with the real CSP: the docs need no eval
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(site["url"] + "/docs")
+    page.wait_for_selector("#endpoints .endpoint")
+    text = page.inner_text("#endpoints")
+    for path in ("/api/compare", "/api/train-head", "/api/head/download", "/api/pairs/{pair_id}"):
+        assert path in text
+    assert page.is_visible("#schema-CompareResponse")
+    assert "lookalike API" in page.title()
+    page.screenshot(path=str(ARTIFACTS / "server-docs.png"))
+    assert errors == []

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from lookalike.errors import DataError, ImageError, LookalikeError
 from lookalike.model import SiameseModel
 from lookalike.server.routes import router
 from lookalike.server.state import ServerState, load_served_model
+from lookalike.server.training_routes import router as training_router
 from lookalike.server.uploads import BodyLimit
 
 log = logging.getLogger("lookalike.server")
@@ -117,12 +118,15 @@ def create_app(
     app.state.lookalike = state
     app.state.max_upload_bytes = max_upload_bytes
     app.include_router(router)
+    app.include_router(training_router)
     _add_error_handlers(app)
     _add_pages(app)
 
     @app.middleware("http")
-    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response: Response = await call_next(request)
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
         response.headers.setdefault("Content-Security-Policy", _CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")

@@ -1,4 +1,6 @@
-"""The REST endpoints of ``lookalike serve`` (all under ``/api``).
+"""The REST endpoints of ``lookalike serve`` that look at images: health, compare, explain,
+search (all under ``/api``; pairs, training and the download are in
+:mod:`lookalike.server.training_routes`), and the dependencies both modules share.
 
 Every endpoint is a plain ``def``: FastAPI runs it in its threadpool, so slow work (decoding,
 inference, training set-up) never blocks the event loop. Inference goes through the
@@ -8,13 +10,12 @@ state's :class:`~lookalike.server.batcher.EmbedBatcher`.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Literal
+from typing import Annotated
 from urllib.parse import quote
 
 import numpy as np
-from fastapi import APIRouter, Body, Depends, File, Form, HTTPException, Query, Request, UploadFile
-from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, Response
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import Response
 
 from lookalike._version import __version__
 from lookalike.distances import cosine_similarity, euclidean_distance
@@ -23,21 +24,14 @@ from lookalike.images import load_image
 from lookalike.model import SiameseModel
 from lookalike.scoring import decide
 from lookalike.server import imaging
-from lookalike.server.jobs import JobRunningError, JobSnapshot
-from lookalike.server.pairs_store import Pair, StoredImage, media_type
 from lookalike.server.schemas import (
     CompareResponse,
     ErrorResponse,
     ExplainResponse,
     Health,
     Heatmap,
-    JobCreated,
-    JobInfo,
-    PairInfo,
-    PairList,
     SearchHit,
     SearchResponse,
-    TrainRequest,
 )
 from lookalike.server.search import IndexService
 from lookalike.server.state import ServerState
@@ -67,7 +61,7 @@ LimitDep = Annotated[int, Depends(get_upload_limit)]
 ImageA = Annotated[UploadFile, File(description="Image A")]
 ImageB = Annotated[UploadFile, File(description="Image B")]
 
-_IMAGE_ERRORS: dict[int | str, dict[str, object]] = {
+IMAGE_ERRORS: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorResponse, "description": "Empty upload or bad request"},
     413: {"model": ErrorResponse, "description": "Upload larger than the limit"},
     415: {"model": ErrorResponse, "description": "Not an image"},
@@ -84,6 +78,12 @@ def _scores(model: SiameseModel, emb: np.ndarray) -> CompareResponse:
     return CompareResponse(
         cosine=cos, euclidean=dist, probability=prob, same=same, threshold=threshold, metric=metric
     )
+
+
+def read_for_model(state: ServerState, upload: UploadFile, field: str, limit: int) -> Upload:
+    """Read an upload that is only needed at the model's input size (fast JPEG draft)."""
+    height, width = state.model.preprocess.input_size
+    return read_image(upload, field, limit, draft_size=(width, height))
 
 
 def _embed(state: ServerState, model: SiameseModel, *uploads: Upload) -> np.ndarray:
@@ -120,12 +120,12 @@ def health(state: StateDep, limit: LimitDep) -> Health:
 @router.post(
     "/compare",
     response_model=CompareResponse,
-    responses=_IMAGE_ERRORS,
+    responses=IMAGE_ERRORS,
     summary="Compare two images",
 )
 def compare(state: StateDep, limit: LimitDep, a: ImageA, b: ImageB) -> CompareResponse:
     """Cosine similarity, euclidean distance, P(same) (with a pair head) and the decision."""
-    ua, ub = read_image(a, "a", limit), read_image(b, "b", limit)
+    ua, ub = read_for_model(state, a, "a", limit), read_for_model(state, b, "b", limit)
     model = state.model
     return _scores(model, _embed(state, model, ua, ub))
 
@@ -141,7 +141,7 @@ def _explain_available() -> bool:
 @router.post(
     "/explain",
     response_model=ExplainResponse,
-    responses={**_IMAGE_ERRORS, 501: {"model": ErrorResponse, "description": "Unavailable"}},
+    responses={**IMAGE_ERRORS, 501: {"model": ErrorResponse, "description": "Unavailable"}},
     summary="Compare two images and map where they differ",
 )
 def explain(
@@ -190,7 +190,7 @@ def explain(
 @router.post(
     "/search",
     response_model=SearchResponse,
-    responses={**_IMAGE_ERRORS, 409: {"model": ErrorResponse, "description": "No index loaded"}},
+    responses={**IMAGE_ERRORS, 409: {"model": ErrorResponse, "description": "No index loaded"}},
     summary="Find the indexed images closest to one image",
 )
 def search(
@@ -201,7 +201,7 @@ def search(
 ) -> SearchResponse:
     """The ``k`` closest images of the loaded index (start the server with ``--index``)."""
     index = _require_index(state)
-    upload = read_image(image, "image", limit)
+    upload = read_for_model(state, image, "image", limit)
     model = state.model
     vector = _embed(state, model, upload)[0]
     hits = index.search(vector, k)
@@ -247,165 +247,4 @@ def index_image(
         imaging.thumbnail_jpeg(image, size),
         media_type="image/jpeg",
         headers={"Cache-Control": "private, max-age=300"},
-    )
-
-
-# -- labelled pairs ------------------------------------------------------------------------------
-
-
-def _pair_info(pair: Pair) -> PairInfo:
-    return PairInfo(
-        id=pair.id,
-        label=pair.label,
-        created=pair.created,
-        a_name=pair.a_name,
-        b_name=pair.b_name,
-        a_url=f"/api/pairs/{pair.id}/image/a",
-        b_url=f"/api/pairs/{pair.id}/image/b",
-    )
-
-
-@router.post(
-    "/pairs",
-    response_model=PairInfo,
-    status_code=201,
-    responses=_IMAGE_ERRORS,
-    summary="Add a labelled pair",
-)
-def add_pair(
-    state: StateDep,
-    limit: LimitDep,
-    a: ImageA,
-    b: ImageB,
-    label: Annotated[Literal["same", "different"], Form(description="same or different")],
-) -> PairInfo:
-    """Store both images (by content hash) and the label; pairs survive a restart."""
-    ua, ub = read_image(a, "a", limit), read_image(b, "b", limit)
-    pair = state.pairs.add(
-        StoredImage(ua.data, ua.name, ua.format), StoredImage(ub.data, ub.name, ub.format), label
-    )
-    return _pair_info(pair)
-
-
-@router.get("/pairs", response_model=PairList, summary="List the labelled pairs")
-def list_pairs(state: StateDep) -> PairList:
-    """Every labelled pair, oldest first, with counts per label."""
-    pairs = state.pairs.list()
-    same = sum(p.label == "same" for p in pairs)
-    return PairList(pairs=[_pair_info(p) for p in pairs], same=same, different=len(pairs) - same)
-
-
-PairId = Annotated[str, PathParam(description="The pair's id")]
-
-
-@router.delete(
-    "/pairs/{pair_id}",
-    status_code=204,
-    response_class=Response,
-    responses={404: {"model": ErrorResponse, "description": "Unknown pair"}},
-    summary="Delete a labelled pair",
-)
-def delete_pair(state: StateDep, pair_id: PairId) -> Response:
-    """Delete the pair (and its images when no other pair uses them)."""
-    if not state.pairs.delete(pair_id):
-        raise HTTPException(404, f"no pair with id {pair_id!r}")
-    return Response(status_code=204)
-
-
-@router.get(
-    "/pairs/{pair_id}/image/{side}",
-    response_class=FileResponse,
-    responses={
-        200: {"content": {"image/*": {}}, "description": "The image as uploaded"},
-        404: {"model": ErrorResponse, "description": "Unknown pair"},
-    },
-    summary="One image of a labelled pair",
-)
-def pair_image(state: StateDep, pair_id: PairId, side: Literal["a", "b"]) -> FileResponse:
-    """The image exactly as it was uploaded."""
-    pair = state.pairs.get(pair_id)
-    if pair is None:
-        raise HTTPException(404, f"no pair with id {pair_id!r}")
-    path = state.pairs.image_path(pair, side)
-    if not path.is_file():
-        raise HTTPException(404, f"the image of pair {pair_id!r} is missing from the data folder")
-    return FileResponse(path, media_type=media_type(path.name))
-
-
-# -- head training -------------------------------------------------------------------------------
-
-
-@router.post(
-    "/train-head",
-    response_model=JobCreated,
-    status_code=202,
-    responses={
-        400: {"model": ErrorResponse, "description": "Too few pairs, or only one label"},
-        409: {"model": ErrorResponse, "description": "A training job is running"},
-    },
-    summary="Train the pair head on the labelled pairs",
-)
-def train_head(
-    state: StateDep, settings: Annotated[TrainRequest | None, Body()] = None
-) -> JobCreated:
-    """Starts a background job; poll ``GET /api/jobs/{id}``. When it succeeds, compare
-    answers with the new head's P(same) and its 0.5 threshold."""
-    settings = settings or TrainRequest()
-    try:
-        job = state.start_training(steps=settings.steps, lr=settings.lr)
-    except JobRunningError as exc:
-        raise HTTPException(409, str(exc)) from exc
-    return JobCreated(id=job.id, url=f"/api/jobs/{job.id}")
-
-
-def _job_info(snap: JobSnapshot) -> JobInfo:
-    return JobInfo(
-        id=snap.id,
-        state=snap.state,
-        phase=snap.phase,
-        step=snap.step,
-        total=snap.total,
-        loss=snap.loss,
-        started=snap.started,
-        finished=snap.finished,
-        error=snap.error,
-        **snap.result,
-    )
-
-
-@router.get(
-    "/jobs/{job_id}",
-    response_model=JobInfo,
-    responses={404: {"model": ErrorResponse, "description": "Unknown job"}},
-    summary="A job's state and progress",
-)
-def job(state: StateDep, job_id: str) -> JobInfo:
-    """State, step/total, loss; training and held-out accuracy once it succeeded."""
-    snap = state.jobs.get(job_id)
-    if snap is None:
-        raise HTTPException(404, f"no job with id {job_id!r}")
-    return _job_info(snap)
-
-
-@router.get(
-    "/head/download",
-    response_class=Response,
-    responses={
-        200: {"content": {"application/zip": {}}, "description": "A zipped model folder"},
-        409: {"model": ErrorResponse, "description": "No pair head yet"},
-    },
-    summary="Download the model with its trained head",
-)
-def download_head(state: StateDep) -> Response:
-    """A zip holding one model folder (``lookalike-model/``: config.json, model.safetensors).
-    A pretrained backbone is referenced by name and sha256, not stored. Unzip it and use
-    ``lookalike compare --model lookalike-model A B`` or ``SiameseModel.load``."""
-    model = state.model
-    if model.head is None:
-        raise HTTPException(409, "no pair head yet: label pairs and train one first")
-    data = imaging.model_zip(model, reference_backbone=state.reference_backbone)
-    return Response(
-        data,
-        media_type="application/zip",
-        headers={"Content-Disposition": 'attachment; filename="lookalike-model.zip"'},
     )

@@ -49,6 +49,9 @@
       span.append(typeOf(schema.items));
       return span;
     }
+    if (schema.contentMediaType || schema.format === "binary") {
+      return el("span", { class: "type" }, "file (an image, uploaded as a form part)");
+    }
     let text = schema.type || "object";
     if (schema.format) text += " (" + schema.format + ")";
     if (schema.enum) text = schema.enum.map((v) => JSON.stringify(v)).join(" | ");
