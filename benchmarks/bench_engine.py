@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -79,6 +80,15 @@ def wall(cmd: list[str], env: dict[str, str]) -> float:
 
 
 def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
+    try:
+        run(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(tmp: Path) -> None:
+    """Run the three measurements with photos and the ONNX cache under ``tmp``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--photos", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -87,7 +97,6 @@ def main() -> None:
     args = parser.parse_args()
     bs = args.batch_size
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     os.environ["LOOKALIKE_CACHE"] = str(tmp / "cache")
     import torch
 

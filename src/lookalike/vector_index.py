@@ -3,14 +3,21 @@
 The vectors are unit rows, so the inner product is the cosine similarity; every structure
 here uses ``METRIC_INNER_PRODUCT`` and every id is a 64-bit integer chosen by the caller.
 
-Three kinds:
+Four kinds:
 
 * ``"flat"`` — ``IndexIDMap2`` over ``IndexFlatIP``: exact search, removal supported. The
   default below :attr:`VectorIndexConfig.ivf_threshold` vectors.
 * ``"ivf"`` — ``IndexIVFFlat`` with ``nlist ≈ 4·√N`` lists (at most ``N / 39``, so k-means has
   the 39 points per centroid FAISS asks for), trained on a seeded sample; a query scans
   ``nprobe`` lists. It stores the caller's ids itself and supports removal, so an index that
-  changes with the folder can be updated in place. The default above the threshold.
+  changes with the folder can be updated in place. The default from
+  :attr:`VectorIndexConfig.ivf_threshold` vectors up to the SQ8 threshold.
+* ``"ivf_sq8"`` — ``IndexIVFScalarQuantizer``: the same lists, but each vector stored as one
+  byte per dimension (FAISS ``QT_8bit``: a trained minimum and range per dimension, 256
+  levels; not by residual, so a code is the vector itself), a quarter of float32: 1.28 GB
+  instead of 5.1 GB for a million 1,280-dimensional vectors. Ids and removal as for
+  ``"ivf"``. The default from :attr:`VectorIndexConfig.sq8_threshold` vectors (see
+  :data:`DEFAULT_SQ8_THRESHOLD` for the measurements behind it).
 * ``"hnsw"`` — ``IndexIDMap2`` over ``IndexHNSWFlat``: fast, but FAISS cannot remove from an
   HNSW graph, so any removal or change rebuilds it from scratch. Only on request.
 
@@ -39,10 +46,12 @@ from lookalike.errors import IndexFolderError
 
 __all__ = [
     "DEFAULT_IVF_THRESHOLD",
+    "DEFAULT_SQ8_THRESHOLD",
     "KINDS",
     "VectorIndexConfig",
     "add",
     "build",
+    "create",
     "default_nprobe",
     "fits",
     "is_file_of",
@@ -54,17 +63,28 @@ __all__ = [
     "remove_files",
     "require_faiss",
     "search",
+    "training_size",
     "write_file",
 ]
 
-Kind = Literal["flat", "ivf", "hnsw"]
-KINDS: tuple[str, ...] = ("auto", "flat", "ivf", "hnsw")
+Kind = Literal["flat", "ivf", "ivf_sq8", "hnsw"]
+KINDS: tuple[str, ...] = ("auto", "flat", "ivf", "ivf_sq8", "hnsw")
 DEFAULT_IVF_THRESHOLD: int = 50_000
 """With ``kind="auto"``, collections of at least this many vectors use IVF, smaller ones flat."""
+DEFAULT_SQ8_THRESHOLD: int = 200_000
+"""With ``kind="auto"``, collections of at least this many vectors use IVF-SQ8.
+
+200,000 vectors of the default model's 1,280 dimensions are 1 GB as float32 (250 MB as SQ8).
+``benchmarks/bench_million.py`` measured the cost on a million clustered vectors: recall@10 of
+an exhaustive SQ8 scan against exact float32 search, and the latency and recall at the default
+``nprobe``; see BENCHMARKS.md.
+"""
 
 _FILE_RE = re.compile(r"^vectors-(?P<generation>[0-9a-z]+)-(?P<digest>[0-9a-f]{32})\.faiss$")
 _MIN_POINTS_PER_LIST = 39  # FAISS warns below this many training points per centroid.
 _MAX_TRAIN_PER_LIST = 256  # and subsamples above this many.
+_IO_BLOCK = 1 << 22  # bytes per read or write of a vector file
+_SQ8_TRAIN_PER_LIST = 64  # IVF-SQ8 (large collections): k-means time grows as nlist · sample.
 
 FloatArray = npt.NDArray[np.float32]
 IdArray = npt.NDArray[np.int64]
@@ -93,9 +113,10 @@ class VectorIndexConfig:
     """How the FAISS structure is chosen and searched (stored in the index's meta table).
 
     Attributes:
-        kind: ``"auto"`` (flat below ``ivf_threshold`` vectors, IVF from there), ``"flat"``,
-            ``"ivf"`` or ``"hnsw"``.
+        kind: ``"auto"`` (flat below ``ivf_threshold`` vectors, IVF from there, IVF-SQ8 from
+            ``sq8_threshold``), ``"flat"``, ``"ivf"``, ``"ivf_sq8"`` or ``"hnsw"``.
         ivf_threshold: Vector count from which ``"auto"`` switches to IVF.
+        sq8_threshold: Vector count from which ``"auto"`` switches to IVF-SQ8.
         nprobe: IVF lists scanned per query; ``None`` for :func:`default_nprobe`.
         hnsw_m: HNSW graph degree.
         ef_search: HNSW search breadth (raised to ``k`` when ``k`` is larger).
@@ -103,6 +124,7 @@ class VectorIndexConfig:
 
     kind: str = "auto"
     ivf_threshold: int = DEFAULT_IVF_THRESHOLD
+    sq8_threshold: int = DEFAULT_SQ8_THRESHOLD
     nprobe: int | None = None
     hnsw_m: int = 32
     ef_search: int = 64
@@ -115,8 +137,11 @@ class VectorIndexConfig:
         """
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
-        if self.ivf_threshold < 1:
-            raise ValueError(f"ivf_threshold must be positive, not {self.ivf_threshold}")
+        if self.ivf_threshold < 1 or self.sq8_threshold < 1:
+            raise ValueError(
+                "ivf_threshold and sq8_threshold must be positive, not "
+                f"{self.ivf_threshold} and {self.sq8_threshold}"
+            )
         if self.nprobe is not None and self.nprobe < 1:
             raise ValueError(f"nprobe must be positive or None, not {self.nprobe}")
         if self.hnsw_m < 4 or self.ef_search < 1:
@@ -129,7 +154,7 @@ class VectorIndexConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VectorIndexConfig:
         """Rebuild a config from :meth:`to_dict`'s output (unknown keys are ignored)."""
-        fields = ("kind", "ivf_threshold", "nprobe", "hnsw_m", "ef_search")
+        fields = ("kind", "ivf_threshold", "sq8_threshold", "nprobe", "hnsw_m", "ef_search")
         return cls(**{k: data[k] for k in fields if k in data})
 
     def resolve(self, n: int) -> Kind:
@@ -139,12 +164,16 @@ class VectorIndexConfig:
             n: Number of vectors.
 
         Returns:
-            ``"flat"``, ``"ivf"`` or ``"hnsw"``.
+            ``"flat"``, ``"ivf"``, ``"ivf_sq8"`` or ``"hnsw"``.
         """
         if self.kind == "hnsw":
             return "hnsw"
-        if self.kind == "ivf" or (self.kind == "auto" and n >= self.ivf_threshold):
-            return "ivf" if n > 0 else "flat"
+        if n == 0 or self.kind == "flat":
+            return "flat"
+        if self.kind == "ivf_sq8" or (self.kind == "auto" and n >= self.sq8_threshold):
+            return "ivf_sq8"
+        if self.kind == "ivf" or n >= self.ivf_threshold:
+            return "ivf"
         return "flat"
 
 
@@ -161,6 +190,8 @@ def default_nprobe(nlist: int) -> int:
 def kind_of(index: Any) -> Kind:
     """The kind of a structure built by :func:`build`."""
     faiss = require_faiss()
+    if isinstance(index, faiss.IndexIVFScalarQuantizer):
+        return "ivf_sq8"
     if isinstance(index, faiss.IndexIVF):
         return "ivf"
     inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
@@ -182,27 +213,73 @@ def build(
     Returns:
         The FAISS index.
     """
-    faiss = require_faiss()
     n = len(ids)
-    kind = config.resolve(n)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(n, dim)
-    ids = np.ascontiguousarray(ids, dtype=np.int64)
-    if kind == "ivf":
+    size = training_size(n, config)
+    sample = vectors
+    if size < n:
+        sample = vectors[np.sort(np.random.default_rng(seed).choice(n, size, replace=False))]
+    index = create(n, dim, config, sample)
+    add(index, ids, vectors)
+    return index
+
+
+def training_size(n: int, config: VectorIndexConfig) -> int:
+    """How many of ``n`` vectors :func:`create` wants as its training sample (0: none).
+
+    IVF trains k-means on at most 256 vectors per list, IVF-SQ8 on at most 64 (at a million
+    vectors, 4,000 lists: 256,000 vectors, a few minutes on 2 cores, where all of them would
+    take most of an hour).
+
+    Args:
+        n: The number of vectors the structure is for.
+        config: Which kind.
+
+    Returns:
+        The sample size, at most ``n``.
+    """
+    kind = config.resolve(n)
+    if kind not in ("ivf", "ivf_sq8"):
+        return 0
+    per_list = _SQ8_TRAIN_PER_LIST if kind == "ivf_sq8" else _MAX_TRAIN_PER_LIST
+    return min(n, ivf_nlist(n) * per_list)
+
+
+def create(n: int, dim: int, config: VectorIndexConfig, sample: FloatArray | None = None) -> Any:
+    """An empty structure of the kind for ``n`` vectors, trained and ready for :func:`add`.
+
+    For large collections that do not fit in memory as float32, train on a sample (size from
+    :func:`training_size`, drawn evenly from the collection) and add the vectors in chunks.
+
+    Args:
+        n: The number of vectors it will hold (chooses the kind and the IVF list count).
+        dim: Embedding size D.
+        config: Which kind.
+        sample: Training vectors (S, D), unit rows, float32; required by the IVF kinds.
+
+    Returns:
+        The empty FAISS index.
+
+    Raises:
+        ValueError: If an IVF kind has no sample, or fewer rows than lists.
+    """
+    faiss = require_faiss()
+    kind = config.resolve(n)
+    if kind in ("ivf", "ivf_sq8"):
         nlist = ivf_nlist(n)
-        index = faiss.index_factory(dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
-        sample = vectors
-        if n > nlist * _MAX_TRAIN_PER_LIST:
-            rng = np.random.default_rng(seed)
-            sample = vectors[np.sort(rng.choice(n, nlist * _MAX_TRAIN_PER_LIST, replace=False))]
-        index.train(sample)
+        if sample is None or len(sample) < nlist:
+            raise ValueError(f"an IVF structure of {nlist} lists needs at least {nlist} samples")
+        storage = "SQ8" if kind == "ivf_sq8" else "Flat"
+        index = faiss.index_factory(dim, f"IVF{nlist},{storage}", faiss.METRIC_INNER_PRODUCT)
+        if kind == "ivf_sq8":
+            index.by_residual = False  # a code is the vector itself (vector_pairs decodes it)
+        index.train(np.ascontiguousarray(sample, dtype=np.float32).reshape(-1, dim))
     elif kind == "hnsw":
         index = faiss.index_factory(
             dim, f"IDMap2,HNSW{config.hnsw_m},Flat", faiss.METRIC_INNER_PRODUCT
         )
     else:
         index = faiss.index_factory(dim, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
-    if n:
-        index.add_with_ids(vectors, ids)
     return index
 
 
@@ -224,7 +301,7 @@ def fits(index: Any, n: int, config: VectorIndexConfig) -> bool:
     kind = kind_of(index)
     if kind != config.resolve(n):
         return False
-    if kind == "ivf":
+    if kind in ("ivf", "ivf_sq8"):
         nlist = int(require_faiss().extract_index_ivf(index).nlist)
         ideal = ivf_nlist(n)
         return ideal <= 2 * nlist and nlist <= 2 * ideal
@@ -282,7 +359,7 @@ def search(
     if kk == 0:
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
     kind = kind_of(index)
-    if kind == "ivf":
+    if kind in ("ivf", "ivf_sq8"):
         ivf = faiss.extract_index_ivf(index)
         ivf.nprobe = ivf.nlist if k >= n else (config.nprobe or default_nprobe(ivf.nlist))
     elif kind == "hnsw":
@@ -310,7 +387,7 @@ def range_search(
         ``scores[lims[i]:lims[i+1]]`` and ``ids[lims[i]:lims[i+1]]``.
     """
     faiss = require_faiss()
-    if kind_of(index) == "ivf":
+    if kind_of(index) in ("ivf", "ivf_sq8"):
         ivf = faiss.extract_index_ivf(index)
         ivf.nprobe = config.nprobe or default_nprobe(ivf.nlist)
     elif kind_of(index) == "hnsw":
@@ -336,8 +413,9 @@ def _brute_force(index: Any, queries: FloatArray, k: int) -> tuple[FloatArray, I
 def write_file(index: Any, folder: Path, generation: str) -> Path:
     """Write a structure atomically as ``vectors-<generation>-<digest>.faiss``.
 
-    The bytes go to a temporary file in ``folder``, are flushed to disk, and the file is then
-    renamed into place, so the final name only ever holds a complete file.
+    The bytes are streamed (hashed on the way, never held in memory as a whole) to a
+    temporary file in ``folder``, flushed to disk, and the file is then renamed into place, so
+    the final name only ever holds a complete file.
 
     Args:
         index: The structure.
@@ -348,15 +426,21 @@ def write_file(index: Any, folder: Path, generation: str) -> Path:
         The file written.
     """
     faiss = require_faiss()
-    data = faiss.serialize_index(index).tobytes()
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-    final = folder / f"vectors-{generation}-{digest}.faiss"
+    hasher = hashlib.blake2b(digest_size=16)
     tmp = folder / f".vectors.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         with tmp.open("wb") as fp:
-            fp.write(data)
+
+            def sink(data: bytes) -> int:
+                hasher.update(data)
+                return fp.write(data)
+
+            writer = faiss.PyCallbackIOWriter(sink, _IO_BLOCK)
+            faiss.write_index(index, writer)
+            del writer  # flushes
             fp.flush()
             os.fsync(fp.fileno())
+        final = folder / f"vectors-{generation}-{hasher.hexdigest()}.faiss"
         tmp.replace(final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -373,6 +457,10 @@ def is_file_of(path: Path | None, generation: str) -> bool:
 def read_file(folder: Path, generation: str) -> tuple[Any, Path] | None:
     """Read the structure written for ``generation``, if there is an intact one.
 
+    The file's digest is checked first, reading it in blocks, and only an intact file is
+    handed to FAISS, which then reads it once more: memory holds the structure, never also a
+    copy of the file's bytes.
+
     Args:
         folder: The index folder.
         generation: The database generation wanted.
@@ -386,14 +474,17 @@ def read_file(folder: Path, generation: str) -> tuple[Any, Path] | None:
         match = _FILE_RE.match(path.name)
         if match is None or match["generation"] != generation:
             continue
+        hasher = hashlib.blake2b(digest_size=16)
         try:
-            data = path.read_bytes()
+            with path.open("rb") as fp:
+                while block := fp.read(_IO_BLOCK):
+                    hasher.update(block)
         except OSError:
             continue
-        if hashlib.blake2b(data, digest_size=16).hexdigest() != match["digest"]:
+        if hasher.hexdigest() != match["digest"]:
             continue
-        try:
-            return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8)), path
+        try:  # files are never changed once named, only deleted (then this fails)
+            return faiss.read_index(str(path)), path
         except RuntimeError:
             continue
     return None
