@@ -186,7 +186,7 @@ def find_duplicates(
     i, j, _ = duplicate_pairs(x, threshold, config=config, nprobe=nprobe)
     base = Path(root) if root is not None else None
     groups = [
-        _group(rows, rows, x[rows], names, keys, base if paths is not None else None, paths)
+        _group(rows, rows, x[rows], names, keys, base, rank=paths is not None)
         for rows in _components(i, j)
     ]
     groups.sort(key=lambda g: (-len(g), g.keep))
@@ -224,17 +224,13 @@ def dedup_index(
     snap = index.vectors(ids=sorted({i for c in components for i in c}))
     where = {int(i): k for k, i in enumerate(snap.ids.tolist())}
     order = np.sort(vp.stored_ids(structure))
+    keys = snap.ids.tolist()
     groups = []
     for component in components:
         rows = [where[i] for i in component if i in where]
-        if len(rows) < 2:
-            continue
-        positions = np.searchsorted(order, snap.ids[rows]).tolist()
-        groups.append(
-            _group(
-                rows, positions, snap.vectors[rows], snap.paths, snap.ids.tolist(), index.root
-            )
-        )
+        if len(rows) >= 2:
+            positions = np.searchsorted(order, snap.ids[rows]).tolist()
+            groups.append(_group(rows, positions, snap.vectors[rows], snap.paths, keys, index.root))
     groups.sort(key=lambda g: (-len(g), g.keep))
     return groups
 
@@ -274,7 +270,8 @@ def _group(
     names: Sequence[str],
     keys: Sequence[int],
     root: Path | None,
-    rank_paths: Sequence[str] | None = (),
+    *,
+    rank: bool = True,
 ) -> DuplicateGroup:
     """One group: members ordered with the kept copy first, then by score to it.
 
@@ -285,10 +282,11 @@ def _group(
         names: Paths (or row numbers as text) of every candidate.
         keys: Ids of every candidate.
         root: Folder the paths are relative to.
-        rank_paths: ``None`` when there are no real paths: keep the first member.
+        rank: Choose the kept copy by its file (most pixels, largest file, shortest path);
+            ``False`` when there are no real paths: keep the first member.
     """
     order = list(range(len(rows)))
-    if rank_paths is not None:
+    if rank:
         order.sort(key=lambda k: _keep_rank(names[rows[k]], root))
     keep = vectors[order[0]]
     scores = (vectors @ keep).astype(np.float64)

@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from lookalike.vector_index import kind_of, require_faiss
 
-__all__ = ["DEFAULT_JOIN_NPROBE", "all_pairs", "stored_vectors"]
+__all__ = ["DEFAULT_JOIN_NPROBE", "all_pairs", "stored_ids", "stored_vectors"]
 
 DEFAULT_JOIN_NPROBE: int = 8
 """IVF lists each list is joined with (itself included) when no ``nprobe`` is given."""
@@ -101,6 +101,15 @@ def stored_vectors(index: Any, chunk: int = 65536) -> Iterator[tuple[IdArray, Fl
         yield ids[start : start + count], storage.reconstruct_n(start, count)
 
 
+def stored_ids(index: Any) -> IdArray:
+    """The ids of every stored vector (N,), int64, in storage order (not sorted)."""
+    if kind_of(index) in ("ivf", "ivf_sq8"):
+        lists = _InvertedLists(index)
+        parts = [lists.ids(list_no) for list_no in range(lists.nlist)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return _flat_storage(index)[1]
+
+
 # --------------------------------------------------------------------------- flat and HNSW
 
 
@@ -148,19 +157,24 @@ class _InvertedLists:
         """Number of vectors in a list."""
         return int(self.lists.list_size(list_no))
 
+    def ids(self, list_no: int) -> IdArray:
+        """The ids (B,) of one list (a copy)."""
+        n = self.size(list_no)
+        if n == 0:
+            return np.zeros(0, np.int64)
+        ids: IdArray = self.faiss.rev_swig_ptr(self.lists.get_ids(list_no), n).astype(np.int64)
+        return ids
+
     def decode(self, list_no: int) -> tuple[IdArray, FloatArray]:
         """The ids (B,) and vectors (B, D) of one list."""
         n = self.size(list_no)
         if n == 0:
             return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
-        rev = self.faiss.rev_swig_ptr
-        ids = rev(self.lists.get_ids(list_no), n).astype(np.int64)
-        codes = rev(self.lists.get_codes(list_no), n * self.code_size).reshape(n, -1)
-        if self.sq is not None:
-            vectors = self.sq.decode(codes)
-        else:
-            vectors = codes.view(np.float32).copy()
-        return ids, np.ascontiguousarray(vectors, dtype=np.float32)
+        ids = self.ids(list_no)
+        codes = self.faiss.rev_swig_ptr(self.lists.get_codes(list_no), n * self.code_size)
+        codes = codes.reshape(n, self.code_size)
+        decoded = self.sq.decode(codes) if self.sq is not None else codes.view(np.float32)
+        return ids, np.array(decoded, dtype=np.float32, order="C")
 
     def partners(self, nprobe: int) -> list[IdArray]:
         """For each list, the lists it is joined with: each unordered pair of lists once.
