@@ -232,7 +232,7 @@ def _decode(
     i, j, y = make_pairs(
         decoded.labels.numpy()[:n_kept_identity], cfg.pairs, positive_fraction=0.5, seed=cfg.seed
     )
-    return _Images(decoded, n_kept_identity, (i, j, y)), f"{len(y)} seeded balanced pairs"
+    return _Images(decoded, n_kept_identity, (i, j, y)), "seeded balanced pairs"
 
 
 def _embed(model: SiameseModel, pixels: torch.Tensor, batch_size: int) -> np.ndarray:
