@@ -28,8 +28,11 @@ from lookalike.errors import (
 if TYPE_CHECKING:
     from lookalike.backbones import build_backbone, list_backbones
     from lookalike.engine import Embedder, OnnxEmbedder, TorchEmbedder, load_embedder
+    from lookalike.evaluate import EvalConfig, evaluate
+    from lookalike.explain import explain
     from lookalike.head import PairHead
     from lookalike.images import load_image
+    from lookalike.index import Index
     from lookalike.loader import EmbedResult, embed_paths
     from lookalike.losses import ContrastiveLoss, PairBCELoss, TripletMarginLoss
     from lookalike.model import SiameseModel
@@ -50,6 +53,10 @@ _LAZY = {
     "load_embedder": "lookalike.engine",
     "EmbedResult": "lookalike.loader",
     "embed_paths": "lookalike.loader",
+    "EvalConfig": "lookalike.evaluate",
+    "evaluate": "lookalike.evaluate",
+    "explain": "lookalike.explain",
+    "Index": "lookalike.index",
     "build_backbone": "lookalike.backbones",
     "list_backbones": "lookalike.backbones",
     "ContrastiveLoss": "lookalike.losses",
@@ -64,7 +71,9 @@ __all__ = [
     "DataError",
     "EmbedResult",
     "Embedder",
+    "EvalConfig",
     "ImageError",
+    "Index",
     "LookalikeError",
     "ModelFolderError",
     "OnnxEmbedder",
@@ -80,6 +89,8 @@ __all__ = [
     "compare",
     "embed_files",
     "embed_paths",
+    "evaluate",
+    "explain",
     "list_backbones",
     "load_embedder",
     "load_image",
