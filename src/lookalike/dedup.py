@@ -121,7 +121,7 @@ def duplicate_pairs(
         threshold: Cosine threshold in [-1, 1].
         config: FAISS structure to search with (default: exact below 50,000 rows, IVF above,
             IVF-SQ8 from 200,000; HNSW is replaced by the default).
-        nprobe: IVF lists joined with each list (``None``: ``config.nprobe``, else
+        nprobe: IVF lists each vector probes (``None``: ``config.nprobe``, else
             :data:`lookalike.vector_pairs.DEFAULT_JOIN_NPROBE`).
         chunk: Rows per block of queries (bounds memory).
 
@@ -168,7 +168,7 @@ def find_duplicates(
         ids: The images' ids (N), carried into the groups.
         root: Folder the paths are relative to (``None``: as given).
         config: FAISS structure to search with (see :func:`duplicate_pairs`).
-        nprobe: IVF lists joined with each list (see :func:`duplicate_pairs`).
+        nprobe: IVF lists each vector probes (see :func:`duplicate_pairs`).
 
     Returns:
         The groups of two or more images, largest first, then by kept path.
@@ -208,7 +208,7 @@ def dedup_index(
             structure (exact below its IVF threshold, an IVF self-join above).
         threshold: Cosine similarity from which two images are near duplicates; it depends on
             the model (:data:`DEFAULT_DEDUP_THRESHOLD` is for the default one).
-        nprobe: IVF lists joined with each list (``None``: the index's ``nprobe`` setting,
+        nprobe: IVF lists each vector probes (``None``: the index's ``nprobe`` setting,
             else :data:`lookalike.vector_pairs.DEFAULT_JOIN_NPROBE`).
 
     Returns:

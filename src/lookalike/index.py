@@ -29,8 +29,9 @@ generation token has random letters, so a later generation never matches an olde
 
 The parts: :mod:`lookalike.index_store` (SQLite), :mod:`lookalike.index_update` (what changed,
 embedding), :mod:`lookalike.index_sync` (FAISS in step with SQLite, the lock) and
-:mod:`lookalike.vector_index` (the FAISS kinds: flat, IVF — the default for large mutable
-collections, since it supports removal — and HNSW, which does not and is rebuilt on change).
+:mod:`lookalike.vector_index` (the FAISS kinds: flat; IVF — the default for large mutable
+collections, since it supports removal — and IVF-SQ8, one byte per dimension, from 200,000
+images; and HNSW, which cannot remove and is rebuilt on change).
 
 **Root.** File paths are stored relative to the root. The root itself is stored twice:
 relative to the index folder and absolute. :meth:`Index.open` tries the relative location first
@@ -124,6 +125,7 @@ class Index:
         dim: int,
         kind: str = "auto",
         ivf_threshold: int = vi.DEFAULT_IVF_THRESHOLD,
+        sq8_threshold: int = vi.DEFAULT_SQ8_THRESHOLD,
         nprobe: int | None = None,
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
@@ -138,10 +140,12 @@ class Index:
             model_key: Identity of the embedding model (e.g. its name and weights hash);
                 opening with another key is refused.
             dim: Embedding size D.
-            kind: FAISS structure: ``"auto"``, ``"flat"``, ``"ivf"`` or ``"hnsw"`` (see
-                :mod:`lookalike.vector_index`).
+            kind: FAISS structure: ``"auto"``, ``"flat"``, ``"ivf"``, ``"ivf_sq8"`` or
+                ``"hnsw"`` (see :mod:`lookalike.vector_index`).
             ivf_threshold: Vector count from which ``"auto"`` uses IVF.
-            nprobe: IVF lists scanned per query (``None``: an eighth of them, at least 8).
+            sq8_threshold: Vector count from which ``"auto"`` uses IVF-SQ8.
+            nprobe: IVF lists scanned per query (``None``:
+                :func:`lookalike.vector_index.default_nprobe`).
             include: Default include patterns for :meth:`update`.
             exclude: Default exclude patterns for :meth:`update`.
             overwrite: Replace an index already in ``index_dir``.
@@ -156,7 +160,9 @@ class Index:
         """
         if dim < 1:
             raise ValueError(f"dim must be positive, not {dim}")
-        config = vi.VectorIndexConfig(kind=kind, ivf_threshold=ivf_threshold, nprobe=nprobe)
+        config = vi.VectorIndexConfig(
+            kind=kind, ivf_threshold=ivf_threshold, sq8_threshold=sq8_threshold, nprobe=nprobe
+        )
         folder = Path(index_dir)
         folder.mkdir(parents=True, exist_ok=True)
         root_path = Path(root).absolute()

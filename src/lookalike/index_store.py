@@ -269,6 +269,51 @@ class Store:
             vectors,
         )
 
+    @contextmanager
+    def reading(self) -> Iterator[str]:
+        """A read transaction: what is read inside it is one generation's state.
+
+        Yields:
+            That generation.
+        """
+        self.conn.execute("BEGIN")
+        try:
+            yield self.generation
+        finally:
+            self.conn.execute("COMMIT")
+
+    def vector_blocks(
+        self, dim: int, block: int = 20_000
+    ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
+        """Every indexed file's id and vector, in id order, ``block`` rows at a time.
+
+        Memory holds one block (``block × D × 4`` bytes, twice while decoding), never all of
+        them. Call inside :meth:`reading` for a consistent view across blocks and passes.
+
+        Args:
+            dim: Embedding size D.
+            block: Rows per block.
+
+        Yields:
+            ``(ids (B,), vectors (B, D) float32)``.
+        """
+        sql = (
+            "SELECT f.id, e.vector FROM files f JOIN embeddings e ON e.hash = f.content_hash "
+            "WHERE f.id > ? ORDER BY f.id LIMIT ?"
+        )
+        last = -1
+        while True:
+            rows = self.conn.execute(sql, (last, block)).fetchall()
+            if not rows:
+                return
+            vectors = np.zeros((len(rows), dim), np.float32)
+            for i, row in enumerate(rows):
+                vectors[i] = _vector(row[1], dim)
+            ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+            last = int(ids[-1])
+            del rows
+            yield ids, vectors
+
     def lookup(self, ids: Iterable[int]) -> dict[int, tuple[str, str | None]]:
         """``{id: (path, label)}`` for those ids that exist."""
         wanted = sorted({int(i) for i in ids})

@@ -9,7 +9,8 @@ FAISS structure (:mod:`lookalike.vector_index`) in memory together with the data
 * :meth:`SyncedVectors.finish` rebuilds the structure if it no longer suits the collection,
   writes it to a file named after its generation, and deletes older and temporary files;
 * :meth:`SyncedVectors.current` returns the structure for the committed generation: the one in
-  memory, else an intact file written for that generation, else one rebuilt from SQLite.
+  memory, else an intact file written for that generation, else one rebuilt from SQLite
+  (streamed in blocks: a million 1,280-dimensional vectors are never all in memory as float32).
 
 A process killed at any point therefore leaves either a file for the current generation or
 none that matches, and the next :meth:`~SyncedVectors.current` rebuilds.
@@ -107,16 +108,46 @@ class SyncedVectors:
             self.structure, self._file = found
             self._generation, self._dirty = generation, False
             return self.structure
-        snap = self.store.snapshot(self.dim)
-        self.structure = vi.build(snap.ids, snap.vectors, self.dim, self.config)
-        self._generation, self._dirty, self._file = snap.generation, False, None
+        self.structure, generation = self._rebuild()
+        self._generation, self._dirty, self._file = generation, False, None
         try:
             with self.writer():
-                if self.store.generation == snap.generation:
-                    self._write(snap.generation)
+                if self.store.generation == generation:
+                    self._write(generation)
         except IndexFolderError:
             pass  # another process is updating, or the folder is read-only
         return self.structure
+
+    def _rebuild(self, seed: int = 0) -> tuple[Any, str]:
+        """Build the structure from SQLite, streaming: never all vectors in memory at once.
+
+        One read transaction, two passes over the vectors in id order: the first keeps the
+        training sample (the rows :func:`lookalike.vector_index.build` would draw), the
+        second adds every vector. Memory: the structure, the sample and one block.
+
+        Returns:
+            The structure and the generation it reflects.
+        """
+        with self.store.reading() as generation:
+            n = self.store.count()
+            size = vi.training_size(n, self.config)
+            sample = None
+            if size:
+                pick = np.arange(n)
+                if size < n:
+                    pick = np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+                sample = np.zeros((size, self.dim), np.float32)
+                done = start = 0
+                for _, vectors in self.store.vector_blocks(self.dim):
+                    stop = start + len(vectors)
+                    take = pick[done : np.searchsorted(pick, stop)]
+                    sample[done : done + len(take)] = vectors[take - start]
+                    done, start = done + len(take), stop
+            structure = vi.create(n, self.dim, self.config, sample)
+            del sample
+            for ids, vectors in self.store.vector_blocks(self.dim):
+                vi.add(structure, ids, vectors)
+        return structure, generation
 
     def commit(self, batch: Changes, rows: dict[str, FileRow]) -> None:
         """Apply a batch to SQLite in one transaction, then to the structure in memory.

@@ -12,12 +12,12 @@ Four kinds:
   ``nprobe`` lists. It stores the caller's ids itself and supports removal, so an index that
   changes with the folder can be updated in place. The default from
   :attr:`VectorIndexConfig.ivf_threshold` vectors up to the SQ8 threshold.
-* ``"ivf_sq8"`` — ``IndexIVFScalarQuantizer``: the same lists, but each vector stored as one
-  byte per dimension (FAISS ``QT_8bit``: a trained minimum and range per dimension, 256
-  levels; not by residual, so a code is the vector itself), a quarter of float32: 1.28 GB
-  instead of 5.1 GB for a million 1,280-dimensional vectors. Ids and removal as for
-  ``"ivf"``. The default from :attr:`VectorIndexConfig.sq8_threshold` vectors (see
-  :data:`DEFAULT_SQ8_THRESHOLD` for the measurements behind it).
+* ``"ivf_sq8"`` — ``IndexIVFScalarQuantizer``: inverted lists (``nlist ≈ 2·√N``, see
+  :func:`ivf_nlist`) whose vectors are stored as one byte per dimension (FAISS ``QT_8bit``:
+  a trained minimum and range per dimension, 256 levels; not by residual, so a code is the
+  vector itself), a quarter of float32: 1.28 GB instead of 5.1 GB for a million
+  1,280-dimensional vectors. Ids and removal as for ``"ivf"``. The default from
+  :attr:`VectorIndexConfig.sq8_threshold` vectors (see :data:`DEFAULT_SQ8_THRESHOLD`).
 * ``"hnsw"`` — ``IndexIDMap2`` over ``IndexHNSWFlat``: fast, but FAISS cannot remove from an
   HNSW graph, so any removal or change rebuilds it from scratch. Only on request.
 
@@ -84,7 +84,7 @@ _FILE_RE = re.compile(r"^vectors-(?P<generation>[0-9a-z]+)-(?P<digest>[0-9a-f]{3
 _MIN_POINTS_PER_LIST = 39  # FAISS warns below this many training points per centroid.
 _MAX_TRAIN_PER_LIST = 256  # and subsamples above this many.
 _IO_BLOCK = 1 << 22  # bytes per read or write of a vector file
-_SQ8_TRAIN_PER_LIST = 64  # IVF-SQ8 (large collections): k-means time grows as nlist · sample.
+_SQ8_TRAIN_PER_LIST = 128  # IVF-SQ8 (large collections): k-means time grows as nlist · sample.
 
 FloatArray = npt.NDArray[np.float32]
 IdArray = npt.NDArray[np.int64]
@@ -177,14 +177,43 @@ class VectorIndexConfig:
         return "flat"
 
 
-def ivf_nlist(n: int) -> int:
-    """Number of IVF lists for ``n`` vectors: about ``4·√n``, at most ``n / 39``, at least 1."""
-    return max(1, min(round(4 * math.sqrt(n)), n // _MIN_POINTS_PER_LIST))
+def ivf_nlist(n: int, kind: str = "ivf") -> int:
+    """Number of IVF lists for ``n`` vectors: at most ``n / 39``, at least 1.
+
+    ``"ivf"``: about ``4·√n``. ``"ivf_sq8"``: about ``2·√n``. A query pays for the coarse
+    quantiser (``nlist`` float32 centroids) and for ``nprobe`` lists of ``n / nlist`` codes;
+    the two balance at ``nlist ≈ √(nprobe · n · code bytes / (4·D))``, and SQ8 codes are a
+    quarter of float32, so half as many lists (2,000 for a million vectors: 10 MB of
+    centroids, 0.4 ms a query here, where 4,000 took 0.9 ms of a 2 ms budget).
+
+    Args:
+        n: Number of vectors.
+        kind: ``"ivf"`` or ``"ivf_sq8"``.
+
+    Returns:
+        The list count.
+    """
+    per_sqrt = 2 if kind == "ivf_sq8" else 4
+    return max(1, min(round(per_sqrt * math.sqrt(n)), n // _MIN_POINTS_PER_LIST))
 
 
-def default_nprobe(nlist: int) -> int:
-    """IVF lists scanned per query by default: an eighth of them, at least 8 (or all)."""
-    return min(nlist, max(8, math.ceil(nlist / 8)))
+def default_nprobe(nlist: int, kind: str = "ivf") -> int:
+    """IVF lists scanned per query by default.
+
+    ``"ivf"``: an eighth of them, at least 8 (or all). ``"ivf_sq8"``, for large collections
+    where a query must stay fast: one in 256, at least 8 — 16 of the 4,000 lists of a million
+    vectors, where ``benchmarks/bench_million.py`` measured recall@10 at the SQ8 ceiling with
+    a p50 latency under 2 ms (BENCHMARKS.md).
+
+    Args:
+        nlist: The structure's list count.
+        kind: ``"ivf"`` or ``"ivf_sq8"``.
+
+    Returns:
+        The number of lists, at most ``nlist``.
+    """
+    share = 256 if kind == "ivf_sq8" else 8
+    return min(nlist, max(8, math.ceil(nlist / share)))
 
 
 def kind_of(index: Any) -> Kind:
@@ -216,8 +245,8 @@ def build(
     n = len(ids)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(n, dim)
     size = training_size(n, config)
-    sample = vectors
-    if size < n:
+    sample = vectors if size else None
+    if 0 < size < n:
         sample = vectors[np.sort(np.random.default_rng(seed).choice(n, size, replace=False))]
     index = create(n, dim, config, sample)
     add(index, ids, vectors)
@@ -227,9 +256,11 @@ def build(
 def training_size(n: int, config: VectorIndexConfig) -> int:
     """How many of ``n`` vectors :func:`create` wants as its training sample (0: none).
 
-    IVF trains k-means on at most 256 vectors per list, IVF-SQ8 on at most 64 (at a million
-    vectors, 4,000 lists: 256,000 vectors, a few minutes on 2 cores, where all of them would
-    take most of an hour).
+    IVF trains k-means on at most 256 vectors per list, IVF-SQ8 on at most 128: at a million
+    vectors, 2,000 lists, 256,000 vectors (1.3 GB as float32), about 1.5 minutes on 2 cores.
+    Fewer hurt: with 64 per list, k-means on a million clustered vectors
+    (``benchmarks/bench_million.py``: 20,000 clusters, 10 per list) saw 6 points of each and
+    split the clusters across lists, and recall@10 at ``nprobe`` 8 fell from 0.97 to 0.90.
 
     Args:
         n: The number of vectors the structure is for.
@@ -242,7 +273,7 @@ def training_size(n: int, config: VectorIndexConfig) -> int:
     if kind not in ("ivf", "ivf_sq8"):
         return 0
     per_list = _SQ8_TRAIN_PER_LIST if kind == "ivf_sq8" else _MAX_TRAIN_PER_LIST
-    return min(n, ivf_nlist(n) * per_list)
+    return min(n, ivf_nlist(n, kind) * per_list)
 
 
 def create(n: int, dim: int, config: VectorIndexConfig, sample: FloatArray | None = None) -> Any:
@@ -266,7 +297,7 @@ def create(n: int, dim: int, config: VectorIndexConfig, sample: FloatArray | Non
     faiss = require_faiss()
     kind = config.resolve(n)
     if kind in ("ivf", "ivf_sq8"):
-        nlist = ivf_nlist(n)
+        nlist = ivf_nlist(n, kind)
         if sample is None or len(sample) < nlist:
             raise ValueError(f"an IVF structure of {nlist} lists needs at least {nlist} samples")
         storage = "SQ8" if kind == "ivf_sq8" else "Flat"
@@ -303,7 +334,7 @@ def fits(index: Any, n: int, config: VectorIndexConfig) -> bool:
         return False
     if kind in ("ivf", "ivf_sq8"):
         nlist = int(require_faiss().extract_index_ivf(index).nlist)
-        ideal = ivf_nlist(n)
+        ideal = ivf_nlist(n, kind)
         return ideal <= 2 * nlist and nlist <= 2 * ideal
     return True
 
@@ -361,7 +392,7 @@ def search(
     kind = kind_of(index)
     if kind in ("ivf", "ivf_sq8"):
         ivf = faiss.extract_index_ivf(index)
-        ivf.nprobe = ivf.nlist if k >= n else (config.nprobe or default_nprobe(ivf.nlist))
+        ivf.nprobe = ivf.nlist if k >= n else (config.nprobe or default_nprobe(ivf.nlist, kind))
     elif kind == "hnsw":
         if k >= n:
             return _brute_force(index, queries, kk)
@@ -387,10 +418,11 @@ def range_search(
         ``scores[lims[i]:lims[i+1]]`` and ``ids[lims[i]:lims[i+1]]``.
     """
     faiss = require_faiss()
-    if kind_of(index) in ("ivf", "ivf_sq8"):
+    kind = kind_of(index)
+    if kind in ("ivf", "ivf_sq8"):
         ivf = faiss.extract_index_ivf(index)
-        ivf.nprobe = config.nprobe or default_nprobe(ivf.nlist)
-    elif kind_of(index) == "hnsw":
+        ivf.nprobe = config.nprobe or default_nprobe(ivf.nlist, kind)
+    elif kind == "hnsw":
         faiss.downcast_index(index.index).hnsw.efSearch = config.ef_search
     radius = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))  # FAISS keeps > r
     lims, scores, ids = index.range_search(np.ascontiguousarray(queries, np.float32), radius)

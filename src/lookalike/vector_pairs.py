@@ -8,22 +8,22 @@ matrix, never all N vectors as float32:
 
 * **flat and HNSW** (exact): the stored vectors, ``chunk`` rows at a time, are range-searched
   against the flat storage with FAISS (a matrix product per block).
-* **IVF and IVF-SQ8** (approximate, like a range search that probes ``nprobe`` lists): each
-  inverted list is joined with itself and with the lists of its ``nprobe`` nearest centroids
-  (centroid to centroid, itself included). The members of both are decoded from the stored
-  codes — exact for IVF, the SQ8 reconstruction for IVF-SQ8, so scores there carry its error
-  (about 3·10⁻⁴ at D = 1,280) — and multiplied block by block. A pair is found when either
-  member's list probes the other's; each pair of lists is joined once.
+* **IVF and IVF-SQ8** (approximate, as an IVF range search that probes ``nprobe`` lists):
+  every stored vector probes its own list and its ``nprobe - 1`` next nearest centroids; then
+  each list in turn is multiplied, with BLAS, against the vectors that probe it, decoded from
+  the stored codes ``chunk`` at a time (exact for IVF; for IVF-SQ8 the SQ8 reconstruction put
+  back on the unit sphere, so an exact duplicate still scores 1 and other scores carry the
+  SQ8 error). A pair is found when either member probes the other's list, and reported once.
 
-A per-query IVF range search would choose each query's lists by the query itself, and scan the
-codes one query at a time; the join chooses them by the query's own list and runs matrix
-products, which on the million-vector benchmark (``benchmarks/bench_million.py``) is what
-keeps the whole join within minutes on 2 cores.
+FAISS's own range search has the same semantics but scans the codes one query at a time,
+without BLAS; by gathering all the queries of a list into blocks, the join turns the scan into
+matrix products. ``benchmarks/bench_million.py`` measures it on a million vectors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,7 @@ from lookalike.vector_index import kind_of, require_faiss
 __all__ = ["DEFAULT_JOIN_NPROBE", "all_pairs", "stored_ids", "stored_vectors"]
 
 DEFAULT_JOIN_NPROBE: int = 8
-"""IVF lists each list is joined with (itself included) when no ``nprobe`` is given."""
+"""IVF lists each vector probes (its own included) when no ``nprobe`` is given."""
 
 FloatArray = npt.NDArray[np.float32]
 IdArray = npt.NDArray[np.int64]
@@ -49,9 +49,10 @@ def all_pairs(
     Args:
         index: A structure from :func:`lookalike.vector_index.build` (any kind).
         threshold: The smallest inner product (cosine similarity for unit rows) reported.
-        nprobe: IVF only: lists each list is joined with, itself included (``None``:
-            :data:`DEFAULT_JOIN_NPROBE`; at least the list count: exact).
-        chunk: Rows per block of queries (memory: about ``chunk × 8·chunk`` scores).
+        nprobe: IVF only: lists each stored vector probes, its own included (``None``:
+            :data:`DEFAULT_JOIN_NPROBE`; at least the list count: exact). Memory: N × nprobe
+            list numbers (4 bytes each).
+        chunk: Vectors per block of queries.
 
     Returns:
         ``(a, b, score)``, each (E,): the ids of each pair with ``a < b`` and its score,
@@ -78,7 +79,7 @@ def all_pairs(
 
 
 def stored_vectors(index: Any, chunk: int = 65536) -> Iterator[tuple[IdArray, FloatArray]]:
-    """The stored vectors of a structure, a block at a time (decoded for IVF-SQ8).
+    """The stored vectors of a structure, a block at a time (IVF-SQ8: decoded, unit rows).
 
     Args:
         index: A structure from :func:`lookalike.vector_index.build`.
@@ -129,6 +130,7 @@ def _flat_pairs(index: Any, threshold: float, chunk: int) -> Iterator[Pairs]:
     for start in range(0, n, chunk):
         queries = storage.reconstruct_n(start, min(chunk, n - start))
         lims, scores, rows = storage.range_search(queries, radius)
+        lims, rows = lims.astype(np.int64), rows.astype(np.int64)
         query = start + np.repeat(np.arange(len(lims) - 1), np.diff(lims))
         upper = rows > query  # each pair once (by row), no self-pairs
         a, b = ids[query[upper]], ids[rows[upper]]
@@ -149,9 +151,19 @@ class _InvertedLists:
         self.dim = int(self.ivf.d)
         self.code_size = int(self.ivf.code_size)
         self.lists = self.ivf.invlists
+        self._cache: dict[int, tuple[npt.NDArray[Any], npt.NDArray[np.uint8]]] = {}
         self.sq = index.sq if isinstance(index, faiss.IndexIVFScalarQuantizer) else None
         if self.sq is not None and index.by_residual:
             raise ValueError("IVF-SQ8 structures encoded by residual are not supported")
+        self.scale: FloatArray | None = None
+        self.offset: FloatArray | None = None
+        if self.sq is not None and self.sq.qtype == faiss.ScalarQuantizer.QT_8bit:
+            # FAISS decodes component i as vmin[i] + (code + 0.5) / 255 · vdiff[i], with
+            # trained = [vmin (D), vdiff (D)]: the same in NumPy, several times faster.
+            trained = faiss.vector_to_array(self.sq.trained).astype(np.float32)
+            vmin, vdiff = trained[: self.dim], trained[self.dim :]
+            self.scale = vdiff / np.float32(255)
+            self.offset = vmin + np.float32(0.5) * self.scale
 
     def size(self, list_no: int) -> int:
         """Number of vectors in a list."""
@@ -159,85 +171,110 @@ class _InvertedLists:
 
     def ids(self, list_no: int) -> IdArray:
         """The ids (B,) of one list (a copy)."""
-        n = self.size(list_no)
-        if n == 0:
-            return np.zeros(0, np.int64)
-        ids: IdArray = self.faiss.rev_swig_ptr(self.lists.get_ids(list_no), n).astype(np.int64)
-        return ids
+        return self._ids_view(list_no).astype(np.int64)
 
     def decode(self, list_no: int) -> tuple[IdArray, FloatArray]:
-        """The ids (B,) and vectors (B, D) of one list."""
-        n = self.size(list_no)
-        if n == 0:
-            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
-        ids = self.ids(list_no)
-        codes = self.faiss.rev_swig_ptr(self.lists.get_codes(list_no), n * self.code_size)
-        codes = codes.reshape(n, self.code_size)
-        decoded = self.sq.decode(codes) if self.sq is not None else codes.view(np.float32)
-        return ids, np.array(decoded, dtype=np.float32, order="C")
+        """The ids (B,) and vectors (B, D) of one list (SQ8: decoded, then re-normalised)."""
+        return self.ids(list_no), self._decode(self._codes_view(list_no))
 
-    def partners(self, nprobe: int) -> list[IdArray]:
-        """For each list, the lists it is joined with: each unordered pair of lists once.
+    def gather(self, lists: IdArray, rows: IdArray) -> tuple[IdArray, FloatArray]:
+        """Ids and vectors of the ``rows[k]``-th member of list ``lists[k]`` (lists sorted)."""
+        cuts = [0, *(np.flatnonzero(np.diff(lists)) + 1).tolist(), len(lists)]
+        ids, codes = [], []
+        for lo, hi in pairwise(cuts):
+            list_no, where = int(lists[lo]), rows[lo:hi]
+            ids.append(self._ids_view(list_no)[where])
+            codes.append(self._codes_view(list_no)[where])
+        return np.concatenate(ids).astype(np.int64), self._decode(np.concatenate(codes))
 
-        List ``a`` is joined with list ``b >= a`` when either is among the other's ``nprobe``
-        nearest centroids (or ``a == b``).
-        """
-        faiss = self.faiss
-        p = min(nprobe, self.nlist)
-        centroids = self.ivf.quantizer.reconstruct_n(0, self.nlist)
-        _, near = faiss.knn(centroids, centroids, p, metric=faiss.METRIC_INNER_PRODUCT)
-        src = np.concatenate([np.repeat(np.arange(self.nlist), p), np.arange(self.nlist)])
-        dst = np.concatenate([near.reshape(-1).astype(np.int64), np.arange(self.nlist)])
-        keep = dst >= 0
-        lo, hi = np.minimum(src[keep], dst[keep]), np.maximum(src[keep], dst[keep])
-        edges = np.unique(lo * self.nlist + hi)
-        lo, hi = edges // self.nlist, edges % self.nlist
-        bounds = np.searchsorted(lo, np.arange(self.nlist + 1))
-        return [hi[bounds[a] : bounds[a + 1]] for a in range(self.nlist)]
+    def _ids_view(self, list_no: int) -> npt.NDArray[Any]:
+        """The list's ids (B,), a view of FAISS's memory (no copy)."""
+        return self._views(list_no)[0]
+
+    def _codes_view(self, list_no: int) -> npt.NDArray[np.uint8]:
+        """The list's codes (B, code size), a view of FAISS's memory (no copy)."""
+        return self._views(list_no)[1]
+
+    def _views(self, list_no: int) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8]]:
+        """Views of one list's ids and codes, made once (valid while the index is unchanged)."""
+        found = self._cache.get(list_no)
+        if found is None:
+            n = self.size(list_no)
+            if n == 0:
+                found = (np.zeros(0, np.int64), np.zeros((0, self.code_size), np.uint8))
+            else:
+                rev = self.faiss.rev_swig_ptr
+                ids = rev(self.lists.get_ids(list_no), n)
+                codes = rev(self.lists.get_codes(list_no), n * self.code_size)
+                found = (ids, codes.reshape(n, self.code_size))
+            self._cache[list_no] = found
+        return found
+
+    def _decode(self, codes: npt.NDArray[np.uint8]) -> FloatArray:
+        """Vectors (B, D) from codes (B, code size): float32 as stored, or SQ8 decoded."""
+        if self.sq is None:
+            return codes.view(np.float32).copy()
+        if self.scale is not None and self.offset is not None:
+            vectors = codes.astype(np.float32)
+            vectors *= self.scale
+            vectors += self.offset
+        else:
+            vectors = np.array(self.sq.decode(codes), dtype=np.float32, order="C")
+        # Back onto the unit sphere: the stored vectors were unit rows, and a decoded one's
+        # norm is off by ~1e-3, which would put an exact duplicate's score that far from 1.
+        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))[:, None]
+        vectors /= np.where(norms > 0, norms, np.float32(1))
+        return vectors
 
 
 def _ivf_pairs(index: Any, threshold: float, nprobe: int, chunk: int) -> Iterator[Pairs]:
-    """The IVF self-join: each list against itself and its partner lists, block by block."""
+    """The IVF self-join, list by list: each list against every stored vector that probes it.
+
+    Pass 1 finds each stored vector's ``nprobe`` nearest lists (its own always among them);
+    pass 2 takes each list in turn, gathers the vectors that probe it, ``chunk`` at a time, and
+    multiplies them with the list's members. A pair found from both sides (each probes the
+    other's list) is reported by the side with the smaller id only.
+    """
     lists = _InvertedLists(index)
-    cap = 8 * chunk  # partner rows per block
-    for a, partners in enumerate(lists.partners(nprobe)):
-        if lists.size(a) == 0:
-            continue
-        ids_a, x_a = lists.decode(a)
-        block: list[tuple[IdArray, FloatArray]] = []
-        rows = 0
-        for b in partners.tolist():
-            if lists.size(b) == 0:
-                continue
-            block.append((ids_a, x_a) if b == a else lists.decode(b))
-            rows += len(block[-1][0])
-            if rows >= cap:
-                yield from _join(ids_a, x_a, block, threshold, chunk)
-                block, rows = [], 0
-        if block:
-            yield from _join(ids_a, x_a, block, threshold, chunk)
+    sizes = np.asarray([lists.size(i) for i in range(lists.nlist)], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)])  # vector k of list l is number starts[l] + k
+    probes = _probes(lists, min(nprobe, lists.nlist), chunk, sizes, starts)
+    p = probes.shape[1]
+    flat = probes.reshape(-1)
+    order = np.argsort(flat, kind="stable")  # by probed list, then by vector number
+    bounds = np.searchsorted(flat[order], np.arange(lists.nlist + 1))
+    t = np.float32(threshold)
+    for b in np.flatnonzero(sizes).tolist():
+        ids_b, x_b = lists.decode(b)
+        askers = order[bounds[b] : bounds[b + 1]] // p  # vector numbers, ascending
+        for lo in range(0, len(askers), chunk):
+            number = askers[lo : lo + chunk]
+            src = np.searchsorted(starts, number, side="right") - 1
+            ids_q, x_q = lists.gather(src, number - starts[src])
+            scores = x_q @ x_b.T
+            r, c = np.nonzero(scores >= t)
+            a, y = ids_q[r], ids_b[c]
+            mutual = (probes[starts[b] + c] == src[r, None]).any(axis=1)
+            keep = (a != y) & ((a < y) | ~mutual)
+            a, y = a[keep], y[keep]
+            yield np.minimum(a, y), np.maximum(a, y), scores[r[keep], c[keep]]
 
 
-def _join(
-    ids_a: IdArray,
-    x_a: FloatArray,
-    block: list[tuple[IdArray, FloatArray]],
-    threshold: float,
-    chunk: int,
-) -> Iterator[Pairs]:
-    """Pairs between list ``a`` and a block of partner lists (list ``a`` itself: ``a < b``)."""
-    ids_b = np.concatenate([ids for ids, _ in block])
-    x_b = np.concatenate([x for _, x in block]) if len(block) > 1 else block[0][1]
-    own = np.zeros(len(ids_b), dtype=bool)
-    start = 0
-    for ids, _ in block:
-        if ids is ids_a:
-            own[start : start + len(ids)] = True
-        start += len(ids)
-    for lo in range(0, len(ids_a), chunk):
-        scores = x_a[lo : lo + chunk] @ x_b.T
-        r, c = np.nonzero(scores >= np.float32(threshold))
-        a, b = ids_a[lo + r], ids_b[c]
-        keep = ~own[c] | (a < b)  # within list a: each pair once, no self-pairs
-        a, b = a[keep], b[keep]
-        yield np.minimum(a, b), np.maximum(a, b), scores[r[keep], c[keep]]
+def _probes(
+    lists: _InvertedLists, p: int, chunk: int, sizes: IdArray, starts: IdArray
+) -> npt.NDArray[np.int32]:
+    """The ``p`` lists each stored vector probes (N, p): its own and its nearest centroids'."""
+    centroids = lists.ivf.quantizer.reconstruct_n(0, lists.nlist)
+    probes = np.empty((int(starts[-1]), p), np.int32)
+    rows = max(1, min(chunk, (1 << 22) // lists.nlist))  # scores per block: at most 16 MB
+    for own in np.flatnonzero(sizes).tolist():
+        _, x = lists.decode(own)
+        for lo in range(0, len(x), rows):
+            scores = x[lo : lo + rows] @ centroids.T
+            scores[:, own] = np.inf  # a vector always probes its own list
+            if p < lists.nlist:
+                top = np.argpartition(-scores, p - 1, axis=1)[:, :p]
+            else:
+                top = np.broadcast_to(np.arange(lists.nlist), scores.shape)
+            probes[starts[own] + lo : starts[own] + lo + len(scores)] = top
+    return probes
