@@ -14,8 +14,8 @@ seed: precision and recall of the pairs it accepts.
 from __future__ import annotations
 
 import numpy as np
-from _report import write_section
 
+from _report import write_section
 from lookalike.dedup import DEFAULT_DEDUP_THRESHOLD
 from lookalike.model import SiameseModel
 from lookalike.neardup import calibrate_dedup_threshold, offline_photos, pair_metrics

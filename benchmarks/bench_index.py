@@ -32,7 +32,7 @@ BATCH = 32
 
 def model_only(embedder: Any, paths: list[Path], rounds: int = 2) -> float:
     """Images/s of the engine on already-decoded, preprocessed images (best of rounds)."""
-    arrays = np.stack([load_array(embedder.preprocess, str(p)) for p in paths[:BATCH * 3]])
+    arrays = np.stack([load_array(embedder.preprocess, str(p)) for p in paths[: BATCH * 3]])
     embedder.embed_batch(arrays[:BATCH])  # warm-up
     best = 0.0
     for _ in range(rounds):
