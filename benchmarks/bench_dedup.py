@@ -21,6 +21,10 @@ from lookalike.model import SiameseModel
 from lookalike.neardup import calibrate_dedup_threshold, offline_photos, pair_metrics
 
 SEEDS = (0, 1, 2)
+HEADER = (
+    "| seed | edit pairs / distinct pairs | best-accuracy threshold | lowest edit score | "
+    "highest distinct score | precision at default | recall at default |"
+)
 
 
 def main() -> None:
@@ -41,7 +45,7 @@ Default model, {len(photos)} distinct offline photos × 8 near-duplicate edits p
 Default threshold **{DEFAULT_DEDUP_THRESHOLD}** (cosine), just above the best-accuracy
 thresholds found, leaving room for different shots of one scene (not in this set):
 
-| seed | edit pairs / distinct pairs | best-accuracy threshold | lowest edit score | highest distinct score | precision at default | recall at default |
+{HEADER}
 |---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
