@@ -99,7 +99,7 @@ def stored_vectors(index: Any, chunk: int = 65536) -> Iterator[tuple[IdArray, Fl
     n = int(storage.ntotal)
     for start in range(0, n, chunk):
         count = min(chunk, n - start)
-        yield ids[start : start + count], storage.reconstruct_n(start, count)
+        yield ids[start : start + count], np.asarray(storage.reconstruct_n(start, count))
 
 
 def stored_ids(index: Any) -> IdArray:
@@ -128,7 +128,9 @@ def _flat_pairs(index: Any, threshold: float, chunk: int) -> Iterator[Pairs]:
     n = int(storage.ntotal)
     radius = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))  # FAISS keeps > r
     for start in range(0, n, chunk):
-        queries = storage.reconstruct_n(start, min(chunk, n - start))
+        # np.asarray: with faiss.contrib.torch_utils imported (pytorch-metric-learning does),
+        # reconstruct_n returns a torch tensor.
+        queries = np.asarray(storage.reconstruct_n(start, min(chunk, n - start)))
         lims, scores, rows = storage.range_search(queries, radius)
         lims, rows = lims.astype(np.int64), rows.astype(np.int64)
         query = start + np.repeat(np.arange(len(lims) - 1), np.diff(lims))
@@ -264,7 +266,7 @@ def _probes(
     lists: _InvertedLists, p: int, chunk: int, sizes: IdArray, starts: IdArray
 ) -> npt.NDArray[np.int32]:
     """The ``p`` lists each stored vector probes (N, p): its own and its nearest centroids'."""
-    centroids = lists.ivf.quantizer.reconstruct_n(0, lists.nlist)
+    centroids = np.asarray(lists.ivf.quantizer.reconstruct_n(0, lists.nlist))
     probes = np.empty((int(starts[-1]), p), np.int32)
     rows = max(1, min(chunk, (1 << 22) // lists.nlist))  # scores per block: at most 16 MB
     for own in np.flatnonzero(sizes).tolist():
