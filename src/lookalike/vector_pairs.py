@@ -265,18 +265,42 @@ def _ivf_pairs(index: Any, threshold: float, nprobe: int, chunk: int) -> Iterato
 def _probes(
     lists: _InvertedLists, p: int, chunk: int, sizes: IdArray, starts: IdArray
 ) -> npt.NDArray[np.int32]:
-    """The ``p`` lists each stored vector probes (N, p): its own and its nearest centroids'."""
+    """The ``p`` lists each stored vector probes (N, p): its own and its nearest centroids'.
+
+    Lists are taken together in blocks of about ``chunk`` vectors, so each matrix product is
+    large enough for BLAS to run well (small ones are slow, and on shared cores dreadful).
+    """
+    # np.asarray: reconstruct_n returns a torch tensor once faiss.contrib.torch_utils is
+    # imported (pytorch-metric-learning does).
     centroids = np.asarray(lists.ivf.quantizer.reconstruct_n(0, lists.nlist))
     probes = np.empty((int(starts[-1]), p), np.int32)
     rows = max(1, min(chunk, (1 << 22) // lists.nlist))  # scores per block: at most 16 MB
-    for own in np.flatnonzero(sizes).tolist():
-        _, x = lists.decode(own)
+    block: list[FloatArray] = []
+    owners: list[IdArray] = []
+    filled = 0  # vectors numbered below this have their probes
+
+    def flush() -> None:
+        nonlocal filled, block, owners
+        x, own = np.concatenate(block), np.concatenate(owners)
         for lo in range(0, len(x), rows):
             scores = x[lo : lo + rows] @ centroids.T
-            scores[:, own] = np.inf  # a vector always probes its own list
+            scores[np.arange(len(scores)), own[lo : lo + rows]] = np.inf  # own list first
             if p < lists.nlist:
                 top = np.argpartition(-scores, p - 1, axis=1)[:, :p]
             else:
                 top = np.broadcast_to(np.arange(lists.nlist), scores.shape)
-            probes[starts[own] + lo : starts[own] + lo + len(scores)] = top
+            probes[filled : filled + len(scores)] = top
+            filled += len(scores)
+        block, owners = [], []
+
+    pending = 0
+    for own in np.flatnonzero(sizes).tolist():
+        block.append(lists.decode(own)[1])
+        owners.append(np.full(int(sizes[own]), own, np.int64))
+        pending += int(sizes[own])
+        if pending >= rows:
+            flush()
+            pending = 0
+    if block:
+        flush()
     return probes
