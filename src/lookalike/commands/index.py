@@ -254,7 +254,7 @@ def register(sub: Any, add_runtime: Any, add_model: Any, add_engine: Any) -> Non
     p.add_argument("--index", required=True, metavar="INDEX_DIR")
     p.add_argument("--include", action="append", metavar="GLOB", help="e.g. '*.jpg' (repeatable)")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="e.g. 'tmp/*' (repeatable)")
-    p.add_argument("--kind", default="auto", choices=["auto", "flat", "ivf", "hnsw"])
+    p.add_argument("--kind", default="auto", choices=["auto", "flat", "ivf", "ivf_sq8", "hnsw"])
     p.add_argument("--nprobe", type=int, help="IVF lists scanned per query")
     common(p)
     p.set_defaults(handler=cmd_index)
