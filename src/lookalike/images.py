@@ -172,6 +172,24 @@ def load_image(
     )
 
 
+def image_folder(
+    root: str | os.PathLike[str], include: str | Sequence[str], exclude: str | Sequence[str]
+) -> tuple[Path, tuple[str, ...], tuple[str, ...]]:
+    """Check that ``root`` is an existing folder; return it and the patterns as tuples.
+
+    Raises:
+        DataError: ``root`` does not exist or is not a folder.
+    """
+    include = (include,) if isinstance(include, str) else tuple(include)
+    exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
+    base = Path(root)
+    if not base.exists():
+        raise DataError(f"image folder {base} does not exist")
+    if not base.is_dir():
+        raise DataError(f"image folder {base} is not a folder")
+    return base, include, exclude
+
+
 def iter_image_files(
     root: str | os.PathLike[str],
     *,
@@ -206,13 +224,7 @@ def iter_image_files(
         DataError: If ``root`` does not exist or is not a folder (at once), or a
             folder under it cannot be listed (while iterating).
     """
-    include = (include,) if isinstance(include, str) else tuple(include)
-    exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
-    base = Path(root)
-    if not base.exists():
-        raise DataError(f"image folder {base} does not exist")
-    if not base.is_dir():
-        raise DataError(f"image folder {base} is not a folder")
+    base, include, exclude = image_folder(root, include, exclude)
     return _walk(base, (), recursive, include, exclude, set())
 
 

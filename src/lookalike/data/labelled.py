@@ -27,7 +27,7 @@ import numpy.typing as npt
 from lookalike.data.mnist import DEFAULT_MIRROR, download_mnist, read_mnist
 from lookalike.data.split import split_by_identity, split_by_image
 from lookalike.errors import DataError
-from lookalike.images import IMAGE_EXTENSIONS, ImageSource, iter_image_files
+from lookalike.images import IMAGE_EXTENSIONS, ImageSource, image_folder, iter_image_files
 
 __all__ = [
     "DEFAULT_MIRROR",
@@ -146,13 +146,7 @@ class LabelledImages:
         """
         if isinstance(min_images, bool) or not isinstance(min_images, int) or min_images < 1:
             raise ValueError(f"min_images must be a positive integer, got {min_images!r}")
-        include = (include,) if isinstance(include, str) else tuple(include)
-        exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
-        base = Path(root)
-        if not base.exists():
-            raise DataError(f"image folder {base} does not exist")
-        if not base.is_dir():
-            raise DataError(f"image folder {base} is not a folder")
+        base, include, exclude = image_folder(root, include, exclude)
         with os.scandir(base) as scan:
             identities = sorted(e.name for e in scan if not e.name.startswith(".") and e.is_dir())
         if not identities:
