@@ -58,7 +58,7 @@ def main() -> None:
 
     import torch
 
-    from lookalike.model import SiameseModel
+    from lookalike.model.network import SiameseModel
 
     model = SiameseModel.create()
     rng = np.random.default_rng(0)

@@ -100,9 +100,9 @@ def run(tmp: Path) -> None:
     os.environ["LOOKALIKE_CACHE"] = str(tmp / "cache")
     import torch
 
-    from lookalike.engine import OnnxEmbedder, TorchEmbedder, load_embedder
-    from lookalike.loader import default_workers, embed_paths
-    from lookalike.model import SiameseModel
+    from lookalike.inference import OnnxEmbedder, TorchEmbedder, load_embedder
+    from lookalike.inference.pipeline import default_workers, embed_paths
+    from lookalike.model.network import SiameseModel
     from lookalike.samples import sample_paths
 
     # (a) model only -----------------------------------------------------------------------

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from _report import write_section
 from lookalike.data.labelled import LabelledImages, split_by_image
-from lookalike.demo import run_demo
-from lookalike.evaluate import EvalConfig, evaluate
-from lookalike.model import SiameseModel
+from lookalike.evaluation.evaluate import EvalConfig, evaluate
+from lookalike.model.network import SiameseModel
+from lookalike.training.demo import run_demo
 
 
 def main() -> None:

@@ -23,9 +23,9 @@ from PIL import Image
 
 from _report import write_section
 from bench_engine import make_photos
-from lookalike.engine import load_embedder
-from lookalike.index import Index
-from lookalike.loader import embed_paths, load_array
+from lookalike.index.index import Index
+from lookalike.inference import load_embedder
+from lookalike.inference.pipeline import embed_paths, load_array
 
 BATCH = 32
 

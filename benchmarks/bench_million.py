@@ -40,10 +40,10 @@ import faiss
 import numpy as np
 
 from _report import write_section
-from lookalike import vector_index as vi
-from lookalike.dedup import DEFAULT_DEDUP_THRESHOLD, dedup_index
-from lookalike.index import DB_NAME, Index
-from lookalike.index_store import Store
+from lookalike.dedup.groups import DEFAULT_DEDUP_THRESHOLD, dedup_index
+from lookalike.index import faiss_structures as vi
+from lookalike.index.index import DB_NAME, Index
+from lookalike.index.store import Store
 
 TITLE = "A million vectors: search and dedup"
 DIM = 1280
@@ -205,7 +205,7 @@ def storage_choice(data: Data, queries: np.ndarray, m: int) -> list[dict[str, An
 
 
 def build(data: Data, config: vi.VectorIndexConfig) -> tuple[Any, dict[str, float]]:
-    """Train on a sample (as :func:`lookalike.vector_index.build` would), add in chunks."""
+    """Train on a sample (as ``faiss_structures.build`` would), add in chunks."""
     size = vi.training_size(data.n, config)
     rng = np.random.default_rng(0)
     pick = np.sort(rng.choice(data.n, size, replace=False))
@@ -576,10 +576,10 @@ second structure from it.
         dedup = f"""
 ### Dedup of all {n:,}
 
-`lookalike.dedup.dedup_index` on a real index folder: SQLite with {n:,} file rows and their
+`lookalike.dedup.groups.dedup_index` on a real index folder: SQLite with {n:,} file rows and their
 float32 vectors ({d["db_gib"]:.1f} GiB; written in {d["folder_s"]:.0f} s, not counted) and the
 IVF-SQ8 file. A child process opens the index, loads the structure from its file and runs the
-IVF self-join (`lookalike.vector_pairs.all_pairs`: a range search of every stored vector over
+IVF self-join (`lookalike.index.self_join.all_pairs`: a range search of every stored vector over
 its own list and its {args.join_nprobe - 1} next nearest, as FAISS's IVF range search with
 `nprobe` {args.join_nprobe} would, but list by list, the vectors probing a list gathered into
 blocks, decoded and multiplied with BLAS; never an N × N matrix, never all vectors as
@@ -635,7 +635,7 @@ Index memory: {index_gb:.2f} GB of codes and ids ({n:,} × (1,280 + 8) bytes) an
 
 ### Search: one query per call, k = 10
 
-Through `lookalike.vector_index.search`, {r["queries"]:,} queries per row; {args.rounds} rounds,
+Through `faiss_structures.search`, {r["queries"]:,} queries per row; {args.rounds} rounds,
 each running every `nprobe` in turn, and each row the round with the lowest p50 (other work
 on these cores slows whole rounds). Target p50 ≤ 2 ms at recall@10 ≥ 0.95: {verdict}.
 

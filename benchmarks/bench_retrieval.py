@@ -20,7 +20,7 @@ from typing import TypeVar
 import numpy as np
 
 from _report import write_section
-from lookalike.retrieval import RetrievalReport, retrieval_metrics
+from lookalike.metrics.retrieval import RetrievalReport, retrieval_metrics
 
 T = TypeVar("T")
 

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from glyphs import glyph_images
 from lookalike.data.augment import Augment
 from lookalike.data.labelled import LabelledImages
-from lookalike.recipes import ModelSpec, train_model
-from lookalike.train import TrainConfig
+from lookalike.training.recipes import ModelSpec, train_model
+from lookalike.training.trainer import TrainConfig
 
 
 def run(
@@ -97,7 +97,7 @@ def main() -> None:
     mined = run(data, "balanced", batch, steps, epochs)
     # Same forward passes: a pre-built triplet costs 3 passes, so batch/3 triplets per step.
     prebuilt = run(data, "triplets", batch // 3, steps, epochs)
-    from lookalike.demo import run_demo
+    from lookalike.training.demo import run_demo
 
     with tempfile.TemporaryDirectory() as tmp:
         demo = run_demo(tmp)

@@ -23,7 +23,7 @@ def _isolated_cache(
 @pytest.fixture(scope="session")
 def default_model():  # type: ignore[no-untyped-def]
     """The default pretrained model (MobileNetV2), built once per session."""
-    from lookalike.model import SiameseModel
+    from lookalike.model.network import SiameseModel
 
     return SiameseModel.create()
 

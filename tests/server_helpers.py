@@ -11,7 +11,7 @@ from PIL import Image
 
 def small_model_dir(root: Path) -> Path:
     """Save a random-weight 28×28 grayscale small CNN (seed 003's size) and return its folder."""
-    from lookalike.model import SiameseModel
+    from lookalike.model.network import SiameseModel
 
     model = SiameseModel.create("small_cnn", pretrained=False, input_size=28)
     folder = root / "small-model"

@@ -26,42 +26,42 @@ from lookalike.errors import (
 )
 
 if TYPE_CHECKING:
-    from lookalike.backbones import build_backbone, list_backbones
-    from lookalike.engine import Embedder, OnnxEmbedder, TorchEmbedder, load_embedder
-    from lookalike.evaluate import EvalConfig, evaluate
-    from lookalike.explain import explain
-    from lookalike.head import PairHead
-    from lookalike.images import load_image
-    from lookalike.index import Index
-    from lookalike.loader import EmbedResult, embed_paths
-    from lookalike.losses import ContrastiveLoss, PairBCELoss, TripletMarginLoss
-    from lookalike.model import SiameseModel
-    from lookalike.preprocess import Preprocess
-    from lookalike.scoring import Comparison, compare, embed_files
+    from lookalike.evaluation.evaluate import EvalConfig, evaluate
+    from lookalike.imaging.images import load_image
+    from lookalike.imaging.preprocess import Preprocess
+    from lookalike.index.index import Index
+    from lookalike.inference import Embedder, OnnxEmbedder, TorchEmbedder, load_embedder
+    from lookalike.inference.compare import Comparison, compare, embed_files
+    from lookalike.inference.pipeline import EmbedResult, embed_paths
+    from lookalike.model.backbones import build_backbone, list_backbones
+    from lookalike.model.layers import PairHead
+    from lookalike.model.network import SiameseModel
+    from lookalike.training.losses import ContrastiveLoss, PairBCELoss, TripletMarginLoss
+    from lookalike.viz.explain import explain
 
 _LAZY = {
-    "SiameseModel": "lookalike.model",
-    "PairHead": "lookalike.head",
-    "Preprocess": "lookalike.preprocess",
-    "load_image": "lookalike.images",
-    "compare": "lookalike.scoring",
-    "Comparison": "lookalike.scoring",
-    "embed_files": "lookalike.scoring",
-    "Embedder": "lookalike.engine",
-    "OnnxEmbedder": "lookalike.engine",
-    "TorchEmbedder": "lookalike.engine",
-    "load_embedder": "lookalike.engine",
-    "EmbedResult": "lookalike.loader",
-    "embed_paths": "lookalike.loader",
-    "EvalConfig": "lookalike.evaluate",
-    "evaluate": "lookalike.evaluate",
-    "explain": "lookalike.explain",
-    "Index": "lookalike.index",
-    "build_backbone": "lookalike.backbones",
-    "list_backbones": "lookalike.backbones",
-    "ContrastiveLoss": "lookalike.losses",
-    "TripletMarginLoss": "lookalike.losses",
-    "PairBCELoss": "lookalike.losses",
+    "SiameseModel": "lookalike.model.network",
+    "PairHead": "lookalike.model.layers",
+    "Preprocess": "lookalike.imaging.preprocess",
+    "load_image": "lookalike.imaging.images",
+    "compare": "lookalike.inference.compare",
+    "Comparison": "lookalike.inference.compare",
+    "embed_files": "lookalike.inference.compare",
+    "Embedder": "lookalike.inference",
+    "OnnxEmbedder": "lookalike.inference",
+    "TorchEmbedder": "lookalike.inference",
+    "load_embedder": "lookalike.inference",
+    "EmbedResult": "lookalike.inference.pipeline",
+    "embed_paths": "lookalike.inference.pipeline",
+    "EvalConfig": "lookalike.evaluation.evaluate",
+    "evaluate": "lookalike.evaluation.evaluate",
+    "explain": "lookalike.viz.explain",
+    "Index": "lookalike.index.index",
+    "build_backbone": "lookalike.model.backbones",
+    "list_backbones": "lookalike.model.backbones",
+    "ContrastiveLoss": "lookalike.training.losses",
+    "TripletMarginLoss": "lookalike.training.losses",
+    "PairBCELoss": "lookalike.training.losses",
 }
 
 __all__ = [

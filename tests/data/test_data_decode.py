@@ -10,7 +10,7 @@ import torch
 
 from lookalike.data import LabelledImages, decode_all, normalize
 from lookalike.errors import DataError
-from lookalike.preprocess import Preprocess
+from lookalike.imaging.preprocess import Preprocess
 
 
 def test_decode_all_skips_unreadable_images(identity_tree: Path) -> None:

@@ -18,8 +18,8 @@ from torch import Tensor
 
 from lookalike.data.labelled import LabelledImages
 from lookalike.errors import DataError, ImageError
-from lookalike.images import image_name, load_image
-from lookalike.preprocess import Preprocess
+from lookalike.imaging.images import image_name, load_image
+from lookalike.imaging.preprocess import Preprocess
 
 __all__ = ["DecodedImages", "decode_all", "normalize"]
 
@@ -52,7 +52,7 @@ def decode_all(
 ) -> DecodedImages:
     """Decode and resize every image, skipping the unreadable ones.
 
-    Each image is opened with :func:`lookalike.images.load_image` (in the preprocess's
+    Each image is opened with :func:`lookalike.imaging.images.load_image` (in the preprocess's
     colour mode, with a JPEG draft size for speed) and resized with
     :meth:`Preprocess.resize_image`; normalisation is left to :func:`normalize`.
 

@@ -27,7 +27,7 @@ import numpy.typing as npt
 from lookalike.data.mnist import DEFAULT_MIRROR, download_mnist, read_mnist
 from lookalike.data.split import split_by_identity, split_by_image
 from lookalike.errors import DataError
-from lookalike.images import IMAGE_EXTENSIONS, ImageSource, image_folder, iter_image_files
+from lookalike.imaging.images import IMAGE_EXTENSIONS, ImageSource, image_folder, iter_image_files
 
 __all__ = [
     "DEFAULT_MIRROR",
@@ -124,7 +124,7 @@ class LabelledImages:
         """List an identity-folder layout ``root/<identity>/<image>`` without decoding it.
 
         Each sub-folder of ``root`` is one identity (sorted by name); its image files are
-        found recursively with :func:`lookalike.images.iter_image_files`. Files directly
+        found recursively with :func:`lookalike.imaging.images.iter_image_files`. Files directly
         in ``root`` and hidden folders are ignored.
 
         Args:

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lookalike.errors import DataError
-from lookalike.weights import offline_mode
+from lookalike.model.weights import offline_mode
 
 __all__ = ["DEFAULT_MIRROR", "MNIST_FILES", "download_mnist", "read_idx", "read_mnist"]
 

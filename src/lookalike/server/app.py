@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lookalike._version import __version__
 from lookalike.errors import DataError, ImageError, LookalikeError
-from lookalike.model import SiameseModel
+from lookalike.model.network import SiameseModel
 from lookalike.server.routes import router
 from lookalike.server.state import ServerState, load_served_model
 from lookalike.server.training_routes import router as training_router
@@ -59,7 +59,7 @@ def create_app(
 
     Args:
         model_dir: A model folder to serve; ``None`` serves the default pretrained backbone.
-        index_dir: An index folder (``lookalike.index``) for image search, or ``None``.
+        index_dir: An index folder (``lookalike.index.index``) for image search, or ``None``.
         data_dir: Where labelled pairs and the trained head are kept (created).
         max_upload_bytes: Largest accepted image upload.
         model: An in-memory model to serve instead of ``model_dir``.

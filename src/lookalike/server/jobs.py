@@ -62,7 +62,7 @@ class Job:
             return self._snapshot
 
     def progress(self, step: int, total: int, loss: float) -> None:
-        """Record a training step (the signature of :data:`lookalike.fewshot.StepCallback`)."""
+        """Record a training step (signature of ``fewshot.StepCallback``)."""
         with self._lock:
             self._snapshot = replace(
                 self._snapshot, phase="training", step=step, total=total, loss=loss

@@ -18,12 +18,12 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Reques
 from fastapi.responses import Response
 
 from lookalike._version import __version__
-from lookalike.distances import cosine_similarity, euclidean_distance
 from lookalike.errors import ImageError, LookalikeError
-from lookalike.images import load_image
-from lookalike.model import SiameseModel
-from lookalike.scoring import decide
-from lookalike.server import imaging
+from lookalike.imaging.images import load_image
+from lookalike.inference.compare import decide
+from lookalike.metrics.distances import cosine_similarity, euclidean_distance
+from lookalike.model.network import SiameseModel
+from lookalike.server import render
 from lookalike.server.schemas import (
     CompareResponse,
     ErrorResponse,
@@ -132,7 +132,7 @@ def compare(state: StateDep, limit: LimitDep, a: ImageA, b: ImageB) -> CompareRe
 
 def _explain_available() -> bool:
     try:
-        import lookalike.explain  # noqa: F401
+        import lookalike.viz.explain  # noqa: F401
     except ImportError:
         return False
     return True
@@ -155,7 +155,7 @@ def explain(
     differs) and the side-by-side figure."""
     ua, ub = read_image(a, "a", limit), read_image(b, "b", limit)
     try:
-        from lookalike.explain import explain as run_explain
+        from lookalike.viz.explain import explain as run_explain
     except ImportError as exc:
         raise HTTPException(501, "explanations are not available in this build") from exc
     model = state.model
@@ -170,15 +170,15 @@ def explain(
         metric=metric,
     )
     heatmaps = [
-        Heatmap(name=side, png_base64=imaging.png_base64(imaging.heat_overlay(up.image, heat)))
+        Heatmap(name=side, png_base64=render.png_base64(render.heat_overlay(up.image, heat)))
         for side, up, heat in (("a", ua, result.heatmap_a), ("b", ub, result.heatmap_b))
     ]
     if not figure:
         return ExplainResponse(**scores.model_dump(), heatmaps=heatmaps)
     try:
         with state.render_lock:
-            rendered = imaging.explanation_figure(result, ua.image, ub.image)
-        heatmaps.append(Heatmap(name="figure", png_base64=imaging.png_base64(rendered)))
+            rendered = render.explanation_figure(result, ua.image, ub.image)
+        heatmaps.append(Heatmap(name="figure", png_base64=render.png_base64(rendered)))
     except LookalikeError as exc:  # matplotlib missing: the overlays still come back
         log.warning("explanation figure not rendered: %s", exc)
     return ExplainResponse(**scores.model_dump(), heatmaps=heatmaps)
@@ -244,7 +244,7 @@ def index_image(
     except ImageError as exc:
         raise HTTPException(404, f"{path!r} cannot be read now: {exc.cause}") from exc
     return Response(
-        imaging.thumbnail_jpeg(image, size),
+        render.thumbnail_jpeg(image, size),
         media_type="image/jpeg",
         headers={"Cache-Control": "private, max-age=300"},
     )

@@ -1,6 +1,6 @@
 """The loaded image index, used from one dedicated thread.
 
-:class:`lookalike.index.Index` holds a SQLite connection, which may only be used by the
+:class:`lookalike.index.index.Index` holds a SQLite connection, which may only be used by the
 thread that opened it, and a FAISS structure; the API calls come from a threadpool. So the
 index is opened, searched and closed by one worker thread, and every call is handed to it.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from lookalike.errors import IndexFolderError
 
 if TYPE_CHECKING:
-    from lookalike.index import Index
+    from lookalike.index.index import Index
 
 T = TypeVar("T")
 
@@ -94,6 +94,6 @@ class IndexService:
 
 
 def _open(folder: Path) -> Index:
-    from lookalike.index import Index
+    from lookalike.index.index import Index
 
     return Index.open(folder)

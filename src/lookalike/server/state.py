@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from lookalike.errors import DataError, LookalikeError
-from lookalike.folder import read_config, write_json_atomic
-from lookalike.head import PairHead
-from lookalike.model import SiameseModel
+from lookalike.model.folder import read_config, write_json_atomic
+from lookalike.model.layers import PairHead
+from lookalike.model.network import SiameseModel
 from lookalike.server.batcher import EmbedBatcher, EmbedFn
 from lookalike.server.jobs import Job, JobRunner
 from lookalike.server.pairs_store import Pair, PairStore
@@ -64,7 +64,7 @@ class ServerState:
             ``"onnx"`` (its ONNX Runtime export, CPU only) or ``"auto"`` (ONNX Runtime on
             CPU when it is installed and the export works, else torch).
         threads: ONNX Runtime intra-op threads (``None``: its default); torch's are set
-            process-wide with :func:`lookalike.device.set_threads`.
+            process-wide with :func:`lookalike.model.device.set_threads`.
 
     Raises:
         LookalikeError: An unknown ``engine``, or ``"onnx"`` where it cannot run.
@@ -128,7 +128,7 @@ class ServerState:
                 raise LookalikeError("--engine onnx needs onnxruntime: pip install lookalike[onnx]")
             return self._embed_current, "torch"
         try:
-            from lookalike.engine import OnnxEmbedder
+            from lookalike.inference import OnnxEmbedder
 
             onnx = OnnxEmbedder.from_model(self._model, name=self.name, threads=threads)
         except (ImportError, LookalikeError) as exc:
@@ -164,7 +164,7 @@ class ServerState:
         return self.jobs.start(lambda job: self._train(job, pairs, steps, lr), total=steps)
 
     def _train(self, job: Job, pairs: list[Pair], steps: int, lr: float) -> dict[str, Any]:
-        from lookalike.fewshot import train_head_on_pairs
+        from lookalike.training.fewshot import train_head_on_pairs
 
         work = copy.deepcopy(self._model)  # the served snapshot is never modified
         a = [str(self.pairs.image_path(p, "a")) for p in pairs]

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Form, HTTPException
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
-from lookalike.server import imaging
+from lookalike.server import render
 from lookalike.server.jobs import JobRunningError, JobSnapshot
 from lookalike.server.pairs_store import Pair, StoredImage, media_type
 from lookalike.server.routes import (
@@ -188,7 +188,7 @@ def download_head(state: StateDep) -> Response:
     model = state.model
     if model.head is None:
         raise HTTPException(409, "no pair head yet: label pairs and train one first")
-    data = imaging.model_zip(model, reference_backbone=state.reference_backbone)
+    data = render.model_zip(model, reference_backbone=state.reference_backbone)
     return Response(
         data,
         media_type="application/zip",

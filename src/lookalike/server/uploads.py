@@ -7,7 +7,7 @@ Two guards, both answering 413 with a message:
   the moment it grows past the limit, so an oversized upload is never spooled whole.
 * :func:`read_image` reads each file part in chunks and stops past the per-file limit.
 
-An upload counts as an image only when :func:`lookalike.images.load_image` decodes it:
+An upload counts as an image only when :func:`lookalike.imaging.images.load_image` decodes it:
 the file name and the declared content type are never trusted.
 """
 
@@ -22,7 +22,7 @@ from fastapi import HTTPException, UploadFile
 from PIL import Image
 
 from lookalike.errors import ImageError
-from lookalike.images import load_image
+from lookalike.imaging.images import load_image
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send

@@ -1,0 +1,154 @@
+"""``lookalike eval``: measure a model (and its baselines), write a report, optionally calibrate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from lookalike.errors import DataError, LookalikeError
+
+
+def _data(args: argparse.Namespace) -> Any:
+    from lookalike.data.labelled import LabelledImages
+
+    if args.dataset == "digits":
+        return LabelledImages.from_digits()
+    if args.dataset == "mnist":
+        if not (args.data_dir or args.data):
+            raise DataError("--dataset mnist needs --data-dir DIR (the folder of IDX files)")
+        return LabelledImages.from_mnist(args.data_dir or args.data, split="test")
+    if args.data is None:
+        return None
+    if Path(args.data).suffix.lower() == ".csv":
+        raise DataError(f"{args.data} is a CSV: pass labelled pairs with --pairs {args.data}")
+    return LabelledImages.from_folder(args.data)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``lookalike eval``: verification, retrieval and N-way K-shot, beside the baselines."""
+    from lookalike.data.pairs import PairList
+    from lookalike.evaluation.evaluate import (
+        EvalConfig,
+        calibrated_thresholds,
+        evaluate,
+        save_thresholds,
+    )
+    from lookalike.evaluation.report import write_report
+    from lookalike.model.device import set_threads
+    from lookalike.model.folder import read_config
+    from lookalike.model.network import SiameseModel
+
+    set_threads(args.threads)
+    read_config(args.model)  # a clear error before anything heavy when MODEL is not a folder
+    if args.criterion == "far" and args.far is None:
+        raise LookalikeError("--criterion far needs --far RATE, e.g. --far 1e-3")
+    if args.far is not None and args.criterion != "far":
+        raise LookalikeError("--far applies only with --criterion far")
+    try:
+        config = EvalConfig(
+            pairs=args.n_pairs,
+            ways=args.ways,
+            shots=args.shots,
+            episodes=args.episodes,
+            seed=args.seed,
+            baselines=not args.no_baselines,
+            criterion=args.criterion,
+            far=args.far,
+            frozen_backbone=args.frozen_backbone,
+        )
+    except ValueError as exc:
+        raise LookalikeError(str(exc)) from exc
+    data = _data(args)
+    pairs = PairList.from_csv(args.pairs) if args.pairs else None
+    if data is None and pairs is None:
+        raise DataError("give DATA (an identity folder, or --dataset digits|mnist) or --pairs CSV")
+    model = SiameseModel.load(args.model, device=args.device)
+    result = evaluate(model, data, pairs=pairs, config=config)
+    files = write_report(
+        result, args.out, title=f"lookalike eval of {args.model}", map_method=args.map
+    )
+    calibrated = None
+    if args.calibrate:
+        calibrated = calibrated_thresholds(result, config)
+        save_thresholds(args.model, calibrated, criterion=args.criterion)
+    if args.json:
+        report = result.to_dict()
+        if calibrated is not None:
+            report["calibrated_thresholds"] = calibrated
+        print(json.dumps(report))
+        return 0
+    _print_summary(result, calibrated, args)
+    print(f"report: {Path(args.out) / 'report.md'} ({len(files)} files)")
+    return 0
+
+
+def _print_summary(
+    result: Any, calibrated: dict[str, float] | None, args: argparse.Namespace
+) -> None:
+    def show(name: str, sub: Any) -> None:
+        s = sub.summary()
+        parts = [f"{name:<26}"]
+        if s["roc_auc"] is not None:
+            parts.append(
+                f"ROC AUC {s['roc_auc']:.4f}  EER {s['eer']:.4f}  "
+                f"accuracy {s['accuracy']:.4f} @ {s['metric']} {s['threshold']:.4f} "
+                f"({s['threshold_source']})"
+            )
+        if s["precision_at_1"] is not None:
+            parts.append(f"P@1 {s['precision_at_1']:.4f}  MAP@R {s['map_at_r']:.4f}")
+        if s["n_way_accuracy"] is not None:
+            parts.append(
+                f"{args.ways}-way {args.shots}-shot {s['n_way_accuracy']:.4f}±{s['n_way_ci95']:.4f}"
+            )
+        print("  ".join(parts))
+
+    print(
+        f"{result.pairs} pairs ({result.pair_source}), {result.images} images, "
+        f"{result.identities} identities"
+    )
+    show("model", result.model)
+    for name, sub in result.baselines.items():
+        show(name.replace("_", " "), sub)
+    for name, reason in result.unavailable.items():
+        print(f"{name.replace('_', ' ')}: not measured ({reason})")
+    if result.skipped:
+        print(f"warning: {len(result.skipped)} unreadable image(s) skipped", file=sys.stderr)
+    if calibrated is not None:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in calibrated.items())
+        print(f"calibrated thresholds ({args.criterion}) written to {args.model}: {shown}")
+
+
+def register(sub: Any, add_runtime: Any) -> None:
+    """Add ``eval`` to the sub-command parsers."""
+    p = sub.add_parser("eval", help="measure a model beside raw pixels and the frozen backbone")
+    p.add_argument("model", metavar="MODEL", help="a lookalike model folder")
+    p.add_argument(
+        "data", metavar="DATA", nargs="?", help="identity folder (root/<identity>/<image>)"
+    )
+    p.add_argument("--dataset", default="folder", choices=["folder", "mnist", "digits"])
+    p.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files for --dataset mnist")
+    p.add_argument("--pairs", metavar="CSV", help="labelled pairs a,b,label for verification")
+    p.add_argument(
+        "--n-pairs", type=int, default=2000, help="pairs drawn from DATA without --pairs"
+    )
+    p.add_argument("--ways", type=int, default=5)
+    p.add_argument("--shots", type=int, default=1)
+    p.add_argument("--episodes", type=int, default=400, help="N-way K-shot episodes (0: skip)")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--calibrate", action="store_true", help="store thresholds chosen on these pairs"
+    )
+    p.add_argument("--criterion", default="accuracy", choices=["accuracy", "f1", "far"])
+    p.add_argument("--far", type=float, help="target false-accept rate for --criterion far")
+    p.add_argument("--map", default="pca", choices=["pca", "tsne", "umap"])
+    p.add_argument("--no-baselines", action="store_true")
+    p.add_argument(
+        "--frozen-backbone", metavar="NAME", help="pretrained backbone of the frozen baseline"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    add_runtime(p)
+    p.set_defaults(handler=cmd_eval)

@@ -1,0 +1,66 @@
+"""``lookalike explain``: where two images agree and differ, as a heatmap PNG."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from lookalike.errors import LookalikeError
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """``lookalike explain A B --out diff.png``: scores, heatmaps and the least-alike region."""
+    from lookalike.cli import _load_model
+    from lookalike.viz.explain import explain, render_explanation
+
+    if args.heatmap_size is not None and args.heatmap_size < 32:
+        raise LookalikeError(f"--heatmap-size must be at least 32 pixels, got {args.heatmap_size}")
+    model = _load_model(args)
+    result = explain(args.a, args.b, model, mode=args.mode, input_size=args.heatmap_size)
+    out = render_explanation(result, args.a, args.b, args.out)
+    if args.json:
+        print(json.dumps({**result.to_dict(), "heatmap": str(out)}))
+        return 0
+    _print(result)
+    print(f"heatmap:            {out}")
+    return 0
+
+
+def _print(result: Any) -> None:
+    print(f"cosine similarity:  {result.cosine:.4f}")
+    print(f"euclidean distance: {result.euclidean:.4f}")
+    if result.probability is not None:
+        print(f"P(same):            {result.probability:.4f}")
+    if result.same is not None:
+        print(f"decision:           {'same' if result.same else 'different'}")
+    for which in ("a", "b"):
+        box = result.lowest_region(which)
+        low = float((result.similarity_a if which == "a" else result.similarity_b).min())
+        where = "nowhere (uniform)" if box is None else f"x {box[0]}-{box[2]}, y {box[1]}-{box[3]}"
+        print(f"least alike in {which.upper()}:   {where} (local similarity {low:.2f})")
+
+
+def register(sub: Any, add_runtime: Any, add_model: Any) -> None:
+    """Add ``explain`` to the sub-command parsers."""
+    p = sub.add_parser("explain", help="heatmaps of where two images agree and differ")
+    p.add_argument("a", metavar="A", help="first image")
+    p.add_argument("b", metavar="B", help="second image")
+    p.add_argument("--out", required=True, metavar="PNG", help="the heatmap figure to write")
+    p.add_argument(
+        "--mode",
+        default="best_match",
+        choices=["best_match", "aligned"],
+        help="best_match: each part against its best match anywhere (default; moved content "
+        "agrees); aligned: against the same place (registered images)",
+    )
+    p.add_argument(
+        "--heatmap-size",
+        type=int,
+        metavar="PX",
+        help="input size for the heatmaps only (finer maps when larger, e.g. 448)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_model(p)
+    add_runtime(p)
+    p.set_defaults(handler=cmd_explain)

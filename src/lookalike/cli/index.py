@@ -1,0 +1,288 @@
+"""``lookalike index``, ``search`` and ``dedup``: a persistent index of a folder of images.
+
+The index remembers which model built it (``INDEX_DIR/model.json``), so ``search`` and
+``dedup --index`` load the same model without being told; ``--model``/``--backbone``
+override it, and an index built with another model is refused by the index itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from lookalike.errors import DataError, LookalikeError
+
+MODEL_FILE = "model.json"
+
+
+def _model_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "model": str(Path(args.model).resolve()) if args.model else None,
+        "backbone": args.backbone,
+        "image_size": args.image_size,
+        "no_pretrained": bool(args.no_pretrained),
+        "weights": str(Path(args.weights).resolve()) if args.weights else None,
+    }
+
+
+def _embedder(args: argparse.Namespace, index_dir: str | None = None) -> Any:
+    """The model: from the command line, else the one recorded with the index."""
+    from lookalike.cli import _load_embedder
+
+    explicit = args.model or args.backbone or args.weights or args.no_pretrained
+    if index_dir is not None and not explicit:
+        recorded = Path(index_dir) / MODEL_FILE
+        if recorded.is_file():
+            saved = json.loads(recorded.read_text(encoding="utf-8"))
+            args = argparse.Namespace(**{**vars(args), **saved})
+    return _load_embedder(args)
+
+
+def _model_key(embedder: Any) -> str:
+    return str(embedder.key or embedder.name)
+
+
+def _path_embedder(embedder: Any, args: argparse.Namespace) -> Any:
+    from lookalike.inference.pipeline import embed_paths
+
+    def embed(paths: list[str]) -> Any:
+        return embed_paths(embedder, paths, batch_size=args.batch_size, progress=False)
+
+    return embed
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    """``lookalike index``: create or update the index of a folder."""
+    from lookalike.index.index import Index
+    from lookalike.model.folder import write_json_atomic
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder of images")
+    embedder = _embedder(args, args.index)
+    settings: dict[str, Any] = {"kind": args.kind}
+    if args.nprobe is not None:
+        settings["nprobe"] = args.nprobe
+    index = Index.open_or_create(
+        args.index, root, model_key=_model_key(embedder), dim=embedder.embedding_dim, **settings
+    )
+    with index:
+        report = index.update(
+            _path_embedder(embedder, args),
+            include=args.include or None,
+            exclude=args.exclude or None,
+            batch_size=args.batch_size,
+            progress=sys.stderr.isatty(),
+        )
+        write_json_atomic(Path(args.index) / MODEL_FILE, _model_args(args))
+        for path, reason in report.skipped:
+            print(f"skipped {path}: {reason}", file=sys.stderr)
+        if report.skipped:
+            print(f"{len(report.skipped)} file(s) skipped", file=sys.stderr)
+        print(f"{args.index}: {len(index)} images ({index.kind}); {report.summary()}")
+    return 0
+
+
+def _hits_json(hits: list[Any]) -> list[dict[str, Any]]:
+    return [{"path": h.path, "score": h.score, "id": h.id, "label": h.label} for h in hits]
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """``lookalike search``: the k closest indexed images to each query image."""
+    from lookalike.index.index import Index
+    from lookalike.inference.pipeline import embed_paths
+
+    if args.k < 1:
+        raise LookalikeError(f"-k must be at least 1, got {args.k}")
+    embedder = _embedder(args, args.index)
+    with Index.open(args.index, model_key=_model_key(embedder)) as index:
+        embedded = embed_paths(embedder, args.queries, progress=False)
+        if embedded.failures:
+            path, reason = embedded.failures[0]
+            raise LookalikeError(f"cannot read query image {path}: {reason}")
+        results = index.search(embedded.embeddings, args.k)
+        size = len(index)
+        if args.grid:
+            from lookalike.viz.plots import plot_retrieval_grid
+
+            rows = [[(index.resolve(h.path), h.path, h.score) for h in hits] for hits in results]
+            plot_retrieval_grid(args.queries, rows, args.grid)
+    if args.json:
+        payload = [
+            {"query": q, "hits": _hits_json(hits)}
+            for q, hits in zip(args.queries, results, strict=True)
+        ]
+        print(json.dumps({"results": payload, "index_size": size}))
+        return 0
+    for query, hits in zip(args.queries, results, strict=True):
+        print(query)
+        for rank, hit in enumerate(hits, 1):
+            print(f"  {rank:>3}. {hit.score:.4f}  {hit.path}")
+    if args.grid:
+        print(f"grid: {args.grid}")
+    return 0
+
+
+def dedup_threshold(embedder: Any, given: float | None) -> tuple[float, str]:
+    """The dedup threshold: given, else the model's stored one, else the default model's."""
+    from lookalike.dedup.groups import DEFAULT_DEDUP_THRESHOLD
+
+    if given is not None:
+        return given, "given"
+    stored = embedder.thresholds.get("dedup")
+    if stored is not None:
+        return float(stored), "stored with the model"
+    if embedder.name != "mobilenet_v2":
+        print(
+            f"warning: {embedder.name} has no calibrated dedup threshold; using the default "
+            f"model's {DEFAULT_DEDUP_THRESHOLD} (run `lookalike calibrate-dedup --model DIR` "
+            "or pass --threshold)",
+            file=sys.stderr,
+        )
+    return DEFAULT_DEDUP_THRESHOLD, "default (calibrated for mobilenet_v2)"
+
+
+def _dedup_groups(args: argparse.Namespace, embedder: Any, threshold: float) -> tuple[Any, Path]:
+    from lookalike.dedup.groups import dedup_index, find_duplicates
+    from lookalike.imaging.images import iter_image_files
+    from lookalike.index.index import Index
+    from lookalike.inference.pipeline import embed_paths
+
+    if args.index:
+        with Index.open(args.index, model_key=_model_key(embedder)) as index:
+            return dedup_index(index, threshold), index.root
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder of images")
+    paths = [str(p) for p in iter_image_files(root)]
+    if not paths:
+        raise DataError(f"no image files under {root}")
+    embedded = embed_paths(
+        embedder, paths, batch_size=args.batch_size, progress=sys.stderr.isatty()
+    )
+    for path, reason in embedded.failures:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    rel = [str(Path(p).relative_to(root)) for p in embedded.paths]
+    return find_duplicates(embedded.embeddings, threshold, paths=rel, root=root), root
+
+
+def cmd_dedup(args: argparse.Namespace) -> int:
+    """``lookalike dedup``: groups of near-duplicates, reported and optionally moved."""
+    from lookalike.dedup.groups import move_duplicates
+
+    if bool(args.dir) == bool(args.index):
+        raise LookalikeError("give a folder or --index INDEX_DIR (one of them)")
+    embedder = _embedder(args, args.index)
+    threshold, source = dedup_threshold(embedder, args.threshold)
+    groups, root = _dedup_groups(args, embedder, threshold)
+    moves: list[tuple[Path, Path]] = []
+    if args.move_to:
+        moves = move_duplicates(groups, root, args.move_to, dry_run=not args.yes)
+    if args.html:
+        from lookalike.dedup.report import write_dedup_html
+
+        write_dedup_html(groups, root, args.html, threshold=threshold)
+    if args.json:
+        payload = {
+            "threshold": threshold,
+            "threshold_source": source,
+            "groups": [
+                {"keep": g.keep, "paths": list(g.paths), "scores": list(g.scores)} for g in groups
+            ],
+            "moves": [{"from": str(a), "to": str(b)} for a, b in moves],
+            "dry_run": not args.yes,
+        }
+        print(json.dumps(payload))
+        return 0
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["group", "path", "keep", "score"])
+        for n, g in enumerate(groups):
+            for k, (path, score) in enumerate(zip(g.paths, g.scores, strict=True)):
+                writer.writerow([n, path, int(k == 0), f"{score:.6f}"])
+        return 0
+    extra = sum(len(g) - 1 for g in groups)
+    print(f"{len(groups)} group(s) of near-duplicates, {extra} image(s) beyond one per group")
+    print(f"threshold {threshold:.4f} (cosine; {source})")
+    for n, g in enumerate(groups, 1):
+        print(f"group {n}: keep {g.keep}")
+        for path, score in zip(g.paths[1:], g.scores[1:], strict=True):
+            print(f"    {score:.4f}  {path}")
+    if args.move_to:
+        verb = "moved" if args.yes else "would move (dry run; add --yes to move)"
+        print(f"{verb} {len(moves)} file(s) to {args.move_to}")
+    if args.html:
+        print(f"report: {args.html}")
+    return 0
+
+
+def cmd_calibrate_dedup(args: argparse.Namespace) -> int:
+    """``lookalike calibrate-dedup``: choose and store a model's near-duplicate threshold."""
+    from lookalike.dedup.neardup import calibrate_dedup_threshold, offline_photos
+    from lookalike.evaluation.evaluate import save_thresholds
+
+    if not args.model:
+        raise LookalikeError("calibrate-dedup stores the threshold in a model folder: --model DIR")
+    embedder = _embedder(args)
+    result = calibrate_dedup_threshold(
+        embedder, offline_photos(), edits_per_photo=args.edits, seed=args.seed
+    )
+    save_thresholds(args.model, {"dedup": result.threshold}, criterion="accuracy")
+    print(
+        f"dedup threshold {result.threshold:.4f} stored in {args.model} "
+        f"(precision {result.precision:.4f}, recall {result.recall:.4f} on "
+        f"{len(result.positive_scores)} edited and {len(result.negative_scores)} distinct pairs)"
+    )
+    return 0
+
+
+def register(sub: Any, add_runtime: Any, add_model: Any, add_engine: Any) -> None:
+    """Add ``index``, ``search``, ``dedup`` and ``calibrate-dedup``."""
+
+    def common(p: argparse.ArgumentParser) -> None:
+        add_model(p)
+        add_engine(p)
+        add_runtime(p)
+        p.add_argument("--batch-size", type=int, default=32)
+
+    p = sub.add_parser("index", help="create or update a persistent index of a folder")
+    p.add_argument("dir", metavar="DIR", help="folder of images (searched recursively)")
+    p.add_argument("--index", required=True, metavar="INDEX_DIR")
+    p.add_argument("--include", action="append", metavar="GLOB", help="e.g. '*.jpg' (repeatable)")
+    p.add_argument("--exclude", action="append", metavar="GLOB", help="e.g. 'tmp/*' (repeatable)")
+    p.add_argument("--kind", default="auto", choices=["auto", "flat", "ivf", "ivf_sq8", "hnsw"])
+    p.add_argument("--nprobe", type=int, help="IVF lists scanned per query")
+    common(p)
+    p.set_defaults(handler=cmd_index)
+
+    p = sub.add_parser("search", help="the closest indexed images to query images")
+    p.add_argument("queries", nargs="+", metavar="QUERY")
+    p.add_argument("--index", required=True, metavar="INDEX_DIR")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--grid", metavar="PNG", help="write the closest-images figure")
+    common(p)
+    p.set_defaults(handler=cmd_search)
+
+    p = sub.add_parser("dedup", help="find (and optionally move) groups of near-duplicates")
+    p.add_argument("dir", metavar="DIR", nargs="?", help="folder of images")
+    p.add_argument("--index", metavar="INDEX_DIR", help="use an index instead of a folder")
+    p.add_argument("--threshold", type=float, help="cosine threshold (default: the model's)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", action="store_true")
+    p.add_argument("--html", metavar="REPORT", help="write a contact-sheet report")
+    p.add_argument("--move-to", metavar="DIR", help="move all but one image per group here")
+    p.add_argument("--yes", action="store_true", help="really move (otherwise a dry run)")
+    common(p)
+    p.set_defaults(handler=cmd_dedup)
+
+    p = sub.add_parser("calibrate-dedup", help="store a model's near-duplicate threshold")
+    p.add_argument("--edits", type=int, default=8, help="edited copies per photo")
+    p.add_argument("--seed", type=int, default=0)
+    common(p)
+    p.set_defaults(handler=cmd_calibrate_dedup)

@@ -1,0 +1,562 @@
+"""A persistent, incrementally updated embedding index of a folder of images.
+
+An index lives in its own folder::
+
+    INDEX_DIR/
+      index.sqlite       metadata, file rows and the embedding cache (the source of truth; WAL)
+      vectors-<generation>-<digest>.faiss   the FAISS structure (derived; rebuilt when needed)
+      lock               taken by the one process allowed to change the index at a time
+
+:meth:`Index.update` makes the index mirror the image files under its *root* folder: files are
+found with ``iter_image_files`` (include/exclude glob patterns on the path
+relative to the root), compared with the index by size and modification time, and only the
+changed ones are hashed (BLAKE2b-128 of their bytes). A content hash already in the embedding
+cache is reused, so a moved, renamed or copied file is never embedded twice; only new content
+is embedded, in batches, and each batch is committed in its own transaction.
+
+**Crash safety.** SQLite holds everything needed to rebuild the index, including every vector.
+Each batch commits its cached vectors, its file rows and a new *generation* token atomically,
+so a killed run keeps every finished batch and loses only the batch in flight; the next run
+sees those files as new and does them again, and the ``UNIQUE`` path column means a file is
+never indexed twice. The FAISS file is written after the database commits, atomically (temporary
+file, ``fsync``, ``os.replace``), named after the generation it reflects and a digest of its
+bytes. On loading, a file for another generation (a run killed before it wrote the file), a
+damaged file, or none at all is ignored and the FAISS structure is rebuilt from SQLite; a
+leftover temporary file is deleted by the next writer. The writer lock is an advisory
+``flock``, which the operating system releases when its process dies. After a power cut SQLite
+(``synchronous=NORMAL``) may lose its last transactions, but never its consistency, and a
+generation token has random letters, so a later generation never matches an older file.
+
+The parts: :mod:`lookalike.index.store` (SQLite), :mod:`lookalike.index.update` (what changed,
+embedding), :mod:`lookalike.index.sync` (FAISS in step with SQLite, the lock) and
+:mod:`lookalike.index.faiss_structures` (the FAISS kinds: flat; IVF — the default for large mutable
+collections, since it supports removal — and IVF-SQ8, one byte per dimension, from 200,000
+images; and HNSW, which cannot remove and is rebuilt on change).
+
+**Root.** File paths are stored relative to the root. The root itself is stored twice:
+relative to the index folder and absolute. :meth:`Index.open` tries the relative location first
+(so a collection moved or copied together with its index keeps working), then the absolute one
+(so an index folder moved on its own keeps working); ``root=`` overrides both, and the next
+:meth:`Index.update` stores the new root.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lookalike.errors import IndexFolderError
+from lookalike.index import faiss_structures as vi
+from lookalike.index import update as iu
+from lookalike.index.store import SCHEMA_VERSION, Snapshot, Store
+from lookalike.index.sync import SyncedVectors, flock
+from lookalike.index.update import (
+    Changes,
+    ImageEmbedder,
+    PathEmbedder,
+    UpdateReport,
+    embed_paths_with,
+)
+
+__all__ = [
+    "DB_NAME",
+    "Hit",
+    "ImageEmbedder",
+    "Index",
+    "PathEmbedder",
+    "Snapshot",
+    "UpdateReport",
+    "embed_paths_with",
+]
+
+DB_NAME = "index.sqlite"
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result.
+
+    Attributes:
+        path: The file's path relative to the index root, with ``/`` separators.
+        score: Cosine similarity to the query, in [-1, 1].
+        id: The file's id in the index.
+        label: The file's label, if one was set.
+    """
+
+    path: str
+    score: float
+    id: int
+    label: str | None = None
+
+
+class Index:
+    """A persistent embedding index of the image files under a root folder.
+
+    Build one with :meth:`create` (or :meth:`open_or_create`), reopen it with :meth:`open`.
+    Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, folder: Path, store: Store, root: Path) -> None:
+        self.folder = folder
+        self.root = root
+        self._store = store
+        self.model_key: str = str(store.meta("model_key"))
+        self.dim: int = int(store.meta("dim"))
+        self.config = vi.VectorIndexConfig.from_dict(store.meta("config"))
+        self._sync = SyncedVectors(folder, store, self.dim, self.config)
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def create(
+        cls,
+        index_dir: str | os.PathLike[str],
+        root: str | os.PathLike[str],
+        *,
+        model_key: str,
+        dim: int,
+        kind: str = "auto",
+        ivf_threshold: int = vi.DEFAULT_IVF_THRESHOLD,
+        sq8_threshold: int = vi.DEFAULT_SQ8_THRESHOLD,
+        nprobe: int | None = None,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        overwrite: bool = False,
+    ) -> Index:
+        """Create an empty index of ``root`` in ``index_dir``.
+
+        Args:
+            index_dir: The index folder (created if needed; ``root/.lookalike-index`` keeps
+                it out of the listing, since hidden folders are skipped).
+            root: The folder of images to index.
+            model_key: Identity of the embedding model (e.g. its name and weights hash);
+                opening with another key is refused.
+            dim: Embedding size D.
+            kind: FAISS structure: ``"auto"``, ``"flat"``, ``"ivf"``, ``"ivf_sq8"`` or
+                ``"hnsw"`` (see :mod:`lookalike.index.faiss_structures`).
+            ivf_threshold: Vector count from which ``"auto"`` uses IVF.
+            sq8_threshold: Vector count from which ``"auto"`` uses IVF-SQ8.
+            nprobe: IVF lists scanned per query (``None``:
+                :func:`lookalike.index.faiss_structures.default_nprobe`).
+            include: Default include patterns for :meth:`update`.
+            exclude: Default exclude patterns for :meth:`update`.
+            overwrite: Replace an index already in ``index_dir``.
+
+        Returns:
+            The open, empty index.
+
+        Raises:
+            IndexFolderError: If ``index_dir`` already holds an index and not ``overwrite``,
+                or another process is updating it.
+            ValueError: If ``dim``, ``kind`` or another setting is invalid.
+        """
+        if dim < 1:
+            raise ValueError(f"dim must be positive, not {dim}")
+        config = vi.VectorIndexConfig(
+            kind=kind, ivf_threshold=ivf_threshold, sq8_threshold=sq8_threshold, nprobe=nprobe
+        )
+        folder = Path(index_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        root_path = Path(root).absolute()
+        with flock(folder):
+            db = folder / DB_NAME
+            state = Store.probe(db)
+            if state == "index" and not overwrite:
+                raise IndexFolderError(
+                    f"{folder} already holds an index; open it, or pass overwrite=True to "
+                    "replace it"
+                )
+            if state == "foreign" and not overwrite:
+                raise IndexFolderError(
+                    f"{db} is not a lookalike index (another program's file, or damaged); "
+                    "pass overwrite=True to replace it"
+                )
+            if state != "absent":
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{db}{suffix}").unlink(missing_ok=True)
+                vi.remove_files(folder, None)
+            meta = {
+                "model_key": model_key,
+                "dim": int(dim),
+                "config": config.to_dict(),
+                "include": list(include),
+                "exclude": list(exclude),
+                **_root_meta(folder, root_path),
+            }
+            store = Store(db, create=True, meta=meta)
+        return cls(folder, store, root_path)
+
+    @classmethod
+    def open(
+        cls,
+        index_dir: str | os.PathLike[str],
+        *,
+        root: str | os.PathLike[str] | None = None,
+        model_key: str | None = None,
+    ) -> Index:
+        """Open an existing index.
+
+        Args:
+            index_dir: The index folder.
+            root: Where the indexed images are now (``None``: the stored root; see the
+                module docstring).
+            model_key: The model about to be used with it; refused when it is not the one the
+                index was built with.
+
+        Returns:
+            The open index.
+
+        Raises:
+            IndexFolderError: If there is no complete index in ``index_dir``, it was made by a
+                newer lookalike, or with another model.
+        """
+        folder = Path(index_dir)
+        db = folder / DB_NAME
+        if not db.is_file():
+            raise IndexFolderError(f"no index in {folder} (no {DB_NAME}); create one first")
+        store = Store(db)
+        try:
+            schema = int(store.meta("schema") or 0)
+            if schema > SCHEMA_VERSION:
+                raise IndexFolderError(
+                    f"{folder} was written by a newer lookalike (index schema {schema}); "
+                    "upgrade lookalike"
+                )
+            stored_key = store.meta("model_key")
+            if model_key is not None and model_key != stored_key:
+                raise IndexFolderError(
+                    f"{folder} was built with model {stored_key!r}, not {model_key!r}: use "
+                    "that model, or rebuild the index for this one (a new index folder, or "
+                    "create with overwrite=True)"
+                )
+            where = Path(root).absolute() if root is not None else _stored_root(folder, store)
+        except BaseException:
+            store.close()
+            raise
+        return cls(folder, store, where)
+
+    @classmethod
+    def open_or_create(
+        cls,
+        index_dir: str | os.PathLike[str],
+        root: str | os.PathLike[str],
+        *,
+        model_key: str,
+        dim: int,
+        **settings: Any,
+    ) -> Index:
+        """Open the index in ``index_dir`` for ``root`` and ``model_key``, creating it if absent.
+
+        Args:
+            index_dir: The index folder.
+            root: The folder of images.
+            model_key: The model's identity (checked when opening).
+            dim: Embedding size (checked when opening).
+            **settings: Keyword arguments of :meth:`create`, used when creating.
+
+        Returns:
+            The open index.
+
+        Raises:
+            IndexFolderError: As for :meth:`open` and :meth:`create`, or a ``dim`` mismatch.
+        """
+        if Store.probe(Path(index_dir) / DB_NAME) in ("absent", "empty"):
+            return cls.create(index_dir, root, model_key=model_key, dim=dim, **settings)
+        index = cls.open(index_dir, root=root, model_key=model_key)
+        if index.dim != dim:
+            index.close()
+            raise IndexFolderError(
+                f"{index_dir} holds {index.dim}-dimensional embeddings, not {dim}; rebuild it"
+            )
+        return index
+
+    def close(self) -> None:
+        """Close the database and forget the FAISS structure."""
+        self._sync.forget()
+        self._store.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ inspecting
+
+    def __len__(self) -> int:
+        return self._store.count()
+
+    def __contains__(self, path: object) -> bool:
+        if not isinstance(path, (str, os.PathLike)):
+            return False
+        return self._store.has(self._relative(path))
+
+    @property
+    def generation(self) -> str:
+        """The database generation (changes whenever the set of vectors changes)."""
+        return self._store.generation
+
+    @property
+    def kind(self) -> str:
+        """The FAISS structure in use now: ``"flat"``, ``"ivf"`` or ``"hnsw"``."""
+        return vi.kind_of(self._sync.current())
+
+    def paths(self) -> list[str]:
+        """Every indexed relative path, sorted."""
+        return sorted(self._store.rows())
+
+    def vectors(
+        self, paths: Sequence[str] | None = None, *, ids: Sequence[int] | None = None
+    ) -> Snapshot:
+        """Indexed vectors with their ids, paths and labels, ordered by id.
+
+        All of them are read into memory as float32 (N × D × 4 bytes: 5.1 GB for a million
+        1,280-dimensional vectors); for large indexes ask for the ``paths`` or ``ids`` needed.
+
+        Args:
+            paths: Only these relative paths (absent ones are left out).
+            ids: Only these file ids (absent ones are left out).
+
+        Returns:
+            The vectors (N, D), float32 unit rows, and what belongs to them.
+
+        Raises:
+            ValueError: If both ``paths`` and ``ids`` are given.
+        """
+        if paths is not None and ids is not None:
+            raise ValueError("give paths or ids, not both")
+        chosen = None if paths is None else [self._relative(p) for p in paths]
+        if ids is not None:
+            chosen = [path for path, _ in self._store.lookup(ids).values()]
+        return self._store.snapshot(self.dim, chosen)
+
+    def structure(self) -> Any:
+        """The FAISS structure of the committed generation (``faiss_structures``).
+
+        The one in memory, else the intact file for this generation, else one rebuilt from
+        the database. For reading (search, :func:`lookalike.index.self_join.all_pairs`) only:
+        change the index with :meth:`update` and :meth:`remove`.
+        """
+        return self._sync.current()
+
+    def resolve(self, path: str) -> Path:
+        """The file system path of an indexed relative path."""
+        return iu.resolve(self.root, path)
+
+    def set_labels(self, labels: Mapping[str, str | None]) -> int:
+        """Set (or clear, with ``None``) the label of indexed files.
+
+        Args:
+            labels: ``{relative path: label}``.
+
+        Returns:
+            How many indexed files were labelled.
+        """
+        with self._store.transaction():
+            return self._store.set_labels({self._relative(p): v for p, v in labels.items()})
+
+    # ------------------------------------------------------------------ searching
+
+    def search(
+        self, vectors: npt.ArrayLike, k: int = 10, *, nprobe: int | None = None
+    ) -> list[list[Hit]]:
+        """The ``k`` most similar indexed images of each query vector.
+
+        Args:
+            vectors: Query embeddings (Q, D) or one (D,); rows are L2-normalised here.
+            k: Results per query. With ``k`` at least ``len(index)`` every item is returned.
+            nprobe: IVF lists to scan (``None``: the index's setting).
+
+        Returns:
+            One list per query of hits, best first; never a placeholder. Empty lists when the
+            index is empty.
+
+        Raises:
+            ValueError: If ``k < 1`` or the queries do not have D columns.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, not {k}")
+        queries = _unit_rows(np.asarray(vectors, dtype=np.float32), self.dim, "query vectors")
+        index = self._sync.current()
+        config = self.config if nprobe is None else replace(self.config, nprobe=nprobe)
+        scores, ids = vi.search(index, queries, k, config)
+        info = self._store.lookup(ids[ids >= 0].tolist())
+        results: list[list[Hit]] = []
+        for row_scores, row_ids in zip(scores, ids, strict=True):
+            hits = []
+            for score, i in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
+                if i >= 0 and i in info:
+                    path, label = info[i]
+                    hits.append(Hit(path, float(score), int(i), label))
+            results.append(hits)
+        return results
+
+    def search_images(
+        self, images: Sequence[Any], embedder: ImageEmbedder, k: int = 10, *, batch_size: int = 32
+    ) -> list[list[Hit]]:
+        """Embed query images with ``embedder`` and :meth:`search` with them.
+
+        Args:
+            images: Paths, PIL images, arrays — whatever ``embedder.embed`` accepts.
+            embedder: The model the index was built with.
+            k: Results per query.
+            batch_size: Images per forward pass.
+
+        Returns:
+            As for :meth:`search`.
+        """
+        queries = embedder.embed(list(images), batch_size=batch_size)
+        return self.search(queries, k)
+
+    # ------------------------------------------------------------------ changing
+
+    def update(
+        self,
+        embed: PathEmbedder,
+        *,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        batch_size: int = 64,
+        progress: bool = True,
+    ) -> UpdateReport:
+        """Make the index mirror the image files under the root.
+
+        Args:
+            embed: Embeds a list of file paths (see :class:`PathEmbedder`); it must be the
+                model the index was built with.
+            include: Glob patterns on the relative path a file must match one of (``None``:
+                those stored; given ones are stored for later updates).
+            exclude: Glob patterns a file must match none of (as for ``include``).
+            batch_size: Images per call of ``embed``, and per committed transaction.
+            progress: Show a progress bar while embedding (on stderr, when it is a terminal).
+
+        Returns:
+            What changed.
+
+        Raises:
+            IndexFolderError: If the root folder is missing, another process is updating the
+                index, or ``embed`` returns vectors of the wrong size.
+            DataError: If a folder under the root cannot be listed.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        if not self.root.is_dir():
+            raise IndexFolderError(
+                f"the indexed folder {self.root} does not exist; if the images moved, open the "
+                "index with root=THEIR_NEW_FOLDER"
+            )
+        with self._sync.writer():
+            inc, exc = self._patterns(include, exclude)
+            report = UpdateReport()
+            found = iu.scan(self.root, inc, exc, report)
+            rows = self._store.rows()
+            self._sync.current()
+
+            def commit(changes: Changes) -> None:
+                self._sync.commit(changes, rows)
+
+            report.removed = sorted(set(rows) - set(found))
+            commit(Changes(deletes=report.removed))
+            todo = iu.hash_changed(
+                self.root, found, rows, report, lambda h: self._store.cached(h, self.dim), commit
+            )
+            iu.embed_missing(
+                self.root,
+                embed,
+                todo,
+                found,
+                rows,
+                report,
+                commit,
+                dim=self.dim,
+                model_key=self.model_key,
+                batch_size=batch_size,
+                progress=progress,
+            )
+            self._sync.finish()
+        return report
+
+    def remove(self, paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+        """Drop files from the index (their files are left alone).
+
+        A file that still exists under the root comes back at the next :meth:`update` unless
+        an exclude pattern matches it.
+
+        Args:
+            paths: Relative paths (``/`` or the OS separator), or absolute paths under the root.
+
+        Returns:
+            The relative paths that were indexed and are now removed.
+        """
+        with self._sync.writer():
+            rows = self._store.rows()
+            self._sync.current()
+            gone = sorted({r for r in (self._relative(p) for p in paths) if r in rows})
+            self._sync.commit(Changes(deletes=gone), rows)
+            self._sync.finish()
+        return gone
+
+    def _patterns(
+        self, include: Sequence[str] | None, exclude: Sequence[str] | None
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Resolve the patterns (stored unless given), store given ones and the root."""
+        inc = tuple(self._store.meta("include") if include is None else _as_list(include))
+        exc = tuple(self._store.meta("exclude") if exclude is None else _as_list(exclude))
+        with self._store.transaction():
+            self._store.set_meta("include", list(inc))
+            self._store.set_meta("exclude", list(exc))
+            for key, value in _root_meta(self.folder, self.root).items():
+                self._store.set_meta(key, value)
+        return inc, exc
+
+    def _relative(self, path: str | os.PathLike[str]) -> str:
+        """A path as stored: relative to the root, with ``/`` separators."""
+        p = Path(path)
+        if p.is_absolute():
+            try:
+                p = p.relative_to(self.root)
+            except ValueError:
+                return p.as_posix()
+        return PurePosixPath(*p.parts).as_posix() if p.parts else ""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _root_meta(folder: Path, root: Path) -> dict[str, str]:
+    """The root as stored: relative to the index folder (when possible) and absolute."""
+    try:
+        relative = Path(os.path.relpath(root, folder.absolute())).as_posix()
+    except ValueError:  # another drive on Windows
+        relative = str(root)
+    return {"root": relative, "root_absolute": str(root)}
+
+
+def _stored_root(folder: Path, store: Store) -> Path:
+    """Where the images are: the stored relative root if it exists, else the absolute one."""
+    relative = (folder.absolute() / str(store.meta("root"))).resolve()
+    absolute = Path(str(store.meta("root_absolute")))
+    return relative if relative.is_dir() or not absolute.is_dir() else absolute
+
+
+def _as_list(patterns: Sequence[str]) -> list[str]:
+    """Patterns as a list (a single string is one pattern)."""
+    return [patterns] if isinstance(patterns, str) else list(patterns)
+
+
+def _unit_rows(vectors: FloatArray, dim: int, what: str) -> FloatArray:
+    """Check (Q, D) or (D,) and L2-normalise the rows (zero rows stay zero)."""
+    if vectors.ndim == 1:
+        vectors = vectors[None, :]
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise ValueError(f"{what} must have shape (Q, {dim}), not {vectors.shape}")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.where(norms > 0, norms, 1.0), dtype=np.float32)

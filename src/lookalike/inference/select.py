@@ -1,0 +1,249 @@
+"""Choosing and building an engine: :func:`load_embedder`.
+
+Its ``engine="auto"`` rule:
+
+* ``device`` ``cuda``/``cuda:N``, or ``auto`` on a machine that looks like it has an NVIDIA
+  GPU (``/dev/nvidia0`` or ``nvidia-smi`` present; only then is torch imported to ask
+  ``torch.cuda.is_available()``) → torch on CUDA;
+* otherwise, with onnxruntime installed, ONNX Runtime on CPU — from the cached export
+  when there is one (torch is then never imported), else exported once and cached;
+* models without a cache key (random weights) run in torch, and so do models whose export
+  fails (with a warning);
+* ``engine="onnx"`` without onnxruntime warns and runs in torch.
+
+Model folders, and ``mobilenet_v2``/``efficientnet_lite0`` with their offline weights, are
+keyed without torch (:mod:`lookalike.inference.export`), so a warm ``lookalike compare`` on
+CPU never imports it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from lookalike.errors import LookalikeError, ModelFolderError
+from lookalike.imaging.preprocess import Preprocess
+from lookalike.inference import export as X
+from lookalike.inference.embedder import BaseEmbedder
+from lookalike.inference.onnx_engine import NumpyPairHead, OnnxEmbedder
+from lookalike.inference.torch_engine import TorchEmbedder
+from lookalike.model.folder import TENSORS_FILE, read_config
+from lookalike.model.weights import sha256_file
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from lookalike.model.network import SiameseModel
+
+EngineName = Literal["auto", "torch", "onnx"]
+ENGINES: tuple[str, ...] = ("auto", "torch", "onnx")
+
+
+@dataclass
+class _Plan:
+    """What :func:`load_embedder` knows before importing torch."""
+
+    name: str
+    key: str | None = None
+    preprocess: Preprocess | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+    folder: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    keyable_after_build: bool = False
+
+
+def _plan(
+    model_dir: str | os.PathLike[str] | None,
+    backbone: str | None,
+    pretrained: bool | None,
+    weights_file: str | os.PathLike[str] | None,
+    image_size: int | None,
+) -> _Plan:
+    if model_dir is not None:
+        folder = Path(model_dir)
+        config = read_config(folder)
+        try:
+            preprocess = Preprocess.from_dict(config["preprocess"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LookalikeError(f"{folder / 'config.json'} has a bad preprocess: {exc}") from exc
+        if image_size:
+            preprocess = preprocess.with_input_size(image_size)
+        thresholds = {k: float(v) for k, v in config.get("thresholds", {}).items()}
+        plan = _Plan(str(folder), None, preprocess, thresholds, folder, config)
+        if (folder / TENSORS_FILE).is_file():
+            plan.key = X.folder_key(folder, config, preprocess)
+        return plan
+    name = backbone or "mobilenet_v2"
+    plan = _Plan(name, keyable_after_build=pretrained is not False)
+    if name in X.PRETRAINED and pretrained is not False:
+        sha, preprocess = X.PRETRAINED[name]
+        if weights_file is not None:
+            sha = sha256_file(weights_file) if Path(weights_file).is_file() else ""
+        if sha:
+            plan.preprocess = preprocess.with_input_size(image_size) if image_size else preprocess
+            plan.key = X.pretrained_key(name, sha, plan.preprocess)
+    return plan
+
+
+def _head_from_folder(folder: Path, config: dict[str, Any]) -> NumpyPairHead | None:
+    """Read a folder's pair head as NumPy arrays (torch-free); ``None`` without a head.
+
+    Raises:
+        ModelFolderError: The tensors file is unreadable or holds no head.
+    """
+    if not config.get("head"):
+        return None
+    from safetensors import safe_open
+
+    path = folder / TENSORS_FILE
+    try:
+        with safe_open(str(path), framework="numpy") as tensors:
+            names = [k for k in tensors.keys() if k.startswith("head.")]  # noqa: SIM118
+            return NumpyPairHead.from_state({k: tensors.get_tensor(k) for k in names})
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelFolderError(f"cannot read the pair head from {path}: {exc}") from exc
+
+
+def _build_model(
+    plan: _Plan,
+    module: nn.Module | None,
+    backbone: str | None,
+    pretrained: bool | None,
+    weights_file: str | os.PathLike[str] | None,
+    image_size: int | None,
+) -> SiameseModel:
+    from lookalike.model.network import SiameseModel
+
+    if plan.folder is not None:
+        model = SiameseModel.load(plan.folder, module=module)
+        if image_size:
+            model.preprocess = model.preprocess.with_input_size(image_size)
+        return model
+    return SiameseModel.create(
+        backbone or "mobilenet_v2",
+        pretrained=pretrained,
+        weights_file=weights_file,
+        input_size=image_size,
+    )
+
+
+def _gpu_hint() -> bool:
+    """Whether this machine looks like it has an NVIDIA GPU (no torch import)."""
+    return Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
+
+
+def _onnxruntime_installed() -> bool:
+    """Whether onnxruntime can be imported (checked without importing it)."""
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def _choose_engine(engine: str, device: str) -> str:
+    if engine not in ENGINES:
+        raise LookalikeError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    cuda = device.startswith("cuda")
+    if engine == "torch":
+        return "torch"
+    if cuda:
+        if engine == "onnx":
+            raise LookalikeError("the ONNX engine runs on CPU; use --engine torch for CUDA")
+        return "torch"
+    if not _onnxruntime_installed():
+        if engine == "onnx":
+            warnings.warn(
+                "onnxruntime is not installed, so the torch engine runs instead "
+                "(pip install lookalike[onnx])",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return "torch"
+    if engine == "auto" and device == "auto" and _gpu_hint():
+        import torch
+
+        if torch.cuda.is_available():
+            return "torch"
+    return "onnx"
+
+
+def load_embedder(
+    model_dir: str | os.PathLike[str] | None = None,
+    *,
+    backbone: str | None = None,
+    pretrained: bool | None = None,
+    weights_file: str | os.PathLike[str] | None = None,
+    image_size: int | None = None,
+    module: nn.Module | None = None,
+    engine: str = "auto",
+    device: str = "auto",
+    threads: int | None = None,
+) -> BaseEmbedder:
+    """Load a model folder or a registry backbone into an inference engine.
+
+    With ``engine="onnx"`` (or ``"auto"`` on CPU) and the model's export cached, this
+    imports neither torch nor the model code: the key comes from ``config.json`` and
+    ``model.safetensors`` (folders) or a torch-free table of weight hashes (backbones).
+
+    Args:
+        model_dir: A model folder; ``None`` builds ``backbone``.
+        backbone: Registry name (default ``mobilenet_v2``); not with ``model_dir``.
+        pretrained: Pretrained backbone weights (``None``: the backbone's default).
+        weights_file: Explicit pretrained weights file.
+        image_size: Override the model's input size (pixels, square).
+        module: An instance of the custom backbone class, for folders that hold one
+            (not needed when the folder's export is cached).
+        engine: ``"auto"``, ``"torch"`` or ``"onnx"`` (see the module docstring).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        threads: CPU threads for inference (``None``: the engine's default).
+
+    Returns:
+        A :class:`TorchEmbedder` or an :class:`OnnxEmbedder`.
+
+    Raises:
+        LookalikeError: Invalid options, a bad model folder, unavailable weights, or an
+            export that fails under ``engine="onnx"`` (``"auto"`` falls back to torch
+            with a warning).
+    """
+    if threads is not None and threads < 1:
+        raise LookalikeError(f"--threads must be at least 1, got {threads}")
+    if model_dir is not None and backbone is not None:
+        raise LookalikeError("give either a model folder or a backbone, not both")
+    choice = _choose_engine(engine, device)
+    plan = _plan(model_dir, backbone, pretrained, weights_file, image_size)
+    if choice == "onnx" and plan.key is not None and plan.preprocess is not None:
+        cached = X.cache_path(plan.key)
+        if cached.is_file():
+            try:
+                head = _head_from_folder(plan.folder, plan.config) if plan.folder else None
+                return OnnxEmbedder.open(
+                    cached,
+                    plan.preprocess,
+                    threads=threads,
+                    expect_key=plan.key,
+                    name=plan.name,
+                    thresholds=plan.thresholds,
+                    head=head,
+                )
+            except LookalikeError:
+                pass  # corrupt or stale: rebuilt and exported again below
+    model = _build_model(plan, module, backbone, pretrained, weights_file, image_size)
+    key = plan.key
+    if plan.keyable_after_build and model.weights_sha256 is not None:
+        # From the weights actually loaded: equal to the torch-free key when the table agrees.
+        key = X.pretrained_key(plan.name, model.weights_sha256, model.preprocess)
+    if choice == "onnx" and (key is not None or engine == "onnx"):
+        try:
+            return OnnxEmbedder.from_model(
+                model, key=key, cache=key is not None, threads=threads, name=plan.name
+            )
+        except X.ExportError as exc:
+            if engine == "onnx":
+                raise
+            warnings.warn(f"{exc}; running in torch instead", RuntimeWarning, stacklevel=2)
+    from lookalike.model.device import set_threads
+
+    set_threads(threads)
+    return TorchEmbedder(model.to_device(device), name=plan.name, key=key)

@@ -1,0 +1,350 @@
+"""SiameseModel: backbone → pooling → optional projection → L2 normalisation (+ optional PairHead).
+
+One network with shared weights embeds every image; pairs are compared by cosine
+similarity, euclidean distance, or the trainable :class:`~lookalike.model.layers.PairHead`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lookalike.imaging.images import ImageSource
+from lookalike.imaging.preprocess import Preprocess
+from lookalike.model.backbones import DEFAULT_BACKBONE, Backbone, build_backbone
+from lookalike.model.device import resolve_device
+from lookalike.model.layers import PairHead
+
+PoolingName = Literal["avg", "gem", "max", "flatten"]
+POOLINGS: tuple[str, ...] = ("avg", "gem", "max", "flatten")
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling (Radenović et al., 2018) with a learnable exponent p.
+
+    Shapes: (N, C, H, W) → (N, C). p = 1 is average pooling; p → ∞ approaches max pooling.
+    """
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        if p <= 0:
+            raise ValueError(f"GeM exponent p must be positive, got {p}")
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool (N, C, H, W) to (N, C)."""
+        pooled = x.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3))
+        return pooled.pow(1.0 / self.p)
+
+
+class Pool(nn.Module):
+    """Global pooling of a feature map (N, C, H, W) to (N, C); flatten gives (N, C·H·W)."""
+
+    def __init__(self, kind: str = "avg") -> None:
+        super().__init__()
+        if kind not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {kind!r}")
+        self.kind = kind
+        self.gem = GeM() if kind == "gem" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool a feature map."""
+        if self.gem is not None:
+            out: torch.Tensor = self.gem(x)
+            return out
+        if self.kind == "max":
+            return x.amax(dim=(2, 3))
+        if self.kind == "flatten":
+            return x.flatten(1)
+        return x.mean(dim=(2, 3))
+
+
+def projection_mlp(in_dim: int, widths: Sequence[int]) -> nn.Sequential:
+    """Dense layers with ReLU between them and none after the last (seed 001: 128 → ReLU → 128).
+
+    Raises:
+        ValueError: A width is not positive.
+    """
+    if any(w < 1 for w in widths):
+        raise ValueError(f"projection widths must be positive, got {list(widths)}")
+    layers: list[nn.Module] = []
+    width = in_dim
+    for i, w in enumerate(widths):
+        layers.append(nn.Linear(width, w))
+        if i < len(widths) - 1:
+            layers.append(nn.ReLU())
+        width = w
+    return nn.Sequential(*layers)
+
+
+class SiameseModel(nn.Module):
+    """The shared-weight embedding network and, optionally, its pair head.
+
+    Args:
+        backbone: A built :class:`~lookalike.model.backbones.Backbone`.
+        pooling: ``"avg"`` (default), ``"gem"``, ``"max"`` or ``"flatten"`` (seed 001's VGG
+            flatten; the embedding size then depends on the input size).
+        projection: Widths of an optional projection MLP after pooling; empty for none.
+        normalize: L2-normalise embeddings (default; seed 000 makes it optional).
+        head: Build a :class:`PairHead` on top (trained later by few-shot head training).
+
+    Attributes:
+        embedding_dim: Size D of the embeddings.
+        thresholds: Calibrated decision thresholds (``{"cosine": 0.8}``, ...), saved with the model.
+        metrics: Evaluation figures known for this model, saved with it.
+        provenance: How the model was made (filled by training and saving).
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        pooling: str = "avg",
+        projection: Sequence[int] = (),
+        normalize: bool = True,
+        head: bool = False,
+    ) -> None:
+        super().__init__()
+        self.backbone_name = backbone.name
+        self.backbone = backbone.module
+        self.feature_dim = backbone.feature_dim
+        self.preprocess: Preprocess = backbone.preprocess
+        self.weights_sha256 = backbone.weights_sha256
+        self.pool = Pool(pooling)
+        pooled_dim = self._pooled_dim()
+        self.projection_widths = tuple(int(w) for w in projection)
+        self.projection = projection_mlp(pooled_dim, self.projection_widths) if projection else None
+        self.embedding_dim = self.projection_widths[-1] if projection else pooled_dim
+        self.normalize = bool(normalize)
+        self.head: PairHead | None = PairHead(self.embedding_dim) if head else None
+        self.thresholds: dict[str, float] = {}
+        self.metrics: dict[str, Any] = {}
+        self.provenance: dict[str, Any] = {}
+        self.eval()
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        backbone: str = DEFAULT_BACKBONE,
+        *,
+        pretrained: bool | None = None,
+        weights_file: str | os.PathLike[str] | None = None,
+        input_size: int | tuple[int, int] | None = None,
+        channels: int | None = None,
+        pooling: str = "avg",
+        projection: Sequence[int] = (),
+        normalize: bool = True,
+        head: bool = False,
+    ) -> SiameseModel:
+        """Build a model from a registered backbone name.
+
+        Args:
+            backbone: Registry name or ``timm:<name>`` (see ``lookalike backbones``).
+            pretrained: Load pretrained weights (``None``: the backbone's default).
+            weights_file: Explicit pretrained weights file.
+            input_size: Model input size in pixels (int for square, or (height, width)).
+            channels: 1 (grayscale) or 3 (RGB) input channels.
+            pooling, projection, normalize, head: See the class docstring.
+
+        Raises:
+            BackboneError: Unknown backbone or invalid option.
+            WeightsError: Pretrained weights unavailable (never silently replaced by random ones).
+        """
+        built = build_backbone(
+            backbone, pretrained=pretrained, weights_file=weights_file, in_chans=channels
+        )
+        if input_size is not None:
+            built.preprocess = built.preprocess.with_input_size(input_size)
+        return cls(built, pooling=pooling, projection=projection, normalize=normalize, head=head)
+
+    @classmethod
+    def from_module(
+        cls,
+        module: nn.Module,
+        preprocess: Preprocess,
+        *,
+        feature_dim: int | None = None,
+        pooling: str = "avg",
+        projection: Sequence[int] = (),
+        normalize: bool = True,
+        head: bool = False,
+    ) -> SiameseModel:
+        """Wrap a user's own backbone.
+
+        Args:
+            module: Maps (N, C, H, W) images to a (N, F, h, w) feature map (or (N, F) vectors).
+            preprocess: The preprocessing the module expects.
+            feature_dim: F; measured with a dummy forward pass when ``None``.
+
+        Returns:
+            A model whose folder stores the module's weights and the module's class name;
+            loading it asks for an instance of that class.
+        """
+        wrapped = _ensure_map(module)
+        if feature_dim is None:
+            with torch.no_grad():
+                probe = torch.zeros(1, preprocess.channels, *preprocess.input_size)
+                feature_dim = int(wrapped.eval()(probe).shape[1])
+        backbone = Backbone("custom", wrapped, feature_dim, preprocess)
+        model = cls(
+            backbone, pooling=pooling, projection=projection, normalize=normalize, head=head
+        )
+        model.custom_class = f"{type(module).__module__}.{type(module).__qualname__}"
+        return model
+
+    def _pooled_dim(self) -> int:
+        if self.pool.kind != "flatten":
+            return self.feature_dim
+        with torch.no_grad():
+            probe = torch.zeros(1, self.preprocess.channels, *self.preprocess.input_size)
+            return int(self.pool(self.backbone.eval()(probe)).shape[1])
+
+    # -- forward --------------------------------------------------------------------------------
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone feature map (N, F, h, w) for preprocessed images (N, C, H, W)."""
+        out: torch.Tensor = self.backbone(x)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed preprocessed images (N, C, H, W) into (N, D) embeddings (differentiable)."""
+        z = self.pool(self.feature_map(x))
+        if self.projection is not None:
+            z = self.projection(z)
+        return F.normalize(z, dim=1) if self.normalize else z
+
+    # -- inference ------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        """The device the model's parameters live on."""
+        return next(self.parameters()).device
+
+    def to_device(self, device: str | torch.device | None = None) -> SiameseModel:
+        """Move to ``device`` (``None``/``"auto"``: CUDA if available, else CPU); returns self."""
+        return self.to(resolve_device(device))
+
+    def _batches(
+        self, images: Sequence[ImageSource] | np.ndarray, batch_size: int
+    ) -> Iterator[np.ndarray]:
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            for start in range(0, len(images), batch_size):
+                yield images[start : start + batch_size].astype(np.float32, copy=False)
+            return
+        items = list(images)
+        for start in range(0, len(items), batch_size):
+            yield self.preprocess.batch(items[start : start + batch_size])
+
+    @torch.inference_mode()
+    def embed(
+        self,
+        images: Sequence[ImageSource] | np.ndarray,
+        *,
+        batch_size: int = 32,
+        amp: bool | None = None,
+    ) -> np.ndarray:
+        """Embed images.
+
+        Args:
+            images: Paths, bytes, PIL images or HWC arrays (opened with
+                :func:`lookalike.imaging.images.load_image`), or an already preprocessed float array
+                of shape (N, C, H, W).
+            batch_size: Images per forward pass.
+            amp: Mixed precision; ``None`` turns it on on CUDA only.
+
+        Returns:
+            float32 array (N, D); rows are unit vectors when ``normalize`` is on.
+
+        Raises:
+            ImageError: An image cannot be read (the message names it).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        was_training = self.training
+        self.eval()
+        device = self.device
+        use_amp = device.type == "cuda" if amp is None else amp
+        chunks = []
+        for batch in self._batches(images, batch_size):
+            x = torch.from_numpy(batch)
+            if device.type == "cuda":
+                x = x.pin_memory().to(device, non_blocking=True)
+            with torch.autocast(device.type, enabled=use_amp and device.type == "cuda"):
+                z = self.forward(x)
+            chunks.append(z.float().cpu().numpy())
+        self.train(was_training)
+        if not chunks:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+    @torch.inference_mode()
+    def pair_probability(self, emb_a: np.ndarray, emb_b: np.ndarray) -> np.ndarray | None:
+        """P(same) (N,) from the pair head for embeddings (N, D), (N, D); None without a head."""
+        if self.head is None:
+            return None
+        self.head.eval()
+        a = torch.as_tensor(np.atleast_2d(emb_a), dtype=torch.float32, device=self.device)
+        b = torch.as_tensor(np.atleast_2d(emb_b), dtype=torch.float32, device=self.device)
+        out: np.ndarray = self.head.probability(a, b).float().cpu().numpy()
+        return out
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str], *, include_backbone: bool = True) -> None:
+        """Save as a model folder (config.json + model.safetensors); see ``model.folder``."""
+        from lookalike.model.folder import save_model
+
+        save_model(self, path, include_backbone=include_backbone)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        module: nn.Module | None = None,
+        device: str | torch.device | None = "cpu",
+    ) -> SiameseModel:
+        """Load a model folder; ``module`` is required for folders with a custom backbone."""
+        from lookalike.model.folder import load_model
+
+        return load_model(path, module=module).to_device(device)
+
+    def config(self) -> dict[str, Any]:
+        """Return the architecture as a JSON-serialisable dict (stored in ``config.json``)."""
+        return {
+            "backbone": self.backbone_name,
+            "feature_dim": self.feature_dim,
+            "pooling": self.pool.kind,
+            "projection": list(self.projection_widths),
+            "normalize": self.normalize,
+            "embedding_dim": self.embedding_dim,
+            "preprocess": self.preprocess.to_dict(),
+            "head": self.head.config() if self.head is not None else None,
+        }
+
+    custom_class: str | None = None
+
+
+class _MapAdapter(nn.Module):
+    """Make a module that returns (N, F) vectors look like one returning (N, F, 1, 1) maps."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.module(x)
+        return out[:, :, None, None] if out.ndim == 2 else out
+
+
+def _ensure_map(module: nn.Module) -> nn.Module:
+    return _MapAdapter(module)

@@ -1,0 +1,115 @@
+"""Validation during training: a fixed set of labelled pairs, scored after every epoch."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from lookalike.data.decode import normalize
+from lookalike.data.pairs import make_pairs, make_triplets
+from lookalike.metrics.calibration import best_accuracy_threshold
+from lookalike.metrics.distances import cosine_similarity
+from lookalike.model.network import SiameseModel
+from lookalike.training.checkpoint import EpochRecord
+from lookalike.training.losses import ContrastiveLoss, PairBCELoss, TripletMarginLoss
+
+if TYPE_CHECKING:
+    from lookalike.training.trainer import TrainConfig, TrainData
+
+
+class PairValidator:
+    """Scores a model on fixed validation pairs (and triplets for the triplet loss).
+
+    Args:
+        model: The model being trained (read only here).
+        val: Validation images with identity labels, or labelled pairs.
+        config: The training settings (loss, distance, number of pairs, seed).
+        margin: The loss margin in use.
+    """
+
+    def __init__(
+        self, model: SiameseModel, val: TrainData, config: TrainConfig, margin: float
+    ) -> None:
+        self.model, self.val, self.config, self.margin = model, val, config, margin
+        if val.pairs is not None:
+            self.i, self.j, self.y = val.pairs
+        else:
+            assert val.labels is not None
+            self.i, self.j, self.y = make_pairs(
+                val.labels.numpy(), config.val_pairs, positive_fraction=0.5, seed=config.seed + 1
+            )
+        self.triplets = None
+        if config.loss == "triplet" and val.labels is not None:
+            self.triplets = make_triplets(
+                val.labels.numpy(), config.val_pairs, seed=config.seed + 2
+            )
+
+    def embed(self, model: SiameseModel | None = None, batch_size: int = 128) -> np.ndarray:
+        """Embeddings (N, D) of every validation image, without augmentation."""
+        model = model or self.model
+        chunks = []
+        for start in range(0, len(self.val.pixels), batch_size):
+            x = normalize(self.val.pixels[start : start + batch_size], model.preprocess)
+            chunks.append(model.embed(x.numpy(), batch_size=batch_size))
+        return np.concatenate(chunks)
+
+    def scores(self, emb: np.ndarray, model: SiameseModel | None = None) -> np.ndarray:
+        """Pair scores (P,): P(same) for the BCE loss's head, cosine similarity otherwise."""
+        model = model or self.model
+        if self.config.loss == "bce" and model.head is not None:
+            prob = model.pair_probability(emb[self.i], emb[self.j])
+            assert prob is not None
+            return prob
+        return np.asarray(cosine_similarity(emb[self.i], emb[self.j]))
+
+    def accuracy(self, model: SiameseModel) -> float:
+        """Validation pair accuracy of any model (by cosine unless it is the BCE head model)."""
+        emb = self.embed(model)
+        return best_accuracy_threshold(self.scores(emb, model), self.y).accuracy
+
+    def raw_pixel_accuracy(self) -> float:
+        """Validation pair accuracy of cosine similarity on raw (normalised) pixels."""
+        flat = normalize(self.val.pixels, self.model.preprocess).flatten(1).numpy()
+        scores = np.asarray(cosine_similarity(flat[self.i], flat[self.j]))
+        return best_accuracy_threshold(scores, self.y).accuracy
+
+    @torch.no_grad()
+    def _loss(self, emb: np.ndarray) -> float:
+        e = torch.from_numpy(emb)
+        cfg = self.config
+        if cfg.loss == "triplet" and self.triplets is not None:
+            a, p, n = (torch.from_numpy(v) for v in self.triplets)
+            return float(TripletMarginLoss(self.margin, distance=cfg.distance)(e[a], e[p], e[n]))
+        y = torch.from_numpy(self.y.astype(np.float32))
+        ea, eb = e[torch.from_numpy(self.i)], e[torch.from_numpy(self.j)]
+        if cfg.loss == "bce" and self.model.head is not None:
+            head = self.model.head.cpu() if self.model.device.type == "cpu" else self.model.head
+            logits = head(ea.to(self.model.device), eb.to(self.model.device)).cpu()
+            return float(PairBCELoss()(logits, y))
+        return float(ContrastiveLoss(self.margin, distance=cfg.distance)(ea, eb, y))
+
+    def record(
+        self,
+        epoch: int,
+        train_loss: float | None,
+        scored: int,
+        passes: int,
+        seconds: float,
+        optimizer: torch.optim.Optimizer,
+    ) -> EpochRecord:
+        """Measure the model now and return the epoch's history record."""
+        emb = self.embed()
+        threshold = best_accuracy_threshold(self.scores(emb), self.y)
+        return EpochRecord(
+            epoch=epoch,
+            train_loss=train_loss,
+            val_loss=self._loss(emb),
+            val_accuracy=threshold.accuracy,
+            val_threshold=threshold.value,
+            lr=float(optimizer.param_groups[-1]["lr"]),
+            seconds=seconds,
+            scored=scored,
+            forward_passes=passes,
+        )

@@ -1,0 +1,446 @@
+"""Maps of a collection: every image placed by its embedding, projected to 2-D.
+
+:func:`map_folder` embeds the images of a folder (labelled by identity when the folder is
+laid out as ``root/<identity>/<image>``), projects the embeddings to 2-D with PCA, t-SNE or
+UMAP (:func:`lookalike.viz.plots.project_2d`) and draws either the images themselves as
+thumbnails (framed in their identity's colour) or coloured, labelled points.
+:func:`map_vectors` does the same for embeddings that are already computed (an index).
+
+Thumbnails are pasted onto one PIL canvas, which matplotlib then frames with a title and a
+legend: a few milliseconds per thousand images, where one matplotlib ``AnnotationBbox``
+per image takes seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps
+
+from lookalike.errors import DataError, ImageError, LookalikeError
+from lookalike.imaging.images import iter_image_files, load_image
+
+if TYPE_CHECKING:
+    from lookalike.model.network import SiameseModel
+
+Method = Literal["pca", "tsne", "umap"]
+Style = Literal["thumbnails", "points"]
+STYLES: tuple[str, ...] = ("thumbnails", "points")
+
+_BACKGROUND = (255, 255, 255)
+_NO_LABEL_COLOR = (90, 90, 90)
+_MAX_CANVAS_SIDE = 2400
+_MIN_CANVAS_SIDE = 700
+_MAX_NAMED_POINTS = 60
+
+
+@dataclass
+class EmbeddingMap:
+    """A map that was drawn.
+
+    Attributes:
+        path: The PNG written.
+        paths: The N images on the map, in the order of ``xy``.
+        xy: float64 (N, 2) positions from the projection.
+        labels: The identity of each image (N,), or ``None`` when the images are unlabelled.
+        method: The projection used (``"pca"``, ``"tsne"`` or ``"umap"``).
+        style: ``"thumbnails"`` or ``"points"``.
+        skipped: {path: reason} for images that could not be read (left off the map).
+    """
+
+    path: Path
+    paths: list[str]
+    xy: npt.NDArray[np.float64]
+    labels: list[str] | None
+    method: str
+    style: str
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def folder_images(root: str | os.PathLike[str]) -> tuple[list[str], list[str] | None]:
+    """List a folder's images and, for an identity folder, their identities.
+
+    A folder is an identity folder when every image lies inside a sub-folder
+    (``root/<identity>/...``); the identity is that sub-folder's name. A folder with
+    images directly in it is unlabelled.
+
+    Returns:
+        (paths, identities per path or ``None``).
+
+    Raises:
+        DataError: The folder is missing or holds no images.
+    """
+    base = Path(root)
+    paths = list(iter_image_files(base))
+    if not paths:
+        raise DataError(f"no images found in {base}")
+    return [str(p) for p in paths], identity_labels([p.relative_to(base) for p in paths])
+
+
+def identity_labels(relative_paths: Sequence[str | os.PathLike[str]]) -> list[str] | None:
+    """The identity of each path relative to a root: its first folder, when all have one.
+
+    Returns:
+        One identity per path, or ``None`` when some path lies directly in the root.
+    """
+    parts = [Path(p).parts for p in relative_paths]
+    return [part[0] for part in parts] if all(len(part) > 1 for part in parts) else None
+
+
+def embed_with_thumbnails(
+    model: SiameseModel,
+    paths: Sequence[str],
+    *,
+    thumb_px: int = 64,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> tuple[list[str], npt.NDArray[np.float32], list[Image.Image], dict[str, str]]:
+    """Embed images and keep a thumbnail of each, decoding every file once.
+
+    Args:
+        model: Anything with ``preprocess`` and ``embed(array (N, C, H, W))``.
+        paths: Image files.
+        thumb_px: Longest side of the thumbnails in pixels.
+        batch_size: Images per forward pass.
+        progress: Show a progress bar.
+
+    Returns:
+        (paths read, embeddings float32 (N, D), thumbnails (N,), {path: reason} skipped).
+    """
+    from tqdm import tqdm
+
+    pre = model.preprocess
+    mode: Literal["RGB", "L"] = "L" if pre.channels == 1 else "RGB"
+    height, width = pre.input_size
+    good: list[str] = []
+    thumbs: list[Image.Image] = []
+    skipped: dict[str, str] = {}
+    arrays: list[npt.NDArray[np.float32]] = []
+    chunks: list[npt.NDArray[np.float32]] = []
+    for path in tqdm(paths, unit="img", disable=not progress, leave=False):
+        try:
+            image = load_image(path, mode=mode, draft_size=(width, height))
+        except ImageError as exc:
+            skipped[path] = str(exc)
+            continue
+        arrays.append(pre.image_to_array(image))
+        thumbs.append(_thumbnail(image, thumb_px))
+        good.append(path)
+        if len(arrays) == batch_size:
+            chunks.append(model.embed(np.stack(arrays), batch_size=batch_size))
+            arrays = []
+    if arrays:
+        chunks.append(model.embed(np.stack(arrays), batch_size=batch_size))
+    dim = int(getattr(model, "embedding_dim", 0))
+    vectors = np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
+    return good, vectors.astype(np.float32, copy=False), thumbs, skipped
+
+
+def map_folder(
+    root: str | os.PathLike[str],
+    out_png: str | os.PathLike[str],
+    model: SiameseModel | None = None,
+    *,
+    method: Method = "pca",
+    style: Style = "thumbnails",
+    thumb_px: int = 64,
+    batch_size: int = 32,
+    progress: bool = False,
+    seed: int = 0,
+) -> EmbeddingMap:
+    """Embed a folder's images and draw their map.
+
+    Args:
+        root: A folder of images; an identity folder (``root/<identity>/<image>``) gives
+            each image its identity's colour and a legend.
+        out_png: The PNG to write.
+        model: The model; ``None`` builds the default pretrained backbone.
+        method: ``"pca"`` (default, fast, deterministic), ``"tsne"`` or ``"umap"``.
+        style: ``"thumbnails"`` (the images themselves) or ``"points"`` (labelled dots).
+        thumb_px: Longest side of each thumbnail on the map, in pixels.
+        batch_size: Images per forward pass.
+        progress: Show a progress bar while embedding.
+        seed: Random seed of t-SNE / UMAP.
+
+    Returns:
+        What was drawn, with the unreadable images in ``skipped``.
+
+    Raises:
+        DataError: The folder is missing or holds no images.
+        LookalikeError: Fewer than 2 (3 for t-SNE) readable images, or a missing package.
+    """
+    from lookalike.model.network import SiameseModel
+
+    _check(method, style, thumb_px)
+    paths, identities = folder_images(root)
+    model = model if model is not None else SiameseModel.create()
+    good, vectors, thumbs, skipped = embed_with_thumbnails(
+        model, paths, thumb_px=thumb_px, batch_size=batch_size, progress=progress
+    )
+    labels = None
+    if identities is not None:
+        by_path = dict(zip(paths, identities, strict=True))
+        labels = [by_path[p] for p in good]
+    title = f"Embedding map of {Path(root).name or root}"
+    return _draw(good, vectors, thumbs, labels, skipped, out_png, method, style, seed, title)
+
+
+def map_vectors(
+    vectors: npt.ArrayLike,
+    paths: Sequence[str],
+    out_png: str | os.PathLike[str],
+    *,
+    labels: Sequence[str | None] | None = None,
+    method: Method = "pca",
+    style: Style = "thumbnails",
+    thumb_px: int = 64,
+    seed: int = 0,
+    title: str = "Embedding map",
+) -> EmbeddingMap:
+    """Draw the map of embeddings that are already computed (for example an index's).
+
+    Args:
+        vectors: float (N, D) embeddings, row i belonging to ``paths[i]``.
+        paths: The image of each row; read only for thumbnails.
+        out_png: The PNG to write.
+        labels: Identity of each row (``None`` entries allowed), or ``None``.
+        method, style, thumb_px, seed: As for :func:`map_folder`.
+        title: Figure title (the method is appended).
+
+    Returns:
+        What was drawn. With thumbnails, rows whose image cannot be read are left off
+        and listed in ``skipped``.
+    """
+    _check(method, style, thumb_px)
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if matrix.ndim != 2 or len(matrix) != len(paths):
+        raise ValueError(f"vectors must be (N, D) with N = {len(paths)}, got {matrix.shape}")
+    if labels is not None and len(labels) != len(paths):
+        raise ValueError(f"labels has {len(labels)} entries for {len(paths)} paths")
+    keep: list[int] = []
+    thumbs: list[Image.Image] = []
+    skipped: dict[str, str] = {}
+    for i, path in enumerate(paths):
+        if style == "thumbnails":
+            try:
+                thumbs.append(
+                    _thumbnail(load_image(path, draft_size=(thumb_px, thumb_px)), thumb_px)
+                )
+            except ImageError as exc:
+                skipped[str(path)] = str(exc)
+                continue
+        keep.append(i)
+    kept_labels = None
+    if labels is not None and any(label is not None for label in labels):
+        kept_labels = ["(none)" if labels[i] is None else str(labels[i]) for i in keep]
+    return _draw(
+        [str(paths[i]) for i in keep],
+        matrix[keep],
+        thumbs,
+        kept_labels,
+        skipped,
+        out_png,
+        method,
+        style,
+        seed,
+        title,
+    )
+
+
+def _check(method: str, style: str, thumb_px: int) -> None:
+    if method not in ("pca", "tsne", "umap"):
+        raise LookalikeError(f"unknown projection {method!r}: use pca, tsne or umap")
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+    if thumb_px < 8:
+        raise ValueError(f"thumb_px must be at least 8, got {thumb_px}")
+
+
+def _draw(
+    paths: list[str],
+    vectors: npt.NDArray[np.float32],
+    thumbs: list[Image.Image],
+    labels: list[str] | None,
+    skipped: dict[str, str],
+    out_png: str | os.PathLike[str],
+    method: Method,
+    style: Style,
+    seed: int,
+    title: str,
+) -> EmbeddingMap:
+    from lookalike.viz.plots import project_2d
+
+    minimum = 3 if method == "tsne" else 2
+    if len(paths) < minimum:
+        raise LookalikeError(
+            f"a {method} map needs at least {minimum} readable images, got {len(paths)}"
+            + (f" ({len(skipped)} unreadable)" if skipped else "")
+        )
+    xy = np.asarray(project_2d(vectors, method, seed=seed), dtype=np.float64)
+    full_title = f"{title} ({method.upper()}, {len(paths)} images)"
+    if style == "thumbnails":
+        out = plot_thumbnail_map(xy, thumbs, out_png, labels=labels, title=full_title)
+    else:
+        out = plot_point_map(xy, out_png, labels=labels, names=paths, title=full_title)
+    return EmbeddingMap(out, paths, xy, labels, method, style, skipped)
+
+
+def _thumbnail(image: Image.Image, thumb_px: int) -> Image.Image:
+    thumb = image.convert("RGB")
+    thumb.thumbnail((thumb_px, thumb_px), Image.Resampling.BILINEAR)
+    return thumb
+
+
+_Color = tuple[float, float, float]
+
+
+def _class_colors(labels: Sequence[str] | None) -> tuple[list[str], dict[str, _Color]]:
+    """Sorted distinct labels and an RGB colour (floats in [0, 1]) for each."""
+    from lookalike.viz.plots import _pyplot
+
+    if labels is None:
+        return [], {}
+    classes = sorted(set(labels))
+    cmap = _pyplot().get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    colors: dict[str, _Color] = {}
+    for k, name in enumerate(classes):
+        r, g, b, _ = cmap(k % cmap.N)
+        colors[name] = (float(r), float(g), float(b))
+    return classes, colors
+
+
+def _rgb255(color: _Color) -> tuple[int, int, int]:
+    return (round(255 * color[0]), round(255 * color[1]), round(255 * color[2]))
+
+
+def _legend(ax: Any, classes: list[str], colors: dict[str, _Color]) -> None:
+    from matplotlib.patches import Patch
+
+    if not classes or len(classes) > 20:
+        return
+    handles = [Patch(color=colors[name], label=name) for name in classes]
+    ax.legend(
+        handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False
+    )
+
+
+def plot_thumbnail_map(
+    xy: npt.ArrayLike,
+    images: Sequence[Image.Image],
+    path: str | os.PathLike[str],
+    *,
+    labels: Sequence[str] | None = None,
+    title: str = "Embedding map",
+    border_px: int = 3,
+) -> Path:
+    """Draw images as thumbnails at 2-D positions and write a PNG.
+
+    Args:
+        xy: (N, 2) positions (any scale; stretched to fill the canvas, y pointing up).
+        images: N thumbnails (PIL images; drawn at their own size, centred on their point).
+        path: The PNG to write.
+        labels: Identity per image: each thumbnail is framed in its identity's colour and a
+            legend names them (up to 20).
+        title: Figure title.
+        border_px: Width of the coloured frame in pixels.
+
+    Returns:
+        The path written.
+    """
+    from lookalike.viz.plots import _pyplot
+
+    points = np.asarray(xy, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(images):
+        raise ValueError(f"xy must be (N, 2) with N = {len(images)}, got {points.shape}")
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"labels has {len(labels)} entries for {len(images)} images")
+    classes, colors = _class_colors(labels)
+    thumb = max((max(im.size) for im in images), default=32) + 2 * border_px
+    side = int(
+        np.clip(thumb * np.sqrt(max(len(images), 1)) * 2.2, _MIN_CANVAS_SIDE, _MAX_CANVAS_SIDE)
+    )
+    width, height = side, int(side * 0.75)
+    canvas = Image.new("RGB", (width, height), _BACKGROUND)
+    low, span = points.min(axis=0), np.ptp(points, axis=0)
+    unit = (points - low) / np.where(span > 0, span, 1.0)
+    unit[:, span == 0] = 0.5
+    margin = thumb / 2 + 2
+    for k, image in enumerate(images):
+        cx = margin + unit[k, 0] * (width - 2 * margin)
+        cy = margin + (1.0 - unit[k, 1]) * (height - 2 * margin)
+        color = _NO_LABEL_COLOR if labels is None else _rgb255(colors[labels[k]])
+        framed = ImageOps.expand(image.convert("RGB"), border=border_px, fill=color)
+        canvas.paste(framed, (int(cx - framed.width / 2), int(cy - framed.height / 2)))
+    plt = _pyplot()
+    dpi = 100
+    fig = plt.figure(figsize=(width / dpi, height / dpi + 0.5), dpi=dpi)
+    ax = fig.add_axes((0.0, 0.0, 1.0, height / (height + 0.5 * dpi)))
+    ax.imshow(np.asarray(canvas), interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=11)
+    _legend(ax, classes, colors)
+    return _save(fig, path)
+
+
+def plot_point_map(
+    xy: npt.ArrayLike,
+    path: str | os.PathLike[str],
+    *,
+    labels: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
+    title: str = "Embedding map",
+) -> Path:
+    """Draw 2-D positions as points coloured by identity and write a PNG.
+
+    Args:
+        xy: (N, 2) positions.
+        path: The PNG to write.
+        labels: Identity per point (colour and legend), or ``None``.
+        names: Image paths; without labels, up to 60 points are annotated with their file
+            names.
+        title: Figure title.
+
+    Returns:
+        The path written.
+    """
+    from lookalike.viz.plots import _pyplot
+
+    points = np.asarray(xy, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"xy must be (N, 2), got {points.shape}")
+    plt = _pyplot()
+    classes, colors = _class_colors(labels)
+    fig, ax = plt.subplots(figsize=(7.5, 5.5), dpi=110)
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=18, color="tab:blue", alpha=0.8)
+        if names is not None and len(names) <= _MAX_NAMED_POINTS:
+            for (x, y), name in zip(points, names, strict=True):
+                ax.annotate(
+                    Path(name).name, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points"
+                )
+    else:
+        label_array = np.asarray(labels)
+        for name in classes:
+            mask = label_array == name
+            ax.scatter(points[mask, 0], points[mask, 1], s=18, color=colors[name], alpha=0.85)
+        _legend(ax, classes, colors)
+    ax.set_title(title, fontsize=11)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    from lookalike.viz.plots import _pyplot
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, bbox_inches="tight")
+    _pyplot().close(fig)
+    return out

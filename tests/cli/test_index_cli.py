@@ -1,0 +1,107 @@
+"""``lookalike index``, ``search`` and ``dedup`` through the real command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from lookalike.cli import main
+from lookalike.dedup.neardup import near_duplicates, offline_photos
+
+ENGINE = ["--engine", "torch"]  # the ONNX path has its own tests; this keeps these fast
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 distinct photos, one or two near-duplicates each in a sub-folder, and a corrupt file."""
+    root = tmp_path_factory.mktemp("photos")
+    (root / "edits").mkdir()
+    for i, photo in enumerate(offline_photos()[:8]):
+        image = Image.fromarray(photo)
+        image.thumbnail((640, 640))
+        image.save(root / f"p{i}.jpg", quality=90)
+        for j, dup in enumerate(near_duplicates(image, 1 + i % 2, seed=100 + i)):
+            dup.image.convert("RGB").save(root / "edits" / f"p{i}_{j}.jpg", quality=85)
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    return root
+
+
+def _groups_by_photo(groups: list[dict[str, object]]) -> list[set[str]]:
+    """Each group as the set of source photo ids (p3 for p3.jpg and edits/p3_0.jpg)."""
+    return [{Path(str(p)).stem.split("_")[0] for p in g["paths"]} for g in groups]  # type: ignore[attr-defined]
+
+
+def test_index_search_dedup_end_to_end(
+    collection: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index = tmp_path / "idx"
+    assert main(["index", str(collection), "--index", str(index), *ENGINE]) == 0
+    out, err = capsys.readouterr()
+    n_images = len(list(collection.rglob("*.jpg"))) - 1
+    assert f"{n_images} images" in out and "1 skipped" in out
+    assert "broken.jpg" in err and "1 file(s) skipped" in err
+
+    # Again: nothing to embed.
+    assert main(["index", str(collection), "--index", str(index), *ENGINE]) == 0
+    assert "0 embedded" in capsys.readouterr().out
+
+    # -k beyond the index size returns every item, each once, no placeholders.
+    query = str(collection / "p0.jpg")
+    grid = tmp_path / "grid.png"
+    argv = ["search", query, "--index", str(index), "-k", "999", "--json", "--grid", str(grid)]
+    assert main([*argv, *ENGINE]) == 0
+    result = json.loads(capsys.readouterr().out)
+    hits = result["results"][0]["hits"]
+    assert len(hits) == result["index_size"] == n_images
+    assert len({h["path"] for h in hits}) == n_images
+    assert hits[0]["path"] == "p0.jpg" and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert hits[1]["path"].startswith("edits/p0_")
+    assert grid.stat().st_size > 10_000
+
+    # Dedup from the index: every photo with its edits, nothing else, at the default threshold.
+    assert main(["dedup", "--index", str(index), "--json", *ENGINE]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["threshold_source"].startswith("default")
+    groups = _groups_by_photo(report["groups"])
+    assert all(len(g) == 1 for g in groups), groups  # no two distinct photos grouped
+    assert sorted(next(iter(g)) for g in groups) == [f"p{i}" for i in range(8)]
+    assert all(g["keep"].startswith("p") and "/" not in g["keep"] for g in report["groups"])
+
+
+def test_dedup_folder_move_is_dry_run_unless_asked(
+    collection: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    work = tmp_path / "photos"
+    shutil.copytree(collection, work)
+    dest = tmp_path / "dups"
+    html = tmp_path / "report.html"
+    base = ["dedup", str(work), "--move-to", str(dest), *ENGINE]
+    assert main([*base, "--html", str(html)]) == 0
+    out = capsys.readouterr().out
+    assert "dry run" in out and not dest.exists()
+    assert "data:image/jpeg;base64" in html.read_text()
+    before = {p.relative_to(work) for p in work.rglob("*.jpg")}
+    assert main([*base, "--yes", "--json"]) == 0
+    moved = json.loads(capsys.readouterr().out)["moves"]
+    after = {p.relative_to(work) for p in work.rglob("*.jpg")}
+    landed = {p.relative_to(dest) for p in dest.rglob("*.jpg")}
+    assert len(moved) == len(landed) == len(before) - len(after) == 12  # 4×1 + 4×2 edits
+    assert after | landed == before
+    assert all(str(p).startswith("edits/") for p in landed)
+
+
+def test_index_cli_mistakes_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = {
+        "not a folder of images": ["index", str(tmp_path / "nope"), "--index", str(tmp_path / "i")],
+        "one of them": ["dedup", *ENGINE],
+        "-k must be at least 1": ["search", "x.jpg", "--index", str(tmp_path), "-k", "0"],
+    }
+    for expected, argv in cases.items():
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("lookalike: error:") and expected in err, (expected, err)
