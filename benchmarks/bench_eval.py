@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from _report import write_section
-from lookalike.data.labelled import LabelledImages, split_by_image
+from lookalike.data.labelled import LabelledImages
+from lookalike.data.split import split_by_image
 from lookalike.evaluation.evaluate import EvalConfig, evaluate
 from lookalike.model.network import SiameseModel
 from lookalike.training.demo import run_demo

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from glyphs import glyph_images
 from lookalike.data.augment import Augment
 from lookalike.data.labelled import LabelledImages
+from lookalike.training.config import TrainConfig
 from lookalike.training.recipes import ModelSpec, train_model
-from lookalike.training.trainer import TrainConfig
 
 
 def run(

@@ -7,7 +7,7 @@ used and the counts:
 * :func:`digits_closed_set`: closed set. The same ten identities (digits 0-9) at train and
   test time, disjoint images. Either scikit-learn's bundled 8x8 digits (upscaled) or an
   MNIST-like set rendered from the fonts installed on the machine; by default the train and
-  test splits use disjoint font families, like MNIST's disjoint writers.
+  test splits use disjoint font designs, like MNIST's disjoint writers.
 * :func:`glyph_open_set`: Omniglot-like open set. Each character (code point) is one
   identity, its instances are that character rendered by different fonts plus augmentation;
   train and test characters are disjoint.
@@ -86,10 +86,33 @@ _TOFU_PROBES = ("\uffff", "\U0010ffff")
 _LETTER_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lo"})
 _SIG = 16  # side of the small bitmaps used to compare renderings
 _SPLITS = ("train", "test")
-# Mean absolute difference (0-1 pixels, on a 16x16 rendering) below which two fonts' renderings
-# of a character count as the same style, and two characters count as the same identity.
-_STYLE_EPS = 0.02
-_CHAR_EPS = 0.05
+_INK_LUT = [255 if v >= 96 else 0 for v in range(256)]  # pixels that count as ink when cropping
+# Bitmap-derived fonts (GNU Unifont), smoothed after rendering, and the ramp used to do so.
+_PIXEL_FONTS = ("unifont",)
+_SMOOTH_LUT = [int(np.clip((v - 80) * 255 / 60, 0, 255)) for v in range(256)]
+# Words stripped from a font file's stem to get its family (FreeSansBoldOblique -> FreeSans).
+_STYLE_WORDS = (
+    "Bold",
+    "Oblique",
+    "Italic",
+    "Regular",
+    "Book",
+    "ExtraLight",
+    "Light",
+    "Medium",
+    "Condensed",
+    "Narrow",
+    "Display",
+    "Slanted",
+)
+# Mean absolute differences (0-1 pixels, on 16x16 renderings). Measured on the Debian fonts:
+# homoglyphs (Latin/Greek/Cyrillic A, o, x; turned e and schwa) are at most 0.025 apart in the
+# same face, distinct letters at least 0.075 (``p`` and ``rho``; ``E``/``F`` 0.10, ``O``/``o``
+# 0.12); the digits that Noto's script fonts copy from Noto Sans differ by 0.02-0.035 from it.
+_STYLE_EPS = 0.04  # two fonts' renderings of a character closer than this: one style
+_CHAR_EPS = 0.045  # two characters closer than this (over shared faces): one identity
+_SAME_EPS = 0.025  # two digits of one font closer than this: not a digit font
+_DESIGN_EPS = 0.05  # digit fonts closer than this stay on one side of a train/test split
 
 #: Named code point ranges (inclusive). Only letters (categories Lu, Ll, Lt, Lo) without a
 #: Unicode decomposition are used from them, so precomposed accented letters, compatibility
@@ -135,7 +158,9 @@ SCRIPTS: dict[str, tuple[tuple[int, int], ...]] = {
     "hangul": ((0xAC00, 0xD7A3),),
 }
 
-#: Scripts mixed in :func:`glyph_open_set` by default (many alphabets, like Omniglot's 50).
+#: Scripts mixed in :func:`glyph_open_set` by default: the 32 that the Debian Noto, FreeFont,
+#: DejaVu, Liberation and Unifont packages cover with at least 4 distinct fonts for 25+ letters
+#: (like Omniglot's 50 alphabets; syriac, tibetan, runic, mongolian, yi and vai fall short).
 DEFAULT_OPEN_SCRIPTS: tuple[str, ...] = (
     "latin",
     "greek",
@@ -144,21 +169,31 @@ DEFAULT_OPEN_SCRIPTS: tuple[str, ...] = (
     "georgian",
     "hebrew",
     "arabic",
+    "thaana",
+    "nko",
     "devanagari",
     "bengali",
+    "gurmukhi",
     "gujarati",
+    "oriya",
     "tamil",
+    "telugu",
+    "kannada",
+    "malayalam",
+    "sinhala",
     "thai",
+    "lao",
+    "myanmar",
+    "khmer",
     "ethiopic",
     "cherokee",
     "canadian",
-    "runic",
     "tifinagh",
     "hiragana",
     "katakana",
+    "bopomofo",
     "hangul",
     "cjk",
-    "yi",
 )
 #: Train and test scripts of :func:`glyph_shifted_set` by default.
 DEFAULT_SHIFT_TRAIN_SCRIPTS: tuple[str, ...] = ("latin", "greek", "cyrillic")
@@ -229,8 +264,19 @@ class FontFace:
 
     @property
     def family(self) -> str:
-        """A family key (file stem up to the first ``-``), used to split fonts by family."""
-        return self.path.stem.split("-")[0]
+        """A family key (file stem up to ``-``, less style words such as ``Bold``).
+
+        Used to keep related designs on one side of a train/test font split.
+        """
+        family = self.path.stem.split("-")[0]
+        stripped = True
+        while stripped:
+            stripped = False
+            for suffix in _STYLE_WORDS:
+                if family.endswith(suffix) and len(family) > len(suffix):
+                    family = family[: -len(suffix)]
+                    stripped = True
+        return family
 
     def load(self, size: int) -> ImageFont.FreeTypeFont:
         """Open the face at ``size`` pixels with Pillow's basic (per-code-point) layout.
@@ -396,7 +442,7 @@ class _Renderer:
             raise ValueError(f"size must be at least 8 px, got {size}")
         self.size = size
         self.work = 2 * size  # augmentation happens here, then a 2x box downsample
-        self.px = 4 * size  # glyphs are rasterised at this font size, then scaled down
+        self.px = 3 * size  # glyphs are rasterised at this font size, then scaled down
         self.box = max(4, round(fit * self.work))
         self._fonts: dict[FontFace, ImageFont.FreeTypeFont | None] = {}
         self._tofu: dict[FontFace, list[tuple[tuple[int, int, int, int], bytes]]] = {}
@@ -463,14 +509,22 @@ class _Renderer:
         if any(bbox == tb and raw == tofu for tb, tofu in self._tofus(face)):
             return None
         im = Image.frombytes("L", (width, height), raw)
-        ink = im.point(lambda v: 255 if v >= 96 else 0).getbbox()
+        if face.path.name.lower().startswith(_PIXEL_FONTS):
+            # Outlines traced from a 16 px bitmap: diagonal strokes are squares that touch at
+            # their corners and turn into dotted lines once scaled down. Round them off.
+            padded = Image.new("L", (width + 2 * self.px // 16, height + 2 * self.px // 16), 0)
+            padded.paste(im, (self.px // 16, self.px // 16))
+            im = padded.filter(ImageFilter.GaussianBlur(self.px / 40)).point(_SMOOTH_LUT)
+        ink = im.point(_INK_LUT).getbbox()
         if ink is None:
             return None
         im = im.crop(ink)
         w, h = im.size
         if max(w, h) < self.px // 12:  # a dot or a mark, not a character
             return None
-        scale = self.box / max(w, h)
+        # Fit the box, but scale glyphs smaller than half an em (Hebrew yod, Arabic hamza,
+        # syllabics finals) as if they were half an em, so they stay small marks.
+        scale = self.box / max(w, h, self.px // 2)
         im = im.resize(
             (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS
         )
@@ -595,9 +649,17 @@ def _write_identity(
             digest = hashlib.blake2b(image.tobytes(), digest_size=16).digest()
         seen.add(digest)
         _save(image, info.root, split, identity, n)
-        key = str(style.face.path) + (f"#{style.face.index}" if style.face.index else "")
+        key = str(style.face.path.parent / style.face.label)
         fonts[key] = fonts.get(key, 0) + 1
     info.counts.setdefault(split, {})[identity] = count
+
+
+def _check_counts(**counts: float) -> None:
+    """Raise ValueError for a negative count, or a non-positive ``per_char``/``min_fonts``."""
+    for name, value in counts.items():
+        positive = name in {"per_char", "min_fonts", "size"}
+        if value < (1 if positive else 0):
+            raise ValueError(f"{name} must be {'>= 1' if positive else '>= 0'}, got {value}")
 
 
 def _too_few_fonts(what: str, have: int, need: int, detail: str = "") -> RuntimeError:
@@ -642,8 +704,9 @@ def digits_closed_set(
             (``"sklearn"``, which holds at most 174 images of its rarest digit in all).
         test_per_class: Test images per digit; default 100 (``"fonts"``) or 50 (``"sklearn"``).
         split_fonts: With ``"fonts"``, render train and test digits from disjoint font
-            families (like MNIST's disjoint writers); otherwise both splits use every font
-            and differ only by augmentation.
+            designs (like MNIST's disjoint writers): fonts of one family, or whose digits look
+            alike, go to the same side. Otherwise both splits use every font and differ only
+            by augmentation.
         test_font_fraction: Share of the fonts given to the test split when ``split_fonts``.
         min_fonts: Fewest distinct digit fonts accepted before raising.
         augment: Distortions; :data:`DIGIT_AUGMENT` by default.
@@ -663,37 +726,38 @@ def digits_closed_set(
     if source == "sklearn":
         n_train = 120 if train_per_class is None else train_per_class
         n_test = 50 if test_per_class is None else test_per_class
-        _prepare_root(out, overwrite)
-        return _finish(_sklearn_digits(out, seed, size, n_train, n_test), started)
+        _check_counts(train_per_class=n_train, test_per_class=n_test)
+        return _finish(_sklearn_digits(out, seed, size, n_train, n_test, overwrite), started)
     if source != "fonts":
         raise ValueError(f"source must be 'fonts' or 'sklearn', got {source!r}")
     n_train = 300 if train_per_class is None else train_per_class
     n_test = 100 if test_per_class is None else test_per_class
+    _check_counts(train_per_class=n_train, test_per_class=n_test, min_fonts=min_fonts)
+    if split_fonts and not 0.0 < test_font_fraction < 1.0:
+        raise ValueError(f"test_font_fraction must be in (0, 1), got {test_font_fraction}")
     aug = DIGIT_AUGMENT if augment is None else augment
     renderer = _Renderer(size, fit=20 / 28)
-    faces = list(find_fonts() if fonts is None else fonts)
+    faces = sorted(find_fonts() if fonts is None else fonts)
     styles = _digit_faces(renderer, faces)
     if len(styles) < min_fonts:
         raise _too_few_fonts("fonts that render the digits 0-9", len(styles), min_fonts)
     rng = np.random.default_rng([seed, 0xD1])
     by_split: dict[str, list[FontFace]] = {"train": list(styles), "test": list(styles)}
     if split_fonts:
-        families = sorted({face.family for face in styles})
-        if len(families) < 2:
-            raise _too_few_fonts("font families for disjoint train/test digits", 1, 2)
-        test_families: set[str] = set()
-        n_test_faces = 0
-        for i in rng.permutation(len(families)):
-            if n_test_faces >= test_font_fraction * len(styles):
+        groups = _design_groups(styles)
+        if len(groups) < 2:
+            raise _too_few_fonts("font designs for disjoint train/test digits", 1, 2)
+        test_faces: set[FontFace] = set()
+        for i in rng.permutation(len(groups)):
+            if len(test_faces) >= test_font_fraction * len(styles):
                 break
-            test_families.add(families[int(i)])
-            n_test_faces += sum(face.family == families[int(i)] for face in styles)
+            test_faces.update(groups[int(i)])
         by_split = {
-            "train": [f for f in styles if f.family not in test_families],
-            "test": [f for f in styles if f.family in test_families],
+            "train": [f for f in styles if f not in test_faces],
+            "test": [f for f in styles if f in test_faces],
         }
         if not by_split["train"]:
-            raise _too_few_fonts("font families left for the training digits", 0, 1)
+            raise _too_few_fonts("font designs left for the training digits", 0, 1)
     info = DatasetInfo(
         "digits_closed_set",
         out,
@@ -732,7 +796,7 @@ def _digit_faces(renderer: _Renderer, faces: Sequence[FontFace]) -> dict[FontFac
             continue
         sigs = np.stack([g.sig for g in digits])
         gaps = np.abs(sigs[:, None, :] - sigs[None, :, :]).mean(axis=2)
-        if float(gaps[~np.eye(10, dtype=bool)].min()) < _CHAR_EPS:
+        if float(gaps[~np.eye(10, dtype=bool)].min()) < _SAME_EPS:
             continue  # symbol fonts and the like: digits that do not look like digits
         sig = sigs.ravel()
         if any(_mean_abs(sig, other) < _STYLE_EPS for other in kept_sigs):
@@ -742,7 +806,36 @@ def _digit_faces(renderer: _Renderer, faces: Sequence[FontFace]) -> dict[FontFac
     return kept
 
 
-def _sklearn_digits(root: Path, seed: int, size: int, n_train: int, n_test: int) -> DatasetInfo:
+def _design_groups(styles: Mapping[FontFace, Sequence[_Glyph]]) -> list[list[FontFace]]:
+    """Connected groups of faces with the same family or similar digits (``_DESIGN_EPS``).
+
+    Noto's script fonts carry copies of Noto Sans/Serif digits under other names, so a split by
+    file name alone would put one design on both sides.
+    """
+    faces = list(styles)
+    sigs = np.stack([np.concatenate([g.sig for g in styles[f]]) for f in faces])
+    parent = list(range(len(faces)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(len(faces)):
+        gaps = np.abs(sigs[:i] - sigs[i]).mean(axis=1)
+        for j in range(i):
+            if gaps[j] < _DESIGN_EPS or faces[i].family == faces[j].family:
+                parent[root(i)] = root(j)
+    groups: dict[int, list[FontFace]] = {}
+    for i, face in enumerate(faces):
+        groups.setdefault(root(i), []).append(face)
+    return [groups[k] for k in sorted(groups)]
+
+
+def _sklearn_digits(
+    root: Path, seed: int, size: int, n_train: int, n_test: int, overwrite: bool
+) -> DatasetInfo:
+    # Imported here (and untyped) so the font generators work without scikit-learn.
     datasets = importlib.import_module("sklearn.datasets")
     bunch = datasets.load_digits()
     images = np.asarray(bunch.images, dtype=np.float32)
@@ -760,6 +853,7 @@ def _sklearn_digits(root: Path, seed: int, size: int, n_train: int, n_test: int)
             "test_per_class": n_test,
         },
     )
+    chosen_per_digit: list[NDArray[np.int64]] = []
     for digit in range(10):
         idx = np.flatnonzero(labels == digit)
         if n_train + n_test > idx.size:
@@ -767,7 +861,9 @@ def _sklearn_digits(root: Path, seed: int, size: int, n_train: int, n_test: int)
                 f"scikit-learn has {idx.size} images of digit {digit}; cannot take "
                 f"{n_train} train + {n_test} test"
             )
-        idx = idx[rng.permutation(idx.size)]
+        chosen_per_digit.append(idx[rng.permutation(idx.size)])
+    _prepare_root(root, overwrite)
+    for digit, idx in enumerate(chosen_per_digit):
         for split, chosen in (("train", idx[:n_train]), ("test", idx[n_train : n_train + n_test])):
             for n, i in enumerate(chosen):
                 pixels = np.clip(np.rint(images[int(i)] * (255.0 / 16.0)), 0, 255)
@@ -795,25 +891,60 @@ class _Identity:
 
 
 class _Dedupe:
-    """Rejects characters whose renderings match an accepted character's."""
+    """Rejects characters that look like an accepted character.
+
+    Two characters are compared face by face, on the fonts both were rendered with: identical
+    bitmaps in one face, or a mean difference below ``_CHAR_EPS`` over the shared faces, make
+    the newcomer a duplicate (Latin ``A`` and Greek capital alpha, case pairs such as ``O`` and
+    ``o`` that only differ in size before scaling to the box).
+    """
 
     def __init__(self) -> None:
-        self._digests: set[tuple[FontFace, bytes]] = set()
-        self._sigs = np.zeros((64, _SIG * _SIG), dtype=np.float32)
         self._n = 0
+        self._digests: set[tuple[FontFace, bytes]] = set()
+        # Per face: ids of the accepted characters rendered with it, and their signatures
+        # (arrays with spare rows; the first ``len(ids)`` are filled).
+        self._ids: dict[FontFace, list[int]] = {}
+        self._sigs: dict[FontFace, FloatArray] = {}
+
+    def nearest(self, styles: Sequence[_Style]) -> float:
+        """Smallest mean difference to an accepted character over shared faces (inf if none)."""
+        if not self._n:
+            return float("inf")
+        sums = np.zeros(self._n, dtype=np.float64)
+        counts = np.zeros(self._n, dtype=np.int64)
+        for style in styles:
+            ids = self._ids.get(style.face)
+            if not ids:
+                continue
+            sigs = self._sigs[style.face][: len(ids)]
+            sums[ids] += np.abs(sigs - style.glyph.sig).mean(axis=1)
+            counts[ids] += 1
+        shared = counts > 0
+        if not shared.any():
+            return float("inf")
+        return float((sums[shared] / counts[shared]).min())
+
+    def _add(self, face: FontFace, sig: FloatArray) -> None:
+        ids = self._ids.setdefault(face, [])
+        sigs = self._sigs.get(face)
+        if sigs is None:
+            sigs = np.zeros((16, sig.size), dtype=np.float32)
+        elif len(ids) == len(sigs):
+            sigs = np.concatenate([sigs, np.zeros_like(sigs)])
+        sigs[len(ids)] = sig
+        self._sigs[face] = sigs
+        ids.append(self._n)
 
     def accept(self, styles: Sequence[_Style]) -> bool:
+        """Record ``styles`` as a new character unless it duplicates an accepted one."""
         keys = {(s.face, s.glyph.digest) for s in styles}
-        if keys & self._digests:
+        if keys & self._digests or self.nearest(styles) < _CHAR_EPS:
             return False
-        sig = np.mean([s.glyph.sig for s in styles], axis=0).astype(np.float32)
-        if self._n and float(np.abs(self._sigs[: self._n] - sig).mean(axis=1).min()) < _CHAR_EPS:
-            return False
-        if self._n == len(self._sigs):
-            self._sigs = np.concatenate([self._sigs, np.zeros_like(self._sigs)])
-        self._sigs[self._n] = sig
-        self._n += 1
+        for style in styles:
+            self._add(style.face, style.glyph.sig)
         self._digests |= keys
+        self._n += 1
         return True
 
 
@@ -847,22 +978,17 @@ def _script_faces(
     """Faces that (by metrics) cover any of a spread of probe characters of a script."""
     if not chars:
         return []
-    picks = np.unique(np.linspace(0, len(chars) - 1, min(24, len(chars))).astype(int))
+    picks = np.unique(np.linspace(0, len(chars) - 1, min(8, len(chars))).astype(int))
     probes = [chars[int(i)] for i in picks]
     return [f for f in faces if any(renderer.maybe_covers(f, ch) for ch in probes)]
 
 
 def _styles(
-    renderer: _Renderer,
-    faces: Sequence[FontFace],
-    ch: str,
-    rng: np.random.Generator,
-    max_styles: int,
+    renderer: _Renderer, faces: Sequence[FontFace], ch: str, max_styles: int
 ) -> list[_Style]:
-    """Up to ``max_styles`` mutually distinct renderings of ``ch``, from shuffled faces."""
+    """Up to ``max_styles`` mutually distinct renderings of ``ch``, taking faces in order."""
     styles: list[_Style] = []
-    for i in rng.permutation(len(faces)):
-        face = faces[int(i)]
+    for face in faces:
         glyph = renderer.glyph(face, ch)
         if glyph is None:
             continue
@@ -886,6 +1012,10 @@ def _collect(
 ) -> tuple[list[_Identity], dict[str, int]]:
     """Accept characters round-robin over scripts (balanced) until ``needed`` are found.
 
+    Characters are tried in a seeded order; each takes its styles from the faces in the
+    (seeded) order given, so the characters of a script share one set of fonts, like the
+    drawers of an Omniglot alphabet, and look-alikes are compared on common fonts.
+
     Returns the identities and, per script, how many it contributed.
     """
     queues: dict[str, Iterator[str]] = {}
@@ -902,8 +1032,7 @@ def _collect(
             if needed is not None and len(accepted) >= needed:
                 break
             for ch in queues[name]:
-                rng = np.random.default_rng([seed, 0xC4, ord(ch)])
-                styles = _styles(renderer, script_faces[name], ch, rng, max_styles)
+                styles = _styles(renderer, script_faces[name], ch, max_styles)
                 if len(styles) >= min_fonts and dedupe.accept(styles):
                     accepted.append(_Identity(name, ch, tuple(styles)))
                     per_script[name] += 1
@@ -933,6 +1062,15 @@ def _write_glyph_splits(
     seed: int,
     aug: Augment,
 ) -> None:
+    info.params["fonts_per_char"] = {
+        split: {
+            "min": min(len(i.styles) for i in idents),
+            "mean": round(float(np.mean([len(i.styles) for i in idents])), 2),
+            "max": max(len(i.styles) for i in idents),
+        }
+        for split, idents in splits.items()
+        if idents
+    }
     seen: set[bytes] = set()
     for split_id, split in enumerate(_SPLITS):
         for ident in sorted(splits[split], key=lambda i: (i.script, i.char)):
@@ -940,6 +1078,12 @@ def _write_glyph_splits(
             _write_identity(
                 renderer, info, split, ident.name, ident.styles, per_char, rng, aug, seen
             )
+
+
+def _shuffled_faces(fonts: Sequence[FontFace] | None, seed: int) -> list[FontFace]:
+    faces = sorted(find_fonts() if fonts is None else fonts)
+    order = np.random.default_rng([seed, 0xF0]).permutation(len(faces))
+    return [faces[int(i)] for i in order]
 
 
 def _glyph_params(
@@ -1012,9 +1156,11 @@ def glyph_open_set(
         FileExistsError: If ``root`` already holds a split and ``overwrite`` is false.
     """
     started = time.perf_counter()
+    _check_counts(n_train_chars=n_train_chars, n_test_chars=n_test_chars, per_char=per_char)
+    _check_counts(min_fonts=min_fonts)
     aug = GLYPH_AUGMENT if augment is None else augment
     renderer = _Renderer(size, fit=0.8)
-    faces = list(find_fonts() if fonts is None else fonts)
+    faces = _shuffled_faces(fonts, seed)
     chars = _resolve_scripts(scripts)
     needed = n_train_chars + n_test_chars
     pool, per_script = _collect(
@@ -1082,9 +1228,11 @@ def glyph_shifted_set(
         FileExistsError: If ``root`` already holds a split and ``overwrite`` is false.
     """
     started = time.perf_counter()
+    _check_counts(n_train_chars=n_train_chars, n_test_chars=n_test_chars, per_char=per_char)
+    _check_counts(min_fonts=min_fonts)
     aug = GLYPH_AUGMENT if augment is None else augment
     renderer = _Renderer(size, fit=0.8)
-    faces = list(find_fonts() if fonts is None else fonts)
+    faces = _shuffled_faces(fonts, seed)
     train_chars = _resolve_scripts(train_scripts)
     test_chars = _resolve_scripts(test_scripts)
     shared = sorted(set(train_chars) & set(test_chars))
@@ -1142,7 +1290,7 @@ def script_capacity(
         ``{script: (usable characters, characters checked, candidate faces)}``.
     """
     renderer = _Renderer(size, fit=0.8)
-    faces = list(find_fonts() if fonts is None else fonts)
+    faces = _shuffled_faces(fonts, 0)
     resolved = _resolve_scripts(SCRIPTS if scripts is None else scripts)
     result: dict[str, tuple[int, int, int]] = {}
     for name, chars in resolved.items():

@@ -48,3 +48,7 @@ class DataError(LookalikeError):
 class IndexFolderError(LookalikeError):
     """An index folder is missing, damaged, locked by another update, or was built with a
     different model than the one in use."""
+
+
+class ExportError(LookalikeError):
+    """A model could not be exported to ONNX (an unsupported operation, or a missing package)."""

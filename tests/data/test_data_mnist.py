@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lookalike.data import LabelledImages, download_mnist
+from lookalike.data import LabelledImages, download_mnist, mnist
 from lookalike.errors import DataError
 
 
@@ -98,6 +99,28 @@ def test_download_network_failure_is_a_data_error(
     with pytest.raises(DataError, match="failed"):
         download_mnist(tmp_path, mirror="http://127.0.0.1:9/")
     assert not list(tmp_path.iterdir())  # no partial file left behind
+
+
+def test_download_checks_md5_and_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny: tuple[np.ndarray, np.ndarray]
+) -> None:
+    monkeypatch.setenv("LOOKALIKE_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    mirror = tmp_path / "mirror"  # served through file:// URLs: real urllib, no network
+    _write(mirror, "train", *tiny, gz=True)
+    _write(mirror, "t10k", *tiny, gz=True)
+    for name in mnist.MNIST_FILES:
+        digest = hashlib.md5((mirror / name).read_bytes(), usedforsecurity=False).hexdigest()
+        monkeypatch.setitem(mnist.MNIST_FILES, name, digest)
+    first = "train-images-idx3-ubyte.gz"
+    good = mnist.MNIST_FILES[first]
+    monkeypatch.setitem(mnist.MNIST_FILES, first, "0" * 32)
+    with pytest.raises(DataError, match=f"md5 {good}, expected 0"):
+        download_mnist(tmp_path / "data", mirror=mirror.as_uri())
+    assert not list((tmp_path / "data").iterdir())  # the bad file is gone, no temporary
+    monkeypatch.setitem(mnist.MNIST_FILES, first, good)
+    assert download_mnist(tmp_path / "data", mirror=mirror.as_uri()) == tmp_path / "data"
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == sorted(mnist.MNIST_FILES)
 
 
 def test_download_keeps_files_present(tmp_path: Path, tiny: tuple[np.ndarray, np.ndarray]) -> None:

@@ -98,9 +98,9 @@ def test_pair_list_errors_name_rows_and_files(tmp_path: Path) -> None:
 
 
 def test_read_pairs_csv_is_shared_with_scoring(tmp_path: Path) -> None:
-    import lookalike.inference.compare
+    import lookalike.inference.comparison
 
-    assert lookalike.inference.compare.read_pairs_csv is read_pairs_csv
+    assert lookalike.inference.comparison.read_pairs_csv is read_pairs_csv
     csv = tmp_path / "p.csv"
     csv.write_text("a,b\nx.png,y.png\n\nz.png,w.png,same\n")
     rows = list(read_pairs_csv(csv))

@@ -20,7 +20,6 @@ from lookalike.dedup.groups import (
     duplicate_pairs,
     find_duplicates,
     move_duplicates,
-    write_dedup_html,
 )
 from lookalike.dedup.neardup import (
     EDIT_KINDS,
@@ -29,6 +28,7 @@ from lookalike.dedup.neardup import (
     near_duplicates,
     pair_metrics,
 )
+from lookalike.dedup.report import write_dedup_html
 from lookalike.errors import DataError
 from lookalike.imaging.images import load_image
 from lookalike.index import faiss_structures as vi

@@ -17,8 +17,8 @@ from lookalike.data.augment import Augment
 from lookalike.data.labelled import LabelledImages
 from lookalike.evaluation.evaluate import EvalConfig, calibrated_thresholds, evaluate
 from lookalike.model.network import SiameseModel
+from lookalike.training.config import TrainConfig
 from lookalike.training.recipes import ModelSpec, train_model
-from lookalike.training.trainer import TrainConfig
 
 JSON_KEYS = {
     "roc_auc",

@@ -27,6 +27,7 @@ from lookalike.inference import (
     load_embedder,
     select,
 )
+from lookalike.inference.source import ModelSource
 from lookalike.model.backbones import get_spec
 from lookalike.model.layers import PairHead
 from lookalike.model.network import SiameseModel
@@ -197,7 +198,7 @@ def test_folder_round_trips_through_onnx_and_the_cache(
         raise AssertionError("a warm cache must not build the torch model")
 
     with monkeypatch.context() as patch:
-        patch.setattr(select, "_build_model", no_torch_build)
+        patch.setattr(select, "build_model", no_torch_build)
         second = load_embedder(folder, engine="auto", device="cpu")
     assert isinstance(second, OnnxEmbedder) and counter.calls == 1
     assert cached.stat().st_mtime_ns == stamp
@@ -305,31 +306,31 @@ def test_warm_folder_in_a_subprocess_never_imports_torch(
 
 
 def test_engine_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    random_model = load_embedder(backbone="small_cnn", device="cpu")
+    random_model = load_embedder(ModelSource(backbone="small_cnn"), device="cpu")
     assert isinstance(random_model, TorchEmbedder)  # random weights: nothing to cache
-    assert isinstance(load_embedder(backbone="small_cnn", engine="onnx"), OnnxEmbedder)
+    assert isinstance(load_embedder(ModelSource(backbone="small_cnn"), engine="onnx"), OnnxEmbedder)
     assert not list((export.cache_dir() / "onnx").glob("*.onnx"))  # uncached export
     with pytest.raises(LookalikeError, match="ONNX engine runs on CPU"):
-        load_embedder(backbone="small_cnn", engine="onnx", device="cuda")
+        load_embedder(ModelSource(backbone="small_cnn"), engine="onnx", device="cuda")
     with pytest.raises(LookalikeError, match="engine must be one of"):
-        load_embedder(backbone="small_cnn", engine="tensorrt")
+        load_embedder(ModelSource(backbone="small_cnn"), engine="tensorrt")
     with pytest.raises(LookalikeError, match="threads"):
-        load_embedder(backbone="small_cnn", threads=0)
+        load_embedder(ModelSource(backbone="small_cnn"), threads=0)
     with pytest.raises(LookalikeError, match="not both"):
-        load_embedder("somewhere", backbone="small_cnn")
+        ModelSource(folder="somewhere", backbone="small_cnn")
 
     monkeypatch.setattr(select, "_onnxruntime_installed", lambda: False)
     with pytest.warns(RuntimeWarning, match=r"pip install lookalike\[onnx\]"):
-        fallback = load_embedder(backbone="small_cnn", engine="onnx")
+        fallback = load_embedder(ModelSource(backbone="small_cnn"), engine="onnx")
     assert isinstance(fallback, TorchEmbedder)
     monkeypatch.undo()
 
     monkeypatch.setattr(select, "_gpu_hint", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert select._choose_engine("auto", "auto") == "onnx"  # a GPU node without CUDA torch
+    assert select.choose_engine("auto", "auto") == "onnx"  # a GPU node without CUDA torch
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert select._choose_engine("auto", "auto") == "torch"
-    assert select._choose_engine("auto", "cpu") == "onnx"
+    assert select.choose_engine("auto", "auto") == "torch"
+    assert select.choose_engine("auto", "cpu") == "onnx"
 
 
 def test_export_failure_falls_back_to_torch_under_auto_only(

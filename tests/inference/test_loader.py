@@ -17,7 +17,7 @@ from lookalike.imaging.images import ImageSource
 from lookalike.imaging.preprocess import Preprocess
 from lookalike.inference import TorchEmbedder
 from lookalike.inference import pipeline as loader
-from lookalike.inference.compare import embed_files
+from lookalike.inference.comparison import embed_files
 from lookalike.inference.pipeline import embed_paths, load_array
 from lookalike.model.network import SiameseModel
 

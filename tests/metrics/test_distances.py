@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -14,9 +15,11 @@ import pytest
 import torch
 
 from lookalike.metrics.distances import (
+    EMBEDDING_SCORES,
     CosineSimilarity,
     Distance,
     EuclideanDistance,
+    Score,
     cosine_similarity,
     cosine_similarity_matrix,
     cosine_to_euclidean,
@@ -25,6 +28,7 @@ from lookalike.metrics.distances import (
     euclidean_to_cosine,
     get_distance,
     l2_normalize,
+    unit_rows,
 )
 
 DISTANCES_PY = (
@@ -343,3 +347,130 @@ def test_autocast_does_not_degrade_euclidean_matrix() -> None:
     # diagonal (it uses the same expansion, without the exact recomputation).
     expected = torch.cdist(a.double(), a.double(), compute_mode="donot_use_mm_for_euclid_dist")
     torch.testing.assert_close(mat.double(), expected, atol=1e-4, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ Score
+
+
+def test_score_values_are_the_public_strings() -> None:
+    assert [s.value for s in Score] == ["cosine", "euclidean", "probability"]
+    assert Score.COSINE == "cosine" and str(Score.EUCLIDEAN) == "euclidean"
+    assert f"{Score.PROBABILITY}" == "probability"
+    assert json.dumps({Score.COSINE: Score.EUCLIDEAN}) == '{"cosine": "euclidean"}'
+    thresholds = {"cosine": 0.5}  # model folders key thresholds by the plain strings
+    assert Score.COSINE in thresholds and thresholds[Score.COSINE] == 0.5
+    assert Score("euclidean") is Score.EUCLIDEAN
+    assert EMBEDDING_SCORES == (Score.COSINE, Score.EUCLIDEAN)
+
+
+def test_score_direction() -> None:
+    assert {s.value: s.higher_is_same for s in Score} == {
+        "cosine": True,
+        "euclidean": False,
+        "probability": True,
+    }
+    # A distance is "same" at or below its threshold, a similarity at or above.
+    assert Score.EUCLIDEAN.is_same(0.3, 0.5) and Score.EUCLIDEAN.is_same(0.5, 0.5)
+    assert not Score.EUCLIDEAN.is_same(0.7, 0.5)
+    assert Score.COSINE.is_same(0.7, 0.5) and Score.COSINE.is_same(0.5, 0.5)
+    assert not Score.PROBABILITY.is_same(0.3, 0.5)
+    assert type(Score.COSINE.is_same(np.float32(0.7), 0.5)) is bool
+    # The direction the torch Distance objects use agrees.
+    for name in ("cosine", "euclidean"):
+        assert Score(name).higher_is_same == get_distance(name).higher_is_closer  # type: ignore[arg-type]
+
+
+def test_score_parse() -> None:
+    assert Score.parse("probability") is Score.PROBABILITY
+    assert Score.parse(Score.COSINE) is Score.COSINE
+    with pytest.raises(ValueError, match=r"score must be 'cosine', 'euclidean' or 'probability'"):
+        Score.parse("manhattan")
+    with pytest.raises(ValueError, match=r"metric must be 'cosine' or 'euclidean', got 'prob"):
+        Score.parse("probability", among=EMBEDDING_SCORES, what="metric")
+    with pytest.raises(ValueError, match="got 'COSINE'"):
+        Score.parse("COSINE")
+
+
+# ------------------------------------------------------------------ unit_rows
+
+
+def _slow_unit_rows(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """One row at a time in float64 with math.fsum: the reference unit_rows must match."""
+    out = np.zeros(x.shape, dtype=np.float64)
+    for i, row in enumerate(np.asarray(x, dtype=np.float64)):
+        norm = math.sqrt(math.fsum(v * v for v in row))
+        out[i] = row / max(norm, eps)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int64])
+def test_unit_rows_matches_slow_reference(rng: np.random.Generator, dtype: Any) -> None:
+    x = (rng.normal(size=(37, 19)) * 50).astype(dtype)
+    x[[3, 20]] = 0
+    y = unit_rows(x)
+    assert y.dtype == (np.float64 if dtype == np.float64 else np.float32)
+    assert y.shape == x.shape and y.flags.c_contiguous
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(y, _slow_unit_rows(x), rtol=tol, atol=tol)
+    lengths = np.linalg.norm(y.astype(np.float64), axis=1)
+    np.testing.assert_allclose(np.delete(lengths, [3, 20]), 1.0, atol=tol)
+
+
+def test_unit_rows_zero_and_tiny_rows_stay_put() -> None:
+    x = np.array([[0.0, 0.0], [3.0, 4.0], [1e-13, 0.0], [-0.0, 0.0]], dtype=np.float32)
+    with np.errstate(all="raise"):  # no division warnings for zero rows
+        y = unit_rows(x)
+    assert np.all(np.isfinite(y))
+    np.testing.assert_array_equal(y[[0, 3]], 0.0)
+    np.testing.assert_allclose(y[1], [0.6, 0.8], rtol=1e-7)
+    # Below eps a row is divided by eps, not by its own norm (as torch's F.normalize).
+    np.testing.assert_allclose(y[2], [0.1, 0.0], rtol=1e-5)
+    np.testing.assert_allclose(unit_rows(x, eps=1e-20)[2], [1.0, 0.0], rtol=1e-6)
+
+
+def test_unit_rows_keeps_its_input_and_handles_layouts(rng: np.random.Generator) -> None:
+    x = rng.normal(size=(8, 5)).astype(np.float32)
+    before = x.copy()
+    y = unit_rows(np.asfortranarray(x))
+    np.testing.assert_array_equal(x, before)
+    assert y.flags.c_contiguous and y is not x
+    np.testing.assert_allclose(y, unit_rows(x[:, :]), rtol=1e-6)
+    np.testing.assert_allclose(unit_rows(x[::2]), unit_rows(x)[::2], rtol=1e-6)
+    assert unit_rows(np.zeros((0, 5), np.float32)).shape == (0, 5)
+    np.testing.assert_allclose(unit_rows([[3, 4]]), [[0.6, 0.8]], rtol=1e-7)
+
+
+def test_unit_rows_large_float32_rows_do_not_overflow() -> None:
+    x = np.full((1, 16), 1e30, dtype=np.float32)  # |x|² overflows float32, not float64
+    np.testing.assert_allclose(unit_rows(x), 0.25, rtol=1e-6)
+
+
+def test_unit_rows_non_finite_rows_become_nan_quietly() -> None:
+    x = np.array([[np.inf, 1.0], [np.nan, 0.0], [1.0, 0.0]], dtype=np.float32)
+    with np.errstate(all="raise"):
+        y = unit_rows(x)
+    assert not np.isfinite(y[0]).all() and not np.isfinite(y[1]).all()
+    np.testing.assert_array_equal(y[2], [1.0, 0.0])
+
+
+@pytest.mark.parametrize("bad", [np.ones(3), np.ones((2, 3, 4))])
+def test_unit_rows_needs_2d(bad: np.ndarray) -> None:
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        unit_rows(bad)
+
+
+@pytest.mark.parametrize("eps", [0.0, -1.0, float("nan")])
+def test_unit_rows_eps_validated(eps: float) -> None:
+    with pytest.raises(ValueError, match="eps"):
+        unit_rows(np.ones((2, 2)), eps=eps)
+
+
+def test_cosine_functions_use_unit_rows(rng: np.random.Generator) -> None:
+    a = rng.normal(size=(6, 9))
+    b = rng.normal(size=(6, 9))
+    np.testing.assert_allclose(
+        cosine_similarity(a, b), np.sum(unit_rows(a) * unit_rows(b), axis=1), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        cosine_similarity_matrix(a, b), unit_rows(a) @ unit_rows(b).T, rtol=1e-6, atol=1e-7
+    )

@@ -61,8 +61,7 @@ def test_download_with_bad_hash_leaves_nothing(tmp_path: Path) -> None:
     source = W.WeightSource("w.pth", sha256="ab" * 32, url=online.as_uri())
     with pytest.raises(WeightsError, match="sha256"):
         W.resolve(source, allow_download=True)
-    assert not (W.cache_dir() / "weights" / "w.pth").exists()
-    assert not list((W.cache_dir() / "weights").glob("*.part"))
+    assert list((W.cache_dir() / "weights").iterdir()) == []  # no file, no temporary
 
 
 def test_unreachable_download_is_a_clear_error(tmp_path: Path) -> None:
@@ -77,6 +76,27 @@ def test_unreachable_download_is_a_clear_error(tmp_path: Path) -> None:
 def test_prefix_hash_is_accepted(tmp_path: Path) -> None:
     path, sha = _file(tmp_path / "w.pth")
     assert W.verify(path, sha[:8]) == sha
+
+
+def test_resolve_verified_hashes_each_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payload = b"pretrained"
+    online, sha = _file(tmp_path / "online" / "w.pth", payload)
+    source = W.WeightSource("w.pth", sha256=sha[:8], url=online.as_uri())
+    hashed: list[Path] = []
+    real = W.sha256_file
+
+    def counting(path: Path) -> str:
+        hashed.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(W, "sha256_file", counting)
+    # The download is hashed as it arrives, not read again.
+    assert W.resolve_verified(source, allow_download=True) == (W.cache_dir() / "weights/w.pth", sha)
+    assert hashed == []
+    assert W.resolve_verified(source) == (W.cache_dir() / "weights" / "w.pth", sha)
+    assert hashed == [W.cache_dir() / "weights" / "w.pth"]
 
 
 def test_load_state_dict_refuses_non_state_dicts(tmp_path: Path) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -18,7 +21,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from lookalike.cli import main
-from lookalike.errors import LookalikeError
+from lookalike.errors import IndexFolderError, LookalikeError
+from lookalike.inference import ModelSource, load_embedder
 from lookalike.model.network import SiameseModel
 from lookalike.server import create_app
 from lookalike.server.state import ServerState
@@ -36,7 +40,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def client(model_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(model_dir=model_dir, data_dir=tmp_path / "data")
+    app = create_app(model_dir, data_dir=tmp_path / "data")
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -124,14 +128,14 @@ def test_compare_matches_the_library(client: TestClient, model_dir: Path) -> Non
 def test_engines_agree(model_dir: Path, tmp_path: Path) -> None:
     scores = {}
     for engine in ("torch", "onnx"):
-        app = create_app(model_dir=model_dir, data_dir=tmp_path / engine, engine=engine)
+        app = create_app(model_dir, data_dir=tmp_path / engine, engine=engine)
         with TestClient(app) as client:
             assert client.get("/api/health").json()["engine"] == engine
             scores[engine] = client.post("/api/compare", files=two(A, B)).json()
     assert scores["onnx"]["cosine"] == pytest.approx(scores["torch"]["cosine"], abs=1e-4)
     assert scores["onnx"]["euclidean"] == pytest.approx(scores["torch"]["euclidean"], abs=1e-4)
     with pytest.raises(LookalikeError, match="engine"):
-        create_app(model_dir=model_dir, data_dir=tmp_path / "x", engine="tpu")
+        create_app(model_dir, data_dir=tmp_path / "x", engine="tpu")
 
 
 def test_compare_bad_inputs_are_clear_json_errors(client: TestClient) -> None:
@@ -154,7 +158,7 @@ def test_content_is_sniffed_not_trusted(client: TestClient) -> None:
 
 
 def test_uploads_over_the_limit_get_413(model_dir: Path, tmp_path: Path) -> None:
-    app = create_app(model_dir=model_dir, data_dir=tmp_path / "d", max_upload_bytes=2000)
+    app = create_app(model_dir, data_dir=tmp_path / "d", max_upload_bytes=2000)
     big = png_bytes(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
     assert len(big) > 2000 and len(A) < 2000
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -210,19 +214,31 @@ def test_search_without_an_index_is_409(client: TestClient) -> None:
     assert_error(client.get("/api/index/image", params={"path": "x.png"}), 409, "no index")
 
 
-def test_search_and_thumbnails_stay_inside_the_index_root(model_dir: Path, tmp_path: Path) -> None:
+def _glyph_index(model_dir: Path, tmp_path: Path, n: int) -> Path:
+    """Index ``n`` glyph images with the model in ``model_dir``, recording it as the source."""
     from lookalike.index.index import Index, embed_paths_with
 
     root = tmp_path / "photos"
     root.mkdir()
-    for k in range(6):
+    for k in range(n):
         Image.fromarray(glyph(k)).save(root / f"g{k}.png")
-    (tmp_path / "secret.png").write_bytes(A)
     model = SiameseModel.load(model_dir)
-    with Index.create(tmp_path / "index", root, model_key="test", dim=model.embedding_dim) as index:
+    source = ModelSource(folder=str(model_dir))
+    key = load_embedder(source, model=model, engine="torch").key
+    assert key is not None
+    with Index.create(
+        tmp_path / "index", root, model_key=key, dim=model.embedding_dim, model_source=source
+    ) as index:
         index.update(embed_paths_with(model))
+    return root
+
+
+def test_search_and_thumbnails_stay_inside_the_index_root(model_dir: Path, tmp_path: Path) -> None:
+    root = _glyph_index(model_dir, tmp_path, 6)
+    (tmp_path / "secret.png").write_bytes(A)
     Image.fromarray(glyph(9)).save(root / "not-indexed.png")
-    app = create_app(model_dir=model_dir, index_dir=tmp_path / "index", data_dir=tmp_path / "d")
+    # No model named: the server serves the model the index recorded.
+    app = create_app(index_dir=tmp_path / "index", data_dir=tmp_path / "d")
     with TestClient(app, raise_server_exceptions=False) as client:
         health = client.get("/api/health").json()
         assert health["has_index"] is True and health["index_size"] == 6
@@ -242,6 +258,37 @@ def test_search_and_thumbnails_stay_inside_the_index_root(model_dir: Path, tmp_p
         assert_error(
             client.post("/api/search", files={"image": ("q.png", query)}, data={"k": "0"}), 422, "k"
         )
+
+
+def test_server_refuses_an_index_built_with_another_model(model_dir: Path, tmp_path: Path) -> None:
+    """The CLI's refusal, in words: serving model A over an index of model B is an error."""
+    other_dir = small_model_dir(tmp_path / "other")
+    root = _glyph_index(other_dir, tmp_path, 3)
+    source = ModelSource(folder=str(other_dir))
+    with pytest.raises(IndexFolderError) as refused:
+        create_app(model_dir, index_dir=tmp_path / "index", data_dir=tmp_path / "d")
+    message = str(refused.value)
+    assert f"built with the model folder {source.folder}" in message
+    assert f"not the model folder {Path(model_dir).absolute()}" in message
+    # The CLI refuses the same pair with the same words.
+    cli_search = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lookalike",
+            "search",
+            str(root / "g0.png"),
+            "--index",
+            str(tmp_path / "index"),
+            "--model",
+            str(model_dir),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LOOKALIKE_OFFLINE": "1"},
+    )
+    assert cli_search.returncode == 2, cli_search.stderr
+    assert message in cli_search.stderr
 
 
 # -- labelled pairs -------------------------------------------------------------------------------
@@ -280,11 +327,11 @@ def test_pair_label_and_images_are_validated(client: TestClient) -> None:
 
 def test_pairs_and_head_survive_a_restart(model_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    with TestClient(create_app(model_dir=model_dir, data_dir=data)) as client:
+    with TestClient(create_app(model_dir, data_dir=data)) as client:
         ids = add_pairs(client, 8)
         train(client, steps=100)
         before = client.post("/api/compare", files=two(A, A_NOISY)).json()
-    with TestClient(create_app(model_dir=model_dir, data_dir=data)) as client:
+    with TestClient(create_app(model_dir, data_dir=data)) as client:
         assert [p["id"] for p in client.get("/api/pairs").json()["pairs"]] == ids
         assert client.get(f"/api/pairs/{ids[0]}/image/a").status_code == 200
         assert client.get("/api/health").json()["has_head"] is True
@@ -292,7 +339,7 @@ def test_pairs_and_head_survive_a_restart(model_dir: Path, tmp_path: Path) -> No
     assert after["probability"] == pytest.approx(before["probability"], abs=1e-5)
     # Another model: the stored head does not fit it and is not attached.
     other = small_model_dir(tmp_path / "other")
-    with TestClient(create_app(model_dir=other, data_dir=data)) as client:
+    with TestClient(create_app(other, data_dir=data)) as client:
         assert client.get("/api/health").json()["has_head"] is False
         assert len(client.get("/api/pairs").json()["pairs"]) == 8
 

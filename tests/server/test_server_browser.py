@@ -51,6 +51,7 @@ pytestmark = pytest.mark.slow
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A real uvicorn server on a free loopback port, serving the small model and an index."""
     from lookalike.index.index import Index, embed_paths_with
+    from lookalike.inference import load_embedder
     from lookalike.model.network import SiameseModel
     from lookalike.server import create_app
 
@@ -61,9 +62,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     for k in range(8):
         Image.fromarray(glyph(k)).save(photos / f"glyph{k}.png")
     model = SiameseModel.load(model_dir)
-    with Index.create(root / "index", photos, model_key="test", dim=model.embedding_dim) as index:
+    key = load_embedder(model_dir, model=model, engine="torch").key
+    assert key is not None
+    with Index.create(root / "index", photos, model_key=key, dim=model.embedding_dim) as index:
         index.update(embed_paths_with(model))
-    app = create_app(model_dir=model_dir, index_dir=root / "index", data_dir=root / "data")
+    app = create_app(model_dir, index_dir=root / "index", data_dir=root / "data")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

@@ -18,8 +18,9 @@ from lookalike.data.pairs import PairList
 from lookalike.errors import DataError
 from lookalike.model.network import SiameseModel
 from lookalike.training.checkpoint import Checkpoint
+from lookalike.training.config import TrainConfig, TrainData
 from lookalike.training.recipes import ModelSpec, train_model
-from lookalike.training.trainer import TrainConfig, TrainData, Trainer
+from lookalike.training.trainer import Trainer
 
 SMALL = ModelSpec(backbone="small_cnn", pretrained=False, image_size=28)
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from lookalike.cli import main
-from lookalike.inference.compare import compare
+from lookalike.inference.comparison import compare
 from lookalike.samples import sample_paths
 from lookalike.viz.explain import Explanation, explain, local_similarity, render_explanation
 

@@ -15,74 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from lookalike._version import __version__
+from lookalike.cli import evaluate, options, serve
+from lookalike.cli import explain as explain_command
+from lookalike.cli import index as index_command
+from lookalike.cli import map as map_command
 from lookalike.errors import LookalikeError
 
 EXIT_USER_ERROR = 2
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _add_runtime(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N"
-    )
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
-
-
-def _add_model(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--model", metavar="DIR", help="a lookalike model folder")
-    group.add_argument(
-        "--backbone", metavar="NAME", help="a registered backbone (default mobilenet_v2)"
-    )
-    parser.add_argument("--weights", metavar="FILE", help="explicit pretrained weights file")
-    parser.add_argument(
-        "--no-pretrained", action="store_true", help="random backbone weights (explicit choice)"
-    )
-    parser.add_argument("--image-size", type=int, metavar="PX", help="model input size in pixels")
-
-
-def _load_model(args: argparse.Namespace) -> Any:
-    from lookalike.model.device import set_threads
-    from lookalike.model.network import SiameseModel
-
-    set_threads(args.threads)
-    if args.model:
-        model = SiameseModel.load(args.model, device=args.device)
-        if args.image_size:
-            model.preprocess = model.preprocess.with_input_size(args.image_size)
-        return model
-    model = SiameseModel.create(
-        args.backbone or "mobilenet_v2",
-        pretrained=False if args.no_pretrained else None,
-        weights_file=args.weights,
-        input_size=args.image_size,
-    )
-    return model.to_device(args.device)
-
-
-def _add_engine(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--engine",
-        default="auto",
-        choices=["auto", "torch", "onnx"],
-        help="inference engine: auto (ONNX Runtime on CPU, its export cached; torch on CUDA)",
-    )
-
-
-def _load_embedder(args: argparse.Namespace) -> Any:
-    """The model as an inference engine (ONNX Runtime on CPU never imports torch when warm)."""
-    from lookalike.inference import load_embedder
-
-    return load_embedder(
-        args.model,
-        backbone=args.backbone,
-        pretrained=False if args.no_pretrained else None,
-        weights_file=args.weights,
-        image_size=args.image_size,
-        engine=args.engine,
-        device=args.device,
-        threads=args.threads,
-    )
 
 
 def _fmt(value: float | None) -> str:
@@ -103,14 +43,14 @@ def _print_comparison(result: Any) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``lookalike compare``: one pair, or every pair of a CSV."""
-    from lookalike.inference import compare as scoring
+    from lookalike.inference import comparison as scoring
 
     if args.pairs:
         if args.images:
             raise LookalikeError("give either two images or --pairs CSV, not both")
         if not args.out:
             raise LookalikeError("--pairs needs --out SCORES.csv")
-        model = _load_embedder(args)
+        model = options.load_embedder(args)
         scores = scoring.score_pairs(model, args.pairs, batch_size=args.batch_size)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +80,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     if len(args.images) != 2:
         raise LookalikeError("compare needs exactly two images (or --pairs CSV --out SCORES.csv)")
-    model = _load_embedder(args)
+    model = options.load_embedder(args)
     result = scoring.compare(args.images[0], args.images[1], model)
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -152,7 +92,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     """``lookalike embed``: embeddings of files and folders into .npz or .parquet."""
     from lookalike.imaging.images import iter_image_files
-    from lookalike.inference import compare as scoring
+    from lookalike.inference import comparison as scoring
 
     paths: list[str] = []
     for item in args.paths:
@@ -162,7 +102,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         )
     if not paths:
         raise LookalikeError("no images to embed")
-    model = _load_embedder(args)
+    model = options.load_embedder(args)
     embedded, skipped = scoring.embed_files(
         model, paths, batch_size=args.batch_size, progress=sys.stderr.isatty()
     )
@@ -260,8 +200,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``lookalike train``: train a model folder from an identity folder or a pairs CSV."""
     from lookalike.data.augment import Augment
     from lookalike.model.device import set_threads
+    from lookalike.training.config import TrainConfig
     from lookalike.training.recipes import ModelSpec, load_dataset, train_model
-    from lookalike.training.trainer import TrainConfig
 
     set_threads(args.threads)
     source = args.data_dir if args.dataset == "mnist" and args.data_dir else args.data
@@ -329,7 +269,7 @@ def cmd_train_head(args: argparse.Namespace) -> int:
     from lookalike.training.fewshot import train_head_on_pairs
 
     pairs = PairList.from_csv(args.pairs_csv)
-    model = _load_model(args)
+    model = options.load_model(args)
     report = train_head_on_pairs(
         model,
         pairs.a,
@@ -401,9 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="CSV", help="scores CSV for --pairs")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--batch-size", type=int, default=32)
-    _add_model(p)
-    _add_runtime(p)
-    _add_engine(p)
+    options.add_model(p)
+    options.add_runtime(p)
+    options.add_engine(p)
     p.set_defaults(handler=cmd_compare)
 
     p = sub.add_parser("embed", help="embed images into an .npz or .parquet file")
@@ -412,9 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, metavar="FILE", help="output .npz or .parquet")
     p.add_argument("--batch-size", type=int, default=32)
-    _add_model(p)
-    _add_runtime(p)
-    _add_engine(p)
+    options.add_model(p)
+    options.add_runtime(p)
+    options.add_engine(p)
     p.set_defaults(handler=cmd_embed)
 
     p = sub.add_parser("backbones", help="list backbones and whether their weights are offline")
@@ -466,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="continue from MODEL_DIR/training/checkpoint.pt"
     )
-    _add_runtime(p)
+    options.add_runtime(p)
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("train-head", help="few-shot pair head from 10-100 labelled pairs")
@@ -483,34 +423,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="store the pretrained backbone by name and sha256 instead of its weights",
     )
-    _add_model(p)
-    _add_runtime(p)
+    options.add_model(p)
+    options.add_runtime(p)
     p.set_defaults(handler=cmd_train_head)
 
     p = sub.add_parser("demo", help="train and evaluate seed 003's digit-pair network")
     p.add_argument("--out", default="demo-output", metavar="DIR")
     p.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files instead of sklearn digits")
     p.add_argument("--seed", type=int, default=0)
-    _add_runtime(p)
+    options.add_runtime(p)
     p.set_defaults(handler=cmd_demo)
 
-    from lookalike.cli import evaluate
-
-    evaluate.register(sub, _add_runtime)
-
-    from lookalike.cli import serve
-
-    serve.register(sub, _add_runtime)
-
-    from lookalike.cli import explain as explain_command
-    from lookalike.cli import map as map_command
-
-    explain_command.register(sub, _add_runtime, _add_model)
-    map_command.register(sub, _add_runtime, _add_model)
-
-    from lookalike.cli import index as index_command
-
-    index_command.register(sub, _add_runtime, _add_model, _add_engine)
+    evaluate.register(sub)
+    serve.register(sub)
+    explain_command.register(sub)
+    map_command.register(sub)
+    index_command.register(sub)
     return parser
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lookalike.cli import options
 from lookalike.errors import DataError, LookalikeError
 
 
@@ -121,7 +122,7 @@ def _print_summary(
         print(f"calibrated thresholds ({args.criterion}) written to {args.model}: {shown}")
 
 
-def register(sub: Any, add_runtime: Any) -> None:
+def register(sub: Any) -> None:
     """Add ``eval`` to the sub-command parsers."""
     p = sub.add_parser("eval", help="measure a model beside raw pixels and the frozen backbone")
     p.add_argument("model", metavar="MODEL", help="a lookalike model folder")
@@ -150,5 +151,5 @@ def register(sub: Any, add_runtime: Any) -> None:
         "--frozen-backbone", metavar="NAME", help="pretrained backbone of the frozen baseline"
     )
     p.add_argument("--seed", type=int, default=0)
-    add_runtime(p)
+    options.add_runtime(p)
     p.set_defaults(handler=cmd_eval)

@@ -6,17 +6,17 @@ import argparse
 import json
 from typing import Any
 
+from lookalike.cli import options
 from lookalike.errors import LookalikeError
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """``lookalike explain A B --out diff.png``: scores, heatmaps and the least-alike region."""
-    from lookalike.cli import _load_model
     from lookalike.viz.explain import explain, render_explanation
 
     if args.heatmap_size is not None and args.heatmap_size < 32:
         raise LookalikeError(f"--heatmap-size must be at least 32 pixels, got {args.heatmap_size}")
-    model = _load_model(args)
+    model = options.load_model(args)
     result = explain(args.a, args.b, model, mode=args.mode, input_size=args.heatmap_size)
     out = render_explanation(result, args.a, args.b, args.out)
     if args.json:
@@ -41,7 +41,7 @@ def _print(result: Any) -> None:
         print(f"least alike in {which.upper()}:   {where} (local similarity {low:.2f})")
 
 
-def register(sub: Any, add_runtime: Any, add_model: Any) -> None:
+def register(sub: Any) -> None:
     """Add ``explain`` to the sub-command parsers."""
     p = sub.add_parser("explain", help="heatmaps of where two images agree and differ")
     p.add_argument("a", metavar="A", help="first image")
@@ -61,6 +61,6 @@ def register(sub: Any, add_runtime: Any, add_model: Any) -> None:
         help="input size for the heatmaps only (finer maps when larger, e.g. 448)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    add_model(p)
-    add_runtime(p)
+    options.add_model(p)
+    options.add_runtime(p)
     p.set_defaults(handler=cmd_explain)

@@ -1,8 +1,9 @@
 """``lookalike index``, ``search`` and ``dedup``: a persistent index of a folder of images.
 
-The index remembers which model built it (``INDEX_DIR/model.json``), so ``search`` and
-``dedup --index`` load the same model without being told; ``--model``/``--backbone``
-override it, and an index built with another model is refused by the index itself.
+The index records which model built it (its :class:`~lookalike.inference.ModelSource`, in
+the index database), so ``search``, ``dedup --index`` and ``serve --index`` load the same
+model without being told; ``--model``/``--backbone`` override it, and an index built with
+another model is refused by the index itself.
 """
 
 from __future__ import annotations
@@ -14,32 +15,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lookalike.cli import options
 from lookalike.errors import DataError, LookalikeError
+from lookalike.inference.source import ModelSource
 
-MODEL_FILE = "model.json"
 
+def _source(args: argparse.Namespace, index_dir: str | None = None) -> ModelSource:
+    """The model: from the command line, else the one the index recorded."""
+    if index_dir is not None and not options.model_named(args) and Path(index_dir).is_dir():
+        from lookalike.index.index import Index
 
-def _model_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "model": str(Path(args.model).resolve()) if args.model else None,
-        "backbone": args.backbone,
-        "image_size": args.image_size,
-        "no_pretrained": bool(args.no_pretrained),
-        "weights": str(Path(args.weights).resolve()) if args.weights else None,
-    }
+        recorded = Index.recorded_source(index_dir)
+        if recorded is not None:
+            return recorded
+    return options.model_source(args)
 
 
 def _embedder(args: argparse.Namespace, index_dir: str | None = None) -> Any:
-    """The model: from the command line, else the one recorded with the index."""
-    from lookalike.cli import _load_embedder
-
-    explicit = args.model or args.backbone or args.weights or args.no_pretrained
-    if index_dir is not None and not explicit:
-        recorded = Path(index_dir) / MODEL_FILE
-        if recorded.is_file():
-            saved = json.loads(recorded.read_text(encoding="utf-8"))
-            args = argparse.Namespace(**{**vars(args), **saved})
-    return _load_embedder(args)
+    """The model as an engine, and where it comes from (see :func:`_source`)."""
+    source = _source(args, index_dir)
+    return options.load_embedder(args, source), source
 
 
 def _model_key(embedder: Any) -> str:
@@ -58,17 +53,21 @@ def _path_embedder(embedder: Any, args: argparse.Namespace) -> Any:
 def cmd_index(args: argparse.Namespace) -> int:
     """``lookalike index``: create or update the index of a folder."""
     from lookalike.index.index import Index
-    from lookalike.model.folder import write_json_atomic
 
     root = Path(args.dir)
     if not root.is_dir():
         raise DataError(f"{root} is not a folder of images")
-    embedder = _embedder(args, args.index)
+    embedder, source = _embedder(args, args.index)
     settings: dict[str, Any] = {"kind": args.kind}
     if args.nprobe is not None:
         settings["nprobe"] = args.nprobe
     index = Index.open_or_create(
-        args.index, root, model_key=_model_key(embedder), dim=embedder.embedding_dim, **settings
+        args.index,
+        root,
+        model_key=_model_key(embedder),
+        dim=embedder.embedding_dim,
+        model_source=source,
+        **settings,
     )
     with index:
         report = index.update(
@@ -78,7 +77,6 @@ def cmd_index(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             progress=sys.stderr.isatty(),
         )
-        write_json_atomic(Path(args.index) / MODEL_FILE, _model_args(args))
         for path, reason in report.skipped:
             print(f"skipped {path}: {reason}", file=sys.stderr)
         if report.skipped:
@@ -98,8 +96,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise LookalikeError(f"-k must be at least 1, got {args.k}")
-    embedder = _embedder(args, args.index)
-    with Index.open(args.index, model_key=_model_key(embedder)) as index:
+    embedder, source = _embedder(args, args.index)
+    with Index.open(args.index, model_key=_model_key(embedder), model_source=source) as index:
         embedded = embed_paths(embedder, args.queries, progress=False)
         if embedded.failures:
             path, reason = embedded.failures[0]
@@ -146,14 +144,16 @@ def dedup_threshold(embedder: Any, given: float | None) -> tuple[float, str]:
     return DEFAULT_DEDUP_THRESHOLD, "default (calibrated for mobilenet_v2)"
 
 
-def _dedup_groups(args: argparse.Namespace, embedder: Any, threshold: float) -> tuple[Any, Path]:
+def _dedup_groups(
+    args: argparse.Namespace, embedder: Any, source: ModelSource, threshold: float
+) -> tuple[Any, Path]:
     from lookalike.dedup.groups import dedup_index, find_duplicates
     from lookalike.imaging.images import iter_image_files
     from lookalike.index.index import Index
     from lookalike.inference.pipeline import embed_paths
 
     if args.index:
-        with Index.open(args.index, model_key=_model_key(embedder)) as index:
+        with Index.open(args.index, model_key=_model_key(embedder), model_source=source) as index:
             return dedup_index(index, threshold), index.root
     root = Path(args.dir)
     if not root.is_dir():
@@ -176,9 +176,9 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 
     if bool(args.dir) == bool(args.index):
         raise LookalikeError("give a folder or --index INDEX_DIR (one of them)")
-    embedder = _embedder(args, args.index)
+    embedder, model = _embedder(args, args.index)
     threshold, source = dedup_threshold(embedder, args.threshold)
-    groups, root = _dedup_groups(args, embedder, threshold)
+    groups, root = _dedup_groups(args, embedder, model, threshold)
     moves: list[tuple[Path, Path]] = []
     if args.move_to:
         moves = move_duplicates(groups, root, args.move_to, dry_run=not args.yes)
@@ -227,7 +227,7 @@ def cmd_calibrate_dedup(args: argparse.Namespace) -> int:
 
     if not args.model:
         raise LookalikeError("calibrate-dedup stores the threshold in a model folder: --model DIR")
-    embedder = _embedder(args)
+    embedder, _ = _embedder(args)
     result = calibrate_dedup_threshold(
         embedder, offline_photos(), edits_per_photo=args.edits, seed=args.seed
     )
@@ -240,13 +240,13 @@ def cmd_calibrate_dedup(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any, add_runtime: Any, add_model: Any, add_engine: Any) -> None:
+def register(sub: Any) -> None:
     """Add ``index``, ``search``, ``dedup`` and ``calibrate-dedup``."""
 
     def common(p: argparse.ArgumentParser) -> None:
-        add_model(p)
-        add_engine(p)
-        add_runtime(p)
+        options.add_model(p)
+        options.add_engine(p)
+        options.add_runtime(p)
         p.add_argument("--batch-size", type=int, default=32)
 
     p = sub.add_parser("index", help="create or update a persistent index of a folder")

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lookalike.cli import options
 from lookalike.errors import LookalikeError
 
 
@@ -23,9 +24,7 @@ def cmd_map(args: argparse.Namespace) -> int:
     if args.index:
         result = _map_index(args)
     else:
-        from lookalike.cli import _load_model
-
-        model = _load_model(args)
+        model = options.load_model(args)
         result = map_folder(
             args.folder,
             args.out,
@@ -90,7 +89,7 @@ def _map_index(args: argparse.Namespace) -> Any:
     )
 
 
-def register(sub: Any, add_runtime: Any, add_model: Any) -> None:
+def register(sub: Any) -> None:
     """Add ``map`` to the sub-command parsers."""
     p = sub.add_parser("map", help="draw a folder's images on a 2-D embedding map")
     p.add_argument(
@@ -122,6 +121,6 @@ def register(sub: Any, add_runtime: Any, add_model: Any) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0, help="random seed of t-SNE / UMAP")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    add_model(p)
-    add_runtime(p)
+    options.add_model(p)
+    options.add_runtime(p)
     p.set_defaults(handler=cmd_map)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from lookalike.cli import options
 from lookalike.errors import LookalikeError
 
 
@@ -23,25 +24,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.max_upload_mb <= 0:
         raise LookalikeError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
-    set_threads(args.threads)
+    set_threads(options.threads(args))
     app = create_app(
-        model_dir=args.model,
+        options.model_source(args) if options.model_named(args) else None,
         index_dir=args.index,
         data_dir=args.data_dir,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         device=args.device,
         engine=args.engine,
-        threads=args.threads,
+        threads=options.threads(args),
     )
     print(f"lookalike serve: http://{args.host}:{args.port}/  (API docs at /docs)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
-def register(sub: Any, add_runtime: Any) -> None:
+def register(sub: Any) -> None:
     """Add ``serve`` to the sub-command parsers."""
     p = sub.add_parser("serve", help="web page and REST API: compare, label pairs, train a head")
-    p.add_argument("--model", metavar="DIR", help="model folder (default: pretrained mobilenet_v2)")
     p.add_argument("--index", metavar="INDEX_DIR", help="index folder for image search")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
@@ -55,13 +55,9 @@ def register(sub: Any, add_runtime: Any) -> None:
         "--max-upload-mb", type=float, default=20.0, help="largest image upload (default 20)"
     )
     p.add_argument(
-        "--engine",
-        default="auto",
-        choices=["auto", "torch", "onnx"],
-        help="what embeds request images (auto: ONNX Runtime on CPU when installed)",
-    )
-    p.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
-    add_runtime(p)
+    options.add_model(p)
+    options.add_engine(p)
+    options.add_runtime(p)
     p.set_defaults(handler=cmd_serve)

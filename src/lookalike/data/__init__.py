@@ -15,19 +15,15 @@ can be used without importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lookalike._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from lookalike.data.augment import Augment, augment_batch
     from lookalike.data.decode import DecodedImages, decode_all, normalize
-    from lookalike.data.labelled import (
-        DEFAULT_MIRROR,
-        LabelledImages,
-        download_mnist,
-        split_by_identity,
-        split_by_image,
-    )
+    from lookalike.data.labelled import LabelledImages
+    from lookalike.data.mnist import DEFAULT_MIRROR, download_mnist
     from lookalike.data.pairs import (
         PairList,
         make_pairs,
@@ -36,6 +32,7 @@ if TYPE_CHECKING:
         read_triplets_csv,
     )
     from lookalike.data.sampler import ClassBalancedBatchSampler
+    from lookalike.data.split import split_by_identity, split_by_image
 
 _LAZY = {
     "Augment": "lookalike.data.augment",
@@ -44,16 +41,16 @@ _LAZY = {
     "decode_all": "lookalike.data.decode",
     "normalize": "lookalike.data.decode",
     "LabelledImages": "lookalike.data.labelled",
-    "DEFAULT_MIRROR": "lookalike.data.labelled",
-    "download_mnist": "lookalike.data.labelled",
+    "DEFAULT_MIRROR": "lookalike.data.mnist",
+    "download_mnist": "lookalike.data.mnist",
     "PairList": "lookalike.data.pairs",
     "make_pairs": "lookalike.data.pairs",
     "make_triplets": "lookalike.data.pairs",
     "read_pairs_csv": "lookalike.data.pairs",
     "read_triplets_csv": "lookalike.data.pairs",
     "ClassBalancedBatchSampler": "lookalike.data.sampler",
-    "split_by_identity": "lookalike.data.labelled",
-    "split_by_image": "lookalike.data.labelled",
+    "split_by_identity": "lookalike.data.split",
+    "split_by_image": "lookalike.data.split",
 }
 
 __all__ = [
@@ -76,12 +73,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lookalike.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -6,10 +6,8 @@ from an identity-folder layout (``root/<identity>/<image>``), from arrays, from 
 IDX files or from scikit-learn's bundled digits; decoding it lives in
 :mod:`lookalike.data.decode`.
 
-:func:`split_by_identity` and :func:`split_by_image` (defined in
-:mod:`lookalike.data.split`), :func:`download_mnist` and :data:`DEFAULT_MIRROR`
-(defined in :mod:`lookalike.data.mnist`) are re-exported here, so everything about
-labelled images imports from this module.
+Splits live in :mod:`lookalike.data.split` and MNIST files in :mod:`lookalike.data.mnist`;
+:mod:`lookalike.data` is the one re-export surface.
 """
 
 from __future__ import annotations
@@ -24,18 +22,11 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from lookalike.data.mnist import DEFAULT_MIRROR, download_mnist, read_mnist
-from lookalike.data.split import split_by_identity, split_by_image
+from lookalike.data.mnist import read_mnist
 from lookalike.errors import DataError
 from lookalike.imaging.images import IMAGE_EXTENSIONS, ImageSource, image_folder, iter_image_files
 
-__all__ = [
-    "DEFAULT_MIRROR",
-    "LabelledImages",
-    "download_mnist",
-    "split_by_identity",
-    "split_by_image",
-]
+__all__ = ["LabelledImages"]
 
 _DIGITS = [str(d) for d in range(10)]
 

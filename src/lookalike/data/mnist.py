@@ -11,10 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import shutil
 import struct
-import tempfile
-import urllib.request
 import zlib
 from pathlib import Path
 from typing import Literal
@@ -22,8 +19,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from lookalike._io import download_verified, offline_mode
 from lookalike.errors import DataError
-from lookalike.model.weights import offline_mode
 
 __all__ = ["DEFAULT_MIRROR", "MNIST_FILES", "download_mnist", "read_idx", "read_mnist"]
 
@@ -196,15 +193,11 @@ def _fetch(url: str, target: Path, md5: str) -> None:
         OSError: The download failed.
         DataError: The file does not match its checksum.
     """
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-", suffix=".gz")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            shutil.copyfileobj(response, out, 1 << 20)
+
+    def check(tmp: Path, sha256: str) -> None:
         digest = hashlib.md5(tmp.read_bytes(), usedforsecurity=False).hexdigest()
         if digest != md5:
             raise DataError(f"downloaded {url} has md5 {digest}, expected {md5}; try again")
         read_idx(tmp, _IMAGES_MAGIC if "images" in target.name else _LABELS_MAGIC)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    download_verified(url, target, sha256=None, timeout=60, check=check)

@@ -10,14 +10,10 @@ means the same identity on either side.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from lookalike.data.labelled import LabelledImages
 from lookalike.errors import DataError
-
-if TYPE_CHECKING:  # labelled.py re-exports these functions, so import it for types only
-    from lookalike.data.labelled import LabelledImages
 
 __all__ = ["split_by_identity", "split_by_image"]
 

@@ -18,7 +18,7 @@ path, then the first path in code-point order — the original is usually the la
 processed. With vectors only (no paths), the first row is kept.
 
 :func:`move_duplicates` moves all but the kept copy of each group to another folder, keeping
-their relative paths, and :func:`write_dedup_html` writes a self-contained contact sheet to
+their relative paths; :func:`lookalike.dedup.report.write_dedup_html` writes a contact sheet to
 review the groups first (:mod:`lookalike.dedup.report`).
 """
 
@@ -36,10 +36,10 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from lookalike.dedup.report import write_dedup_html
 from lookalike.errors import DataError
 from lookalike.index import faiss_structures as vi
 from lookalike.index import self_join as vp
+from lookalike.metrics.distances import unit_rows
 
 if TYPE_CHECKING:
     from lookalike.index.index import Index
@@ -51,7 +51,6 @@ __all__ = [
     "duplicate_pairs",
     "find_duplicates",
     "move_duplicates",
-    "write_dedup_html",
 ]
 
 DEFAULT_DEDUP_THRESHOLD: float = 0.75
@@ -131,7 +130,7 @@ def duplicate_pairs(
     Raises:
         ValueError: If ``vectors`` is not 2-D or the threshold is out of range.
     """
-    x = _unit_rows(vectors)
+    x = _checked_unit_rows(vectors)
     _check_threshold(threshold)
     config = config or vi.VectorIndexConfig()
     if config.kind == "hnsw":
@@ -177,7 +176,7 @@ def find_duplicates(
         ValueError: If ``paths`` or ``ids`` do not have N entries, or as for
             :func:`duplicate_pairs`.
     """
-    x = _unit_rows(vectors)
+    x = _checked_unit_rows(vectors)
     n = len(x)
     if (paths is not None and len(paths) != n) or (ids is not None and len(ids) != n):
         raise ValueError(f"paths and ids must have one entry per vector ({n})")
@@ -379,10 +378,9 @@ def _keep_rank(path: str, root: Path | None) -> tuple[int, int, int, str]:
     return (-pixels, -size, len(path), path)
 
 
-def _unit_rows(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
-    """Check (N, D) and L2-normalise the rows (zero rows stay zero)."""
+def _checked_unit_rows(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Check vectors (N, D) and return them as unit rows (N, D), float32 (see ``unit_rows``)."""
     x = np.asarray(vectors, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"vectors must have shape (N, D), not {x.shape}")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0))
+    return unit_rows(x)

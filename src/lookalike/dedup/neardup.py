@@ -33,6 +33,7 @@ from lookalike.errors import LookalikeError
 from lookalike.imaging.images import ImageSource, load_image
 from lookalike.index.update import ImageEmbedder
 from lookalike.metrics.calibration import best_accuracy_threshold
+from lookalike.metrics.distances import unit_rows
 
 __all__ = [
     "EDIT_KINDS",
@@ -295,7 +296,7 @@ def calibrate_dedup_threshold(
             owner.append(p)
             is_edit.append(True)
             edits.append(copy.description)
-    emb = _unit(embedder.embed(images, batch_size=batch_size))
+    emb = unit_rows(np.asarray(embedder.embed(images, batch_size=batch_size), dtype=np.float32))
     who, edited = np.asarray(owner), np.asarray(is_edit)
     originals = {p: i for i, p in enumerate(owner) if not is_edit[i]}
     edit_rows = np.flatnonzero(edited)
@@ -362,13 +363,6 @@ def _overlay(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image,
         what = "logo"
     out = Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
     return out, f"overlay {what}"
-
-
-def _unit(rows: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-    """L2-normalise rows (zero rows stay zero)."""
-    x = np.asarray(rows, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 OFFLINE_PHOTOS: tuple[str, ...] = (

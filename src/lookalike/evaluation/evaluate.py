@@ -28,14 +28,11 @@ from lookalike.data.labelled import LabelledImages
 from lookalike.data.pairs import PairList, make_pairs
 from lookalike.errors import DataError, LookalikeError
 from lookalike.metrics.calibration import Threshold, calibrate
-from lookalike.metrics.distances import cosine_similarity, euclidean_distance
+from lookalike.metrics.distances import Score, cosine_similarity, euclidean_distance
 from lookalike.metrics.episodes import EpisodeReport, n_way_k_shot
 from lookalike.metrics.retrieval import RetrievalReport, retrieval_metrics
 from lookalike.metrics.verification import VerificationReport, verify
 from lookalike.model.network import SiameseModel
-
-Metric = Literal["cosine", "euclidean", "probability"]
-HIGHER_IS_SAME: dict[str, bool] = {"cosine": True, "euclidean": False, "probability": True}
 
 
 @dataclass(frozen=True)
@@ -282,7 +279,7 @@ def _measure(
             if prob is not None:
                 scores["probability"] = np.asarray(prob, dtype=np.float64)
         for metric, s in scores.items():
-            higher = HIGHER_IS_SAME[metric]
+            higher = Score(metric).higher_is_same
             reports = {"best": verify(s, y, higher_is_same=higher)}
             if metric in stored:
                 rule = Threshold(stored[metric], higher, float("nan"))
@@ -427,7 +424,7 @@ def calibrated_thresholds(result: EvalResult, config: EvalConfig | None = None) 
             labels,
             criterion=cfg.criterion,
             far=cfg.far if cfg.criterion == "far" else None,
-            higher_is_same=HIGHER_IS_SAME[metric],
+            higher_is_same=Score(metric).higher_is_same,
         )
         out[metric] = float(rule.value)
     return out

@@ -31,17 +31,16 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
-import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from lookalike._io import atomic_write_stream, blake2b_file
 from lookalike.errors import IndexFolderError
 
 __all__ = [
@@ -84,6 +83,7 @@ _FILE_RE = re.compile(r"^vectors-(?P<generation>[0-9a-z]+)-(?P<digest>[0-9a-f]{3
 _MIN_POINTS_PER_LIST = 39  # FAISS warns below this many training points per centroid.
 _MAX_TRAIN_PER_LIST = 256  # and subsamples above this many.
 _IO_BLOCK = 1 << 22  # bytes per read or write of a vector file
+_TMP_PREFIX = ".vectors.tmp-"  # temporary files, deleted by remove_files
 _SQ8_TRAIN_PER_LIST = 128  # IVF-SQ8 (large collections): k-means time grows as nlist · sample.
 
 FloatArray = npt.NDArray[np.float32]
@@ -458,26 +458,20 @@ def write_file(index: Any, folder: Path, generation: str) -> Path:
         The file written.
     """
     faiss = require_faiss()
-    hasher = hashlib.blake2b(digest_size=16)
-    tmp = folder / f".vectors.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        with tmp.open("wb") as fp:
 
-            def sink(data: bytes) -> int:
-                hasher.update(data)
-                return fp.write(data)
+    def write(fp: BinaryIO) -> str:
+        hasher = hashlib.blake2b(digest_size=16)
 
-            writer = faiss.PyCallbackIOWriter(sink, _IO_BLOCK)
-            faiss.write_index(index, writer)
-            del writer  # flushes
-            fp.flush()
-            os.fsync(fp.fileno())
-        final = folder / f"vectors-{generation}-{hasher.hexdigest()}.faiss"
-        tmp.replace(final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_folder(folder)
-    return final
+        def sink(data: bytes) -> int:
+            hasher.update(data)
+            return fp.write(data)
+
+        writer = faiss.PyCallbackIOWriter(sink, _IO_BLOCK)
+        faiss.write_index(index, writer)
+        del writer  # flushes
+        return f"vectors-{generation}-{hasher.hexdigest()}.faiss"
+
+    return atomic_write_stream(folder, write, prefix=_TMP_PREFIX)
 
 
 def is_file_of(path: Path | None, generation: str) -> bool:
@@ -506,14 +500,11 @@ def read_file(folder: Path, generation: str) -> tuple[Any, Path] | None:
         match = _FILE_RE.match(path.name)
         if match is None or match["generation"] != generation:
             continue
-        hasher = hashlib.blake2b(digest_size=16)
         try:
-            with path.open("rb") as fp:
-                while block := fp.read(_IO_BLOCK):
-                    hasher.update(block)
+            digest = blake2b_file(path, digest_size=16, chunk=_IO_BLOCK)
         except OSError:
             continue
-        if hasher.hexdigest() != match["digest"]:
+        if digest != match["digest"]:
             continue
         try:  # files are never changed once named, only deleted (then this fails)
             return faiss.read_index(str(path)), path
@@ -531,20 +522,6 @@ def remove_files(folder: Path, keep: Path | None) -> None:
         folder: The index folder.
         keep: The current file, or ``None`` to delete them all.
     """
-    for path in [*folder.glob("vectors-*.faiss"), *folder.glob(".vectors.tmp-*")]:
+    for path in [*folder.glob("vectors-*.faiss"), *folder.glob(f"{_TMP_PREFIX}*")]:
         if keep is None or path.name != keep.name:
             path.unlink(missing_ok=True)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Flush a folder's entries to disk where the platform allows it (best effort)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lookalike.errors import IndexFolderError
+from lookalike.errors import IndexFolderError, LookalikeError
 from lookalike.index import faiss_structures as vi
 from lookalike.index import update as iu
 from lookalike.index.store import SCHEMA_VERSION, Snapshot, Store
@@ -63,6 +63,8 @@ from lookalike.index.update import (
     UpdateReport,
     embed_paths_with,
 )
+from lookalike.inference.source import ModelSource
+from lookalike.metrics.distances import unit_rows
 
 __all__ = [
     "DB_NAME",
@@ -109,6 +111,8 @@ class Index:
         self.root = root
         self._store = store
         self.model_key: str = str(store.meta("model_key"))
+        source = store.meta("model_source")
+        self.model_source: ModelSource | None = ModelSource.from_dict(source) if source else None
         self.dim: int = int(store.meta("dim"))
         self.config = vi.VectorIndexConfig.from_dict(store.meta("config"))
         self._sync = SyncedVectors(folder, store, self.dim, self.config)
@@ -123,6 +127,7 @@ class Index:
         *,
         model_key: str,
         dim: int,
+        model_source: ModelSource | None = None,
         kind: str = "auto",
         ivf_threshold: int = vi.DEFAULT_IVF_THRESHOLD,
         sq8_threshold: int = vi.DEFAULT_SQ8_THRESHOLD,
@@ -140,6 +145,9 @@ class Index:
             model_key: Identity of the embedding model (e.g. its name and weights hash);
                 opening with another key is refused.
             dim: Embedding size D.
+            model_source: Where the model comes from; recorded (inside the writer lock) so
+                that ``search``, ``dedup`` and ``serve`` find the same model again, and named
+                in words when another model is refused.
             kind: FAISS structure: ``"auto"``, ``"flat"``, ``"ivf"``, ``"ivf_sq8"`` or
                 ``"hnsw"`` (see :mod:`lookalike.index.faiss_structures`).
             ivf_threshold: Vector count from which ``"auto"`` uses IVF.
@@ -185,6 +193,7 @@ class Index:
                 vi.remove_files(folder, None)
             meta = {
                 "model_key": model_key,
+                "model_source": model_source.to_dict() if model_source else None,
                 "dim": int(dim),
                 "config": config.to_dict(),
                 "include": list(include),
@@ -201,6 +210,7 @@ class Index:
         *,
         root: str | os.PathLike[str] | None = None,
         model_key: str | None = None,
+        model_source: ModelSource | None = None,
     ) -> Index:
         """Open an existing index.
 
@@ -210,6 +220,7 @@ class Index:
                 module docstring).
             model_key: The model about to be used with it; refused when it is not the one the
                 index was built with.
+            model_source: Where that model comes from (named in the refusal).
 
         Returns:
             The open index.
@@ -232,16 +243,35 @@ class Index:
                 )
             stored_key = store.meta("model_key")
             if model_key is not None and model_key != stored_key:
+                built = _source_words(store.meta("model_source"), stored_key)
+                given = model_source.describe() if model_source else f"model {model_key!r}"
                 raise IndexFolderError(
-                    f"{folder} was built with model {stored_key!r}, not {model_key!r}: use "
-                    "that model, or rebuild the index for this one (a new index folder, or "
-                    "create with overwrite=True)"
+                    f"{folder} was built with {built}, not {given}: use that model, or "
+                    "rebuild the index for this one (a new index folder, or create with "
+                    "overwrite=True)"
                 )
             where = Path(root).absolute() if root is not None else _stored_root(folder, store)
         except BaseException:
             store.close()
             raise
         return cls(folder, store, where)
+
+    @staticmethod
+    def recorded_source(index_dir: str | os.PathLike[str]) -> ModelSource | None:
+        """The model source an index recorded, without opening it (``None``: none recorded).
+
+        Raises:
+            IndexFolderError: No index in ``index_dir``.
+        """
+        db = Path(index_dir) / DB_NAME
+        if Store.probe(db) != "index":
+            raise IndexFolderError(f"no index in {index_dir} (no {DB_NAME}); create one first")
+        store = Store(db)
+        try:
+            source = store.meta("model_source")
+        finally:
+            store.close()
+        return ModelSource.from_dict(source) if source else None
 
     @classmethod
     def open_or_create(
@@ -251,6 +281,7 @@ class Index:
         *,
         model_key: str,
         dim: int,
+        model_source: ModelSource | None = None,
         **settings: Any,
     ) -> Index:
         """Open the index in ``index_dir`` for ``root`` and ``model_key``, creating it if absent.
@@ -260,6 +291,7 @@ class Index:
             root: The folder of images.
             model_key: The model's identity (checked when opening).
             dim: Embedding size (checked when opening).
+            model_source: Where the model comes from (recorded; see :meth:`create`).
             **settings: Keyword arguments of :meth:`create`, used when creating.
 
         Returns:
@@ -269,8 +301,10 @@ class Index:
             IndexFolderError: As for :meth:`open` and :meth:`create`, or a ``dim`` mismatch.
         """
         if Store.probe(Path(index_dir) / DB_NAME) in ("absent", "empty"):
-            return cls.create(index_dir, root, model_key=model_key, dim=dim, **settings)
-        index = cls.open(index_dir, root=root, model_key=model_key)
+            return cls.create(
+                index_dir, root, model_key=model_key, dim=dim, model_source=model_source, **settings
+            )
+        index = cls.open(index_dir, root=root, model_key=model_key, model_source=model_source)
         if index.dim != dim:
             index.close()
             raise IndexFolderError(
@@ -384,7 +418,7 @@ class Index:
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
-        queries = _unit_rows(np.asarray(vectors, dtype=np.float32), self.dim, "query vectors")
+        queries = _query_rows(np.asarray(vectors, dtype=np.float32), self.dim)
         index = self._sync.current()
         config = self.config if nprobe is None else replace(self.config, nprobe=nprobe)
         scores, ids = vi.search(index, queries, k, config)
@@ -531,6 +565,16 @@ class Index:
 # --------------------------------------------------------------------------- helpers
 
 
+def _source_words(source: Any, key: Any) -> str:
+    """A recorded model source in words, else its key."""
+    if source:
+        try:
+            return ModelSource.from_dict(source).describe()
+        except LookalikeError:
+            pass
+    return f"model {key!r}"
+
+
 def _root_meta(folder: Path, root: Path) -> dict[str, str]:
     """The root as stored: relative to the index folder (when possible) and absolute."""
     try:
@@ -552,11 +596,10 @@ def _as_list(patterns: Sequence[str]) -> list[str]:
     return [patterns] if isinstance(patterns, str) else list(patterns)
 
 
-def _unit_rows(vectors: FloatArray, dim: int, what: str) -> FloatArray:
-    """Check (Q, D) or (D,) and L2-normalise the rows (zero rows stay zero)."""
+def _query_rows(vectors: FloatArray, dim: int) -> FloatArray:
+    """Check query vectors (Q, D) or (D,) and return them as unit rows (Q, D), float32."""
     if vectors.ndim == 1:
         vectors = vectors[None, :]
     if vectors.ndim != 2 or vectors.shape[1] != dim:
-        raise ValueError(f"{what} must have shape (Q, {dim}), not {vectors.shape}")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.ascontiguousarray(vectors / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+        raise ValueError(f"query vectors must have shape (Q, {dim}), not {vectors.shape}")
+    return unit_rows(vectors)

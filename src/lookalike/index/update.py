@@ -16,7 +16,6 @@ files). Hashing is cheap; it is embedded again only if its content changed.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,9 +25,11 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from lookalike._io import blake2b_file
 from lookalike.errors import ImageError, IndexFolderError
 from lookalike.imaging.images import iter_image_files, load_image
 from lookalike.index.store import FileRow
+from lookalike.metrics.distances import unit_rows
 
 __all__ = [
     "RACY_SECONDS",
@@ -230,11 +231,7 @@ def hash_file(path: Path) -> str:
     Raises:
         OSError: If the file cannot be read.
     """
-    digest = hashlib.blake2b(digest_size=16)
-    with path.open("rb") as fp:
-        while chunk := fp.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return blake2b_file(path, digest_size=16, chunk=_HASH_CHUNK)
 
 
 def hash_changed(
@@ -402,11 +399,12 @@ def call_embedder(
             f"the embedding function returned {len(out)} rows for {len(kept)} embedded "
             "images; it must return one row per path not reported as failed, in order"
         )
+    unit = unit_rows(out)  # a zero row stays zero, a non-finite one becomes NaN
+    usable = np.isfinite(unit).all(axis=1) & (np.count_nonzero(unit, axis=1) > 0)
     vectors: dict[str, FloatArray] = {}
-    for name, row in zip(kept, out, strict=True):
-        norm = float(np.linalg.norm(row))
-        if not np.isfinite(norm) or norm == 0.0:
-            failures[name] = "the model returned a zero or non-finite embedding"
+    for name, row, ok in zip(kept, unit, usable, strict=True):
+        if ok:
+            vectors[name] = row
         else:
-            vectors[name] = (row / norm).astype(np.float32)
+            failures[name] = "the model returned a zero or non-finite embedding"
     return vectors, failures

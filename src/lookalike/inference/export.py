@@ -32,16 +32,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lookalike._io import atomic_write_bytes, sha256_file
 from lookalike._version import __version__
-from lookalike.errors import LookalikeError
+from lookalike.errors import ExportError
 from lookalike.imaging.preprocess import Preprocess
-from lookalike.model.weights import cache_dir, sha256_file
+from lookalike.model.weights import cache_dir
 
 if TYPE_CHECKING:
     from lookalike.model.network import SiameseModel
@@ -53,7 +53,7 @@ OPSET = 17
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
 META_KEY = "lookalike.key"
-META_PREPROCESS = "lookalike.imaging.preprocess"
+META_PREPROCESS = "lookalike.preprocess"
 
 PRETRAINED: dict[str, tuple[str, Preprocess]] = {
     "mobilenet_v2": (
@@ -84,10 +84,6 @@ ARCH_KEYS: tuple[str, ...] = (
 provenance do not change the graph and are left out of the key)."""
 
 _PLAIN_ARCH: dict[str, Any] = {"pooling": "avg", "projection": [], "normalize": True}
-
-
-class ExportError(LookalikeError):
-    """A model could not be exported to ONNX (an unsupported operation, or a missing package)."""
 
 
 def _digest(description: dict[str, Any]) -> str:
@@ -188,18 +184,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         path: Destination (its folder is created).
         data: The bytes.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).chmod(0o644)  # mkstemp makes it private; the cache is as readable as ~/.cache
-        Path(tmp).replace(path)  # atomic (os.replace)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data, mode=0o644)  # the cache is as readable as ~/.cache
 
 
 def export_model(model: SiameseModel, *, key: str | None = None) -> bytes:

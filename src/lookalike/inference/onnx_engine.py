@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lookalike.errors import LookalikeError
+from lookalike.errors import ExportError, LookalikeError
 from lookalike.imaging.preprocess import Preprocess
 from lookalike.inference import export as X
 from lookalike.inference.embedder import BaseEmbedder
@@ -214,7 +214,7 @@ class OnnxEmbedder(BaseEmbedder):
         try:
             session = _session(data, threads)
         except Exception as exc:
-            raise X.ExportError(f"ONNX Runtime cannot run the exported model: {exc}") from exc
+            raise ExportError(f"ONNX Runtime cannot run the exported model: {exc}") from exc
         embedder = cls(session, model.preprocess, key=key, **common)
         _check_export(model, embedder)
         if path is not None:
@@ -251,4 +251,4 @@ def _check_export(model: SiameseModel, embedder: OnnxEmbedder, tolerance: float 
     got = embedder.embed_batch(probe)
     error = float(np.abs(expected - got).max()) if expected.size else 0.0
     if not error <= tolerance * max(1.0, float(np.abs(expected).max())):
-        raise X.ExportError(f"the ONNX export differs from torch by {error:.3g}; use torch")
+        raise ExportError(f"the ONNX export differs from torch by {error:.3g}; use torch")

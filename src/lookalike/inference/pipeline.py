@@ -26,7 +26,7 @@ from lookalike.imaging.images import load_image
 from lookalike.imaging.preprocess import Preprocess
 
 if TYPE_CHECKING:
-    from lookalike.inference import Embedder
+    from lookalike.inference.embedder import Embedder
 
 
 @dataclass

@@ -26,14 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from lookalike.errors import LookalikeError, ModelFolderError
+from lookalike._io import sha256_file
+from lookalike.errors import ExportError, LookalikeError, ModelFolderError
 from lookalike.imaging.preprocess import Preprocess
 from lookalike.inference import export as X
 from lookalike.inference.embedder import BaseEmbedder
 from lookalike.inference.onnx_engine import NumpyPairHead, OnnxEmbedder
+from lookalike.inference.source import ModelSource
 from lookalike.inference.torch_engine import TorchEmbedder
 from lookalike.model.folder import TENSORS_FILE, read_config
-from lookalike.model.weights import sha256_file
 
 if TYPE_CHECKING:
     from torch import nn
@@ -57,15 +58,10 @@ class _Plan:
     keyable_after_build: bool = False
 
 
-def _plan(
-    model_dir: str | os.PathLike[str] | None,
-    backbone: str | None,
-    pretrained: bool | None,
-    weights_file: str | os.PathLike[str] | None,
-    image_size: int | None,
-) -> _Plan:
-    if model_dir is not None:
-        folder = Path(model_dir)
+def _plan(source: ModelSource) -> _Plan:
+    image_size, pretrained, weights_file = source.image_size, source.pretrained, source.weights
+    if source.folder is not None:
+        folder = Path(source.folder)
         config = read_config(folder)
         try:
             preprocess = Preprocess.from_dict(config["preprocess"])
@@ -78,7 +74,7 @@ def _plan(
         if (folder / TENSORS_FILE).is_file():
             plan.key = X.folder_key(folder, config, preprocess)
         return plan
-    name = backbone or "mobilenet_v2"
+    name = source.backbone_name
     plan = _Plan(name, keyable_after_build=pretrained is not False)
     if name in X.PRETRAINED and pretrained is not False:
         sha, preprocess = X.PRETRAINED[name]
@@ -109,26 +105,31 @@ def _head_from_folder(folder: Path, config: dict[str, Any]) -> NumpyPairHead | N
         raise ModelFolderError(f"cannot read the pair head from {path}: {exc}") from exc
 
 
-def _build_model(
-    plan: _Plan,
-    module: nn.Module | None,
-    backbone: str | None,
-    pretrained: bool | None,
-    weights_file: str | os.PathLike[str] | None,
-    image_size: int | None,
-) -> SiameseModel:
+def build_model(source: ModelSource, *, module: nn.Module | None = None) -> SiameseModel:
+    """Build the PyTorch model a source describes (imports torch).
+
+    Args:
+        source: The model.
+        module: An instance of the custom backbone class, for folders that hold one.
+
+    Returns:
+        The model on the CPU, in eval mode.
+
+    Raises:
+        LookalikeError: A bad model folder or unavailable weights.
+    """
     from lookalike.model.network import SiameseModel
 
-    if plan.folder is not None:
-        model = SiameseModel.load(plan.folder, module=module)
-        if image_size:
-            model.preprocess = model.preprocess.with_input_size(image_size)
+    if source.folder is not None:
+        model = SiameseModel.load(source.folder, module=module)
+        if source.image_size:
+            model.preprocess = model.preprocess.with_input_size(source.image_size)
         return model
     return SiameseModel.create(
-        backbone or "mobilenet_v2",
-        pretrained=pretrained,
-        weights_file=weights_file,
-        input_size=image_size,
+        source.backbone_name,
+        pretrained=source.pretrained,
+        weights_file=source.weights,
+        input_size=source.image_size,
     )
 
 
@@ -142,7 +143,23 @@ def _onnxruntime_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def _choose_engine(engine: str, device: str) -> str:
+def choose_engine(engine: str, device: str) -> str:
+    """The one engine policy (the CLI and the server both use it).
+
+    ``"torch"`` is always honoured; CUDA devices run torch; on CPU ONNX Runtime runs when
+    it is installed (``"auto"`` falls back to torch with no warning, ``"onnx"`` warns), except
+    that ``"auto"`` with ``device="auto"`` prefers torch on a machine with a usable GPU.
+
+    Args:
+        engine: ``"auto"``, ``"torch"`` or ``"onnx"``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Returns:
+        ``"torch"`` or ``"onnx"``.
+
+    Raises:
+        LookalikeError: An unknown engine, or ONNX asked for on CUDA.
+    """
     if engine not in ENGINES:
         raise LookalikeError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     cuda = device.startswith("cuda")
@@ -170,49 +187,46 @@ def _choose_engine(engine: str, device: str) -> str:
 
 
 def load_embedder(
-    model_dir: str | os.PathLike[str] | None = None,
+    source: ModelSource | str | os.PathLike[str] | None = None,
     *,
-    backbone: str | None = None,
-    pretrained: bool | None = None,
-    weights_file: str | os.PathLike[str] | None = None,
-    image_size: int | None = None,
+    model: SiameseModel | None = None,
     module: nn.Module | None = None,
     engine: str = "auto",
     device: str = "auto",
     threads: int | None = None,
 ) -> BaseEmbedder:
-    """Load a model folder or a registry backbone into an inference engine.
+    """Load a model into an inference engine.
 
     With ``engine="onnx"`` (or ``"auto"`` on CPU) and the model's export cached, this
     imports neither torch nor the model code: the key comes from ``config.json`` and
     ``model.safetensors`` (folders) or a torch-free table of weight hashes (backbones).
+    Every caller (CLI, server, Python) gets the same key for the same source, so they share
+    one export.
 
     Args:
-        model_dir: A model folder; ``None`` builds ``backbone``.
-        backbone: Registry name (default ``mobilenet_v2``); not with ``model_dir``.
-        pretrained: Pretrained backbone weights (``None``: the backbone's default).
-        weights_file: Explicit pretrained weights file.
-        image_size: Override the model's input size (pixels, square).
+        source: A :class:`ModelSource`, a model folder path, or ``None`` for the default
+            pretrained backbone.
+        model: The source's model, already built (the server holds one): it is used instead
+            of building another.
         module: An instance of the custom backbone class, for folders that hold one
             (not needed when the folder's export is cached).
-        engine: ``"auto"``, ``"torch"`` or ``"onnx"`` (see the module docstring).
+        engine: ``"auto"``, ``"torch"`` or ``"onnx"`` (see :func:`choose_engine`).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         threads: CPU threads for inference (``None``: the engine's default).
 
     Returns:
-        A :class:`TorchEmbedder` or an :class:`OnnxEmbedder`.
+        A :class:`TorchEmbedder` or an :class:`OnnxEmbedder`; its ``key`` is the model key.
 
     Raises:
         LookalikeError: Invalid options, a bad model folder, unavailable weights, or an
             export that fails under ``engine="onnx"`` (``"auto"`` falls back to torch
             with a warning).
     """
+    source = ModelSource.of(source)
     if threads is not None and threads < 1:
         raise LookalikeError(f"--threads must be at least 1, got {threads}")
-    if model_dir is not None and backbone is not None:
-        raise LookalikeError("give either a model folder or a backbone, not both")
-    choice = _choose_engine(engine, device)
-    plan = _plan(model_dir, backbone, pretrained, weights_file, image_size)
+    choice = choose_engine(engine, device)
+    plan = _plan(source)
     if choice == "onnx" and plan.key is not None and plan.preprocess is not None:
         cached = X.cache_path(plan.key)
         if cached.is_file():
@@ -229,7 +243,8 @@ def load_embedder(
                 )
             except LookalikeError:
                 pass  # corrupt or stale: rebuilt and exported again below
-    model = _build_model(plan, module, backbone, pretrained, weights_file, image_size)
+    if model is None:
+        model = build_model(source, module=module)
     key = plan.key
     if plan.keyable_after_build and model.weights_sha256 is not None:
         # From the weights actually loaded: equal to the torch-free key when the table agrees.
@@ -239,7 +254,7 @@ def load_embedder(
             return OnnxEmbedder.from_model(
                 model, key=key, cache=key is not None, threads=threads, name=plan.name
             )
-        except X.ExportError as exc:
+        except ExportError as exc:
             if engine == "onnx":
                 raise
             warnings.warn(f"{exc}; running in torch instead", RuntimeWarning, stacklevel=2)

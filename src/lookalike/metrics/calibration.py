@@ -2,10 +2,10 @@
 
 Every rule here works on the same table: sort the pairs by score, most "same" first, and count
 the same pairs (true accepts) and different pairs (false accepts) accepted when the top k
-*distinct* scores are accepted, k = 0..U (`_cumulative_counts`). Tied scores are accepted or
-rejected together, so a threshold never splits a tie. A chosen cut k becomes a threshold at the
-midpoint between the k-th and (k+1)-th distinct score (`_cut_value`), which generalises better
-than a threshold sitting on a sample. `lookalike.metrics.verification` reads the same table for ROC
+*distinct* scores are accepted, k = 0..U (`lookalike.metrics._counts`). Tied scores are accepted
+or rejected together, so a threshold never splits a tie. A chosen cut k becomes a threshold at
+the midpoint between the k-th and (k+1)-th distinct score, which generalises better than a
+threshold sitting on a sample. `lookalike.metrics.verification` reads the same table for ROC
 curves, EER and TAR@FAR.
 """
 
@@ -13,9 +13,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
+
+from lookalike.metrics._counts import (
+    Counts,
+    check_far,
+    cumulative_counts,
+    cut_value,
+    f1_score,
+    far_cut,
+)
 
 Criterion = Literal["accuracy", "f1", "far"]
 
@@ -45,96 +54,13 @@ class Threshold:
         return scores >= self.value if self.higher_is_same else scores <= self.value
 
 
-class _Counts(NamedTuple):
-    """Cumulative counts when accepting the pairs with the top k distinct scores, k = 0..U.
-
-    Attributes:
-        distinct: The distinct scores, oriented so that higher means same, descending (U,).
-        tp: Same pairs accepted at each cut (U+1,); tp[0] = 0, tp[-1] = all same pairs.
-        fp: Different pairs accepted at each cut (U+1,); fp[0] = 0, fp[-1] = all different.
-    """
-
-    distinct: np.ndarray
-    tp: np.ndarray
-    fp: np.ndarray
-
-    @property
-    def positives(self) -> int:
-        return int(self.tp[-1])
-
-    @property
-    def negatives(self) -> int:
-        return int(self.fp[-1])
-
-
-def _check_pairs(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validate scored pairs; return scores as float64 (N,) and labels as bool (N,)."""
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    raw = np.asarray(labels).ravel()
-    if s.size == 0 or s.size != raw.size:
-        raise ValueError(f"need equal, non-empty scores and labels, got {s.size} and {raw.size}")
-    if raw.dtype != bool and not np.isin(raw, (0, 1)).all():
-        bad = np.unique(raw[~np.isin(raw, (0, 1))])[:5].tolist()
-        raise ValueError(f"labels must be 1 (same) or 0 (different), found {bad}")
-    return s, raw.astype(bool)
-
-
-def _cumulative_counts(
-    scores: np.ndarray, labels: np.ndarray, higher_is_same: bool = True
-) -> _Counts:
-    """Build the sorted cumulative-count table every threshold rule reads (see module doc)."""
-    s, y = _check_pairs(scores, labels)
-    if not higher_is_same:
-        s = -s
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    ends = np.flatnonzero(np.append(s[1:] != s[:-1], True))  # last pair of each run of ties
-    tp = np.concatenate([[0], np.cumsum(y)[ends]])
-    return _Counts(s[ends], tp, np.concatenate([[0], ends + 1]) - tp)
-
-
-def _cut_value(counts: _Counts, k: int, higher_is_same: bool) -> float:
-    """The threshold that accepts exactly the top k distinct scores, in the caller's direction."""
-    u = counts.distinct
-    if k == 0:
-        value = u[0] + 1e-6
-    elif k == u.size:
-        value = u[-1] - 1e-6
-    else:
-        value = (u[k - 1] + u[k]) / 2
-    return float(value if higher_is_same else -value)
-
-
 def _threshold(
-    counts: _Counts, k: int, higher_is_same: bool, criterion: str, target_far: float | None = None
+    counts: Counts, k: int, higher_is_same: bool, criterion: str, target_far: float | None = None
 ) -> Threshold:
     correct = counts.tp[k] + counts.negatives - counts.fp[k]
     n = counts.positives + counts.negatives
-    value = _cut_value(counts, k, higher_is_same)
+    value = cut_value(counts, k, higher_is_same)
     return Threshold(value, higher_is_same, float(correct) / n, criterion, target_far)
-
-
-def _f1(tp: np.ndarray, fp: np.ndarray, positives: int) -> np.ndarray:
-    """F1 = 2·TP / (2·TP + FP + FN) = 2·TP / (TP + FP + positives); 0 where undefined."""
-    tp, fp = np.asarray(tp, dtype=np.float64), np.asarray(fp, dtype=np.float64)
-    denominator = tp + fp + positives
-    f1: np.ndarray = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
-    return f1
-
-
-def _check_far(far: float) -> float:
-    far = float(far)
-    if not 0 < far <= 1:
-        raise ValueError(f"a target false accept rate must be in (0, 1], got {far}")
-    return far
-
-
-def _far_cut(counts: _Counts, far: float) -> int:
-    """The most accepting cut whose false accept rate on these pairs is ≤ far."""
-    if counts.negatives == 0:
-        raise ValueError("need different pairs (label 0) to measure a false accept rate")
-    # fp / N, not fp ≤ far·N: 0.29 * 100 rounds below 29 in floating point.
-    return int(np.flatnonzero(counts.fp / counts.negatives <= _check_far(far))[-1])
 
 
 def min_negatives_for(far: float) -> int:
@@ -149,7 +75,7 @@ def min_negatives_for(far: float) -> int:
     Returns:
         ceil(1 / far), e.g. 1000 for 1e-3.
     """
-    return math.ceil(1 / _check_far(far) - 1e-9)
+    return math.ceil(1 / check_far(far) - 1e-9)
 
 
 def best_accuracy_threshold(
@@ -172,7 +98,7 @@ def best_accuracy_threshold(
     Raises:
         ValueError: Empty input, mismatched lengths or labels other than 0/1.
     """
-    counts = _cumulative_counts(scores, labels, higher_is_same)
+    counts = cumulative_counts(scores, labels, higher_is_same)
     k = int(np.argmax(counts.tp - counts.fp))  # accuracy = (TP + N - FP) / total
     return _threshold(counts, k, higher_is_same, "accuracy")
 
@@ -196,8 +122,8 @@ def best_f1_threshold(
     Raises:
         ValueError: Empty input, mismatched lengths or labels other than 0/1.
     """
-    counts = _cumulative_counts(scores, labels, higher_is_same)
-    k = int(np.argmax(_f1(counts.tp, counts.fp, counts.positives)))
+    counts = cumulative_counts(scores, labels, higher_is_same)
+    k = int(np.argmax(f1_score(counts.tp, counts.fp, counts.positives)))
     return _threshold(counts, k, higher_is_same, "f1")
 
 
@@ -219,8 +145,8 @@ def threshold_at_far(
     Raises:
         ValueError: Bad input, far outside (0, 1], or no different pairs.
     """
-    counts = _cumulative_counts(scores, labels, higher_is_same)
-    return _threshold(counts, _far_cut(counts, far), higher_is_same, "far", float(far))
+    counts = cumulative_counts(scores, labels, higher_is_same)
+    return _threshold(counts, far_cut(counts, far), higher_is_same, "far", float(far))
 
 
 def calibrate(

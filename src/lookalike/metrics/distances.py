@@ -1,5 +1,9 @@
 """Similarities and distances between embeddings: the one place they are computed.
 
+Two owners live here beside them: :class:`Score` (the names of the three pair scores and which
+way each one points) and :func:`unit_rows` (scaling embeddings to unit length), so no other
+module re-encodes a score's direction or writes its own normaliser.
+
 Two families live here:
 
 * **NumPy functions** (:func:`cosine_similarity`, :func:`euclidean_distance`,
@@ -23,21 +27,24 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     from torch import Tensor
 
 __all__ = [
+    "EMBEDDING_SCORES",
     "CosineSimilarity",
     "Distance",
     "DistanceName",
     "EuclideanDistance",
+    "Score",
     "cosine_similarity",
     "cosine_similarity_matrix",
     "cosine_to_euclidean",
@@ -46,6 +53,7 @@ __all__ = [
     "euclidean_to_cosine",
     "get_distance",
     "l2_normalize",
+    "unit_rows",
 ]
 
 DistanceName = Literal["cosine", "euclidean"]
@@ -53,6 +61,67 @@ DistanceName = Literal["cosine", "euclidean"]
 
 Float32Array = npt.NDArray[np.float32]
 Float64Array = npt.NDArray[np.float64]
+
+
+class Score(str, Enum):
+    """A same/different pair score, by the name the CLI, JSON reports and model folders use.
+
+    Each member knows which way it points (:attr:`higher_is_same`), so code that thresholds or
+    ranks scores asks it instead of testing for ``"euclidean"``. A member is a ``str``: it
+    compares and hashes equal to its value (``Score.COSINE == "cosine"``), so it looks up and
+    keys the string-keyed ``thresholds`` dicts directly, and ``str()``/f-strings give the value.
+
+    Members:
+        COSINE: ``"cosine"``, cosine similarity of two embeddings, in ``[-1, 1]``.
+        EUCLIDEAN: ``"euclidean"``, Euclidean distance of two embeddings, ``>= 0``.
+        PROBABILITY: ``"probability"``, the pair head's P(same), in ``[0, 1]``.
+    """
+
+    COSINE = "cosine"
+    EUCLIDEAN = "euclidean"
+    PROBABILITY = "probability"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def higher_is_same(self) -> bool:
+        """True when a larger score means "more likely the same" (cosine, probability)."""
+        return self is not Score.EUCLIDEAN
+
+    def is_same(self, value: float, threshold: float) -> bool:
+        """Whether ``value`` is on the "same" side of ``threshold`` (the threshold included)."""
+        return bool(value >= threshold if self.higher_is_same else value <= threshold)
+
+    @classmethod
+    def parse(
+        cls, name: str, *, among: Iterable[Score] | None = None, what: str = "score"
+    ) -> Score:
+        """The member whose value is ``name`` (a member is returned as it is).
+
+        Args:
+            name: ``"cosine"``, ``"euclidean"`` or ``"probability"``, or a member.
+            among: The members accepted (default: all of them).
+            what: What ``name`` names, for the error message (e.g. ``"metric"``).
+
+        Returns:
+            The member.
+
+        Raises:
+            ValueError: If ``name`` is not the value of one of ``among``; the message lists
+                the accepted values.
+        """
+        choices = tuple(cls) if among is None else tuple(among)
+        for score in choices:
+            if name == score.value:
+                return score
+        *rest, last = [repr(score.value) for score in choices]
+        listed = f"{', '.join(rest)} or {last}" if rest else last
+        raise ValueError(f"{what} must be {listed}, got {name!r}")
+
+
+EMBEDDING_SCORES: tuple[Score, ...] = (Score.COSINE, Score.EUCLIDEAN)
+"""The scores computed from two embeddings alone (P(same) needs a pair head)."""
 
 _NORM_EPS = 1e-12
 """Norms below this are treated as zero when normalising (zero vectors stay zero)."""
@@ -132,11 +201,45 @@ def _matrix_inputs(
     return a64, b64
 
 
-def _unit_rows(x: Float64Array) -> Float64Array:
-    """Scales each row of a float64 ``(N, D)`` array to unit length; zero rows stay zero."""
-    norms = np.sqrt(np.einsum("nd,nd->n", x, x))[:, None]
-    out: Float64Array = x / np.maximum(norms, _NORM_EPS)
-    return out
+@overload
+def unit_rows(x: Float64Array, *, eps: float = ...) -> Float64Array: ...
+@overload
+def unit_rows(x: npt.ArrayLike, *, eps: float = ...) -> Float32Array: ...
+def unit_rows(x: npt.ArrayLike, *, eps: float = _NORM_EPS) -> npt.NDArray[Any]:
+    """Scales each row to unit Euclidean length; the library's one row normaliser.
+
+    Each row is divided by ``max(|row|, eps)``: a zero row stays zero (never NaN), and so
+    does its similarity to anything. The norms are summed in float64 and the division is
+    done in the output dtype, so a float32 input never has a float64 copy. A row holding an
+    infinity or NaN comes out NaN (without a warning); callers that must refuse such rows
+    check ``np.isfinite`` on the result.
+
+    Args:
+        x: Embeddings of shape ``(N, D)``. float64 stays float64; any other dtype (float32,
+            float16, integers) is converted to float32.
+        eps: Smallest norm divided by; must be > 0. Rows with a smaller, non-zero norm come
+            out shorter than 1.
+
+    Returns:
+        A new C-contiguous array of shape ``(N, D)``, float32 (float64 for float64 input).
+
+    Raises:
+        ValueError: If ``x`` is not 2-D or ``eps`` is not > 0.
+    """
+    if not eps > 0:
+        raise ValueError(f"unit_rows: eps must be > 0, got {eps!r}")
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"unit_rows: expected an array of shape (N, D), got shape {arr.shape}; "
+            "reshape a single vector with x.reshape(1, -1)"
+        )
+    dtype = np.float64 if arr.dtype == np.float64 else np.float32
+    arr = arr.astype(dtype, copy=False)
+    norms = np.sqrt(np.einsum("nd,nd->n", arr, arr, dtype=np.float64))
+    with np.errstate(invalid="ignore"):  # inf / inf: a non-finite row becomes NaN
+        out = arr / np.maximum(norms, eps).astype(dtype)[:, None]
+    return np.ascontiguousarray(out)
 
 
 def l2_normalize(x: npt.ArrayLike, axis: int = -1, eps: float = 1e-12) -> npt.NDArray[Any]:
@@ -187,7 +290,7 @@ def cosine_similarity(a: npt.ArrayLike, b: npt.ArrayLike) -> Float32Array | floa
             inputs are not 1-D/2-D.
     """
     a64, b64, single = _paired_rows(a, b, "cosine_similarity")
-    sims: Float64Array = np.clip(np.einsum("nd,nd->n", _unit_rows(a64), _unit_rows(b64)), -1.0, 1.0)
+    sims: Float64Array = np.clip(np.einsum("nd,nd->n", unit_rows(a64), unit_rows(b64)), -1.0, 1.0)
     if single:
         return float(sims[0])
     return sims.astype(np.float32)
@@ -237,7 +340,7 @@ def cosine_similarity_matrix(a: npt.ArrayLike, b: npt.ArrayLike) -> Float32Array
         ValueError: If an input is not 2-D or the embedding sizes differ.
     """
     a64, b64 = _matrix_inputs(a, b, "cosine_similarity_matrix")
-    sims = np.clip(_unit_rows(a64) @ _unit_rows(b64).T, -1.0, 1.0)
+    sims = np.clip(unit_rows(a64) @ unit_rows(b64).T, -1.0, 1.0)
     return sims.astype(np.float32)
 
 

@@ -9,11 +9,12 @@ episodes, with a 95% confidence interval from the spread of per-episode accuraci
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-Metric = Literal["cosine", "euclidean"]
+from lookalike.metrics.distances import EMBEDDING_SCORES, DistanceName, Score, unit_rows
+
 _CHUNK = 256  # episodes scored at once: bounds memory at chunk × ways × (shots+queries) × D
 
 
@@ -64,11 +65,11 @@ def _sample(
     return out
 
 
-def _predict(support: np.ndarray, query: np.ndarray, metric: Metric) -> np.ndarray:
+def _predict(support: np.ndarray, query: np.ndarray, metric: Score) -> np.ndarray:
     """Predicted way of each query (E, M) from support (E, W, S, D) and query (E, M, D)."""
-    if metric == "cosine":
-        proto = support.mean(axis=2)
-        proto /= np.maximum(np.linalg.norm(proto, axis=-1, keepdims=True), 1e-12)
+    if metric == Score.COSINE:
+        mean = support.mean(axis=2)
+        proto = unit_rows(mean.reshape(-1, mean.shape[-1])).reshape(mean.shape)
         best: np.ndarray = np.einsum("emd,ewd->emw", query, proto).argmax(axis=-1)
         return best
     e, w, s, d = support.shape
@@ -92,7 +93,7 @@ def n_way_k_shot(
     queries: int = 1,
     episodes: int = 400,
     seed: int = 0,
-    metric: Metric = "cosine",
+    metric: Score | DistanceName = "cosine",
 ) -> EpisodeReport:
     """N-way K-shot accuracy of embeddings: can `shots` examples pick out the right identity?
 
@@ -112,7 +113,7 @@ def n_way_k_shot(
         queries: Query images per identity, ≥ 1.
         episodes: Number of episodes, ≥ 1.
         seed: Seed for the episode draw; the same seed gives the same episodes.
-        metric: "cosine" or "euclidean".
+        metric: "cosine" or "euclidean", as a string or a `Score`.
 
     Returns:
         Accuracy over all queries and its 95% confidence interval.
@@ -126,8 +127,7 @@ def n_way_k_shot(
         raise ValueError(f"need embeddings (N, D) and labels (N,), got {x.shape} and {y.shape}")
     if not np.isfinite(x).all():
         raise ValueError("embeddings must be finite; found NaN or infinity")
-    if metric not in ("cosine", "euclidean"):
-        raise ValueError(f'metric must be "cosine" or "euclidean", got "{metric}"')
+    score = Score.parse(metric, among=EMBEDDING_SCORES, what="metric")
     for name, value, least in (
         ("ways", ways, 2),
         ("shots", shots, 1),
@@ -145,8 +145,8 @@ def n_way_k_shot(
             f"({shots} shots + {queries} queries) each, but only {eligible.size} of "
             f"{classes.size} identities have that many: lower ways, shots or queries, or add images"
         )
-    if metric == "cosine":
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    if score == Score.COSINE:
+        x = unit_rows(x)
     members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(sizes)[:-1])
     drawn = _sample(members, eligible, ways, per_class, episodes, np.random.default_rng(seed))
     truth = np.repeat(np.arange(ways), queries)  # queries are laid out way by way
@@ -155,7 +155,7 @@ def n_way_k_shot(
         chunk = drawn[start : start + _CHUNK]
         support = x[chunk[:, :, :shots]]
         query = x[chunk[:, :, shots:]].reshape(len(chunk), ways * queries, -1)
-        right = _predict(support, query, metric) == truth
+        right = _predict(support, query, score) == truth
         per_episode[start : start + len(chunk)] = right.mean(axis=1)
     ci95 = 1.96 * per_episode.std(ddof=1) / np.sqrt(episodes) if episodes > 1 else float("nan")
     return EpisodeReport(
@@ -165,5 +165,5 @@ def n_way_k_shot(
         accuracy=float(per_episode.mean()),
         ci95=float(ci95),
         queries_per_episode=ways * queries,
-        metric=metric,
+        metric=score.value,
     )

@@ -39,21 +39,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Metric", "RetrievalReport", "knn", "retrieval_metrics"]
+from lookalike.metrics.distances import EMBEDDING_SCORES, DistanceName, Score, unit_rows
 
-Metric = Literal["cosine", "euclidean"]
-"""The metrics :func:`knn` and :func:`retrieval_metrics` accept."""
+__all__ = ["RetrievalReport", "knn", "retrieval_metrics"]
 
 Float32Array = npt.NDArray[np.float32]
 Int64Array = npt.NDArray[np.int64]
-
-_NORM_EPS = 1e-12
-"""Norms below this are treated as zero when normalising (zero vectors stay zero)."""
 
 _SELECT_ELEMENTS = 1 << 20
 """Top-k selection works on about this many candidates at a time (bounds its temporaries)."""
@@ -120,10 +116,8 @@ def _check_positive(value: int, name: str) -> int:
     return int(value)
 
 
-def _check_metric(metric: str) -> Metric:
-    if metric not in ("cosine", "euclidean"):
-        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
-    return "cosine" if metric == "cosine" else "euclidean"
+def _check_metric(metric: str) -> Score:
+    return Score.parse(metric, among=EMBEDDING_SCORES, what="metric")
 
 
 def _as_labels(labels: npt.ArrayLike, n: int, name: str, embeddings_name: str) -> np.ndarray:
@@ -139,13 +133,6 @@ def _as_labels(labels: npt.ArrayLike, n: int, name: str, embeddings_name: str) -
 
 
 # --------------------------------------------------------------------------- k-NN
-
-
-def _normalise(x: Float32Array) -> Float32Array:
-    """Unit rows (norms summed in float64; divided in float32, so no float64 copy)."""
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
-    out: Float32Array = x / np.maximum(norms, _NORM_EPS).astype(np.float32)[:, None]
-    return out
 
 
 def _select(
@@ -231,7 +218,7 @@ def _knn_chunks(
     queries: Float32Array,
     references: Float32Array,
     k: int,
-    metric: Metric,
+    metric: Score,
     self_index: Int64Array | None,
     chunk_size: int,
     reference_chunk_size: int,
@@ -245,7 +232,7 @@ def _knn_chunks(
     q_count = len(queries)
     # Bound the running top-k too: chunk × (k + reference chunk) candidates at most.
     q_step = chunk_size if k <= chunk_size else max(1, chunk_size * chunk_size // k)
-    ref_sq = np.einsum("ij,ij->i", references, references) if metric == "euclidean" else None
+    ref_sq = np.einsum("ij,ij->i", references, references) if metric == Score.EUCLIDEAN else None
     for q0 in range(0, q_count, q_step):
         q = queries[q0 : q0 + q_step]
         n = len(q)
@@ -265,7 +252,7 @@ def _knn_chunks(
         order = np.lexsort((best_idx, -best_keys), axis=-1)
         keys = np.take_along_axis(best_keys, order, axis=1)
         indices = np.take_along_axis(best_idx, order, axis=1)
-        if metric == "cosine":
+        if metric == Score.COSINE:
             scores = np.clip(keys, -1.0, 1.0)
         else:
             q_sq = np.einsum("ij,ij->i", q, q)[:, None]
@@ -278,7 +265,7 @@ def knn(
     references: npt.ArrayLike,
     k: int,
     *,
-    metric: Metric = "cosine",
+    metric: Score | DistanceName = "cosine",
     exclude_self: bool = False,
     chunk_size: int = 4096,
     reference_chunk_size: int | None = None,
@@ -296,7 +283,7 @@ def knn(
         k: How many neighbours per query; clipped to the number of references
             available (``R``, or ``R - 1`` with ``exclude_self``).
         metric: ``"cosine"`` (both sides L2-normalised here; higher is closer) or
-            ``"euclidean"`` (lower is closer).
+            ``"euclidean"`` (lower is closer), as a string or a :class:`Score`.
         exclude_self: Query ``i`` never retrieves reference ``i``; use it when the
             queries are (the first ``Q`` of) the references. Requires ``Q <= R``.
         chunk_size: Queries per chunk (also references per chunk by default).
@@ -312,7 +299,7 @@ def knn(
             non-positive ``k`` or chunk size, an unknown metric, or ``exclude_self``
             with more queries than references.
     """
-    metric = _check_metric(metric)
+    score = _check_metric(metric)
     k = _check_positive(k, "k")
     chunk_size = _check_positive(chunk_size, "chunk_size")
     ref_chunk = _check_positive(
@@ -336,10 +323,10 @@ def knn(
     scores = np.empty((len(q), k), dtype=np.float32)
     if k == 0:
         return indices, scores
-    if metric == "cosine":
-        q, r = _normalise(q), _normalise(r)
+    if score == Score.COSINE:
+        q, r = unit_rows(q), unit_rows(r)
     self_index = np.arange(len(q), dtype=np.int64) if exclude_self else None
-    for q0, idx, sc in _knn_chunks(q, r, k, metric, self_index, chunk_size, ref_chunk):
+    for q0, idx, sc in _knn_chunks(q, r, k, score, self_index, chunk_size, ref_chunk):
         indices[q0 : q0 + len(idx)] = idx
         scores[q0 : q0 + len(idx)] = sc
     return indices, scores
@@ -376,7 +363,7 @@ def retrieval_metrics(
     reference_embeddings: npt.ArrayLike | None = None,
     reference_labels: npt.ArrayLike | None = None,
     recall_ks: Sequence[int] = (1, 5, 10),
-    metric: Metric = "cosine",
+    metric: Score | DistanceName = "cosine",
     chunk_size: int = 4096,
 ) -> RetrievalReport:
     """Precision@1, R-precision, MAP@R and Recall@K of labelled embeddings.
@@ -396,7 +383,7 @@ def retrieval_metrics(
         reference_labels: Labels ``(R,)`` of the references; given exactly when
             ``reference_embeddings`` is.
         recall_ks: The ``K`` of Recall@K (positive integers).
-        metric: ``"cosine"`` or ``"euclidean"``.
+        metric: ``"cosine"`` or ``"euclidean"``, as a string or a :class:`Score`.
         chunk_size: Queries (and references) per chunk; peak memory grows with its
             square (4096: about 150 MB besides a normalised copy of the inputs).
 
@@ -409,7 +396,7 @@ def retrieval_metrics(
             without references), different dimensions, a bad ``recall_ks``,
             ``chunk_size`` or ``metric``.
     """
-    metric = _check_metric(metric)
+    score = _check_metric(metric)
     chunk_size = _check_positive(chunk_size, "chunk_size")
     ks = sorted({_check_positive(k, "each of recall_ks") for k in recall_ks})
     queries = _as_embeddings(embeddings, "embeddings")
@@ -445,8 +432,8 @@ def retrieval_metrics(
 
     available = len(refs) - int(same_set)
     k = min(max(int(relevant[kept].max()), ks[-1] if ks else 1), available)
-    if metric == "cosine":
-        queries, refs = _normalise(queries), _normalise(refs)
+    if score == Score.COSINE:
+        queries, refs = unit_rows(queries), unit_rows(refs)
         if same_set:
             refs = queries
     sums = _MetricSums(ks)
@@ -454,7 +441,7 @@ def retrieval_metrics(
         queries if lone == 0 else queries[kept],
         refs,
         k,
-        metric,
+        score,
         kept.astype(np.int64) if same_set else None,
         chunk_size,
         chunk_size,

@@ -28,17 +28,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lookalike.metrics.calibration import (
-    Threshold,
-    _check_pairs,
-    _Counts,
-    _cumulative_counts,
-    _cut_value,
-    _f1,
-    _far_cut,
-    best_accuracy_threshold,
-    min_negatives_for,
+from lookalike.metrics._counts import (
+    Counts,
+    check_pairs,
+    cumulative_counts,
+    cut_value,
+    f1_score,
+    far_cut,
 )
+from lookalike.metrics.calibration import Threshold, best_accuracy_threshold, min_negatives_for
 
 
 class DecisionMetrics(NamedTuple):
@@ -101,11 +99,11 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _counts(scores: np.ndarray, labels: np.ndarray, higher_is_same: bool) -> _Counts:
+def _counts(scores: np.ndarray, labels: np.ndarray, higher_is_same: bool) -> Counts:
     """The cumulative-count table, after checking the pairs can be measured at all."""
     if not np.isfinite(np.asarray(scores, dtype=np.float64)).all():
         raise ValueError("scores must be finite; found NaN or infinity")
-    counts = _cumulative_counts(scores, labels, higher_is_same)
+    counts = cumulative_counts(scores, labels, higher_is_same)
     if counts.positives == 0 or counts.negatives == 0:
         raise ValueError(
             "need both same and different pairs (labels 1 and 0) to measure verification, got "
@@ -114,7 +112,7 @@ def _counts(scores: np.ndarray, labels: np.ndarray, higher_is_same: bool) -> _Co
     return counts
 
 
-def _roc(counts: _Counts, higher_is_same: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _roc(counts: Counts, higher_is_same: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     far = counts.fp / counts.negatives
     tar = counts.tp / counts.positives
     cuts = np.concatenate([[np.inf], counts.distinct])
@@ -156,7 +154,7 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray, *, higher_is_same: bool = Tr
     return float(np.trapezoid(tar, far))
 
 
-def _eer(counts: _Counts, higher_is_same: bool) -> tuple[float, float]:
+def _eer(counts: Counts, higher_is_same: bool) -> tuple[float, float]:
     far, tar, cuts = _roc(counts, higher_is_same)
     gap = (1 - tar) - far  # FRR − FAR: 1 at the first point, −1 at the last, strictly falling
     i = int(np.flatnonzero(gap >= 0)[-1])
@@ -194,9 +192,9 @@ def equal_error_rate(
     return _eer(_counts(scores, labels, higher_is_same), higher_is_same)
 
 
-def _tar_at_far(counts: _Counts, far: float, higher_is_same: bool) -> tuple[float, float]:
-    k = _far_cut(counts, far)
-    return counts.tp[k] / counts.positives, _cut_value(counts, k, higher_is_same)
+def _tar_at_far(counts: Counts, far: float, higher_is_same: bool) -> tuple[float, float]:
+    k = far_cut(counts, far)
+    return counts.tp[k] / counts.positives, cut_value(counts, k, higher_is_same)
 
 
 def tar_at_far(
@@ -240,7 +238,7 @@ def accuracy_f1_at(scores: np.ndarray, labels: np.ndarray, threshold: Threshold)
     Raises:
         ValueError: Empty input, mismatched lengths or labels other than 0/1.
     """
-    s, y = _check_pairs(scores, labels)
+    s, y = check_pairs(scores, labels)
     same = threshold.decide(s)
     tp = int(np.count_nonzero(same & y))
     fp = int(np.count_nonzero(same & ~y))
@@ -249,7 +247,7 @@ def accuracy_f1_at(scores: np.ndarray, labels: np.ndarray, threshold: Threshold)
         accuracy=float(np.mean(same == y)),
         precision=tp / (tp + fp) if tp + fp else 0.0,
         recall=tp / positives if positives else 0.0,
-        f1=float(_f1(np.array([tp]), np.array([fp]), positives)[0]),
+        f1=float(f1_score(np.array([tp]), np.array([fp]), positives)[0]),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -15,10 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lookalike.errors import ModelFolderError
 from lookalike.imaging.images import ImageSource
 from lookalike.imaging.preprocess import Preprocess
 from lookalike.model.backbones import DEFAULT_BACKBONE, Backbone, build_backbone
 from lookalike.model.device import resolve_device
+from lookalike.model.folder import (
+    CONFIG_FILE,
+    TENSORS_FILE,
+    provenance,
+    read_config,
+    read_tensors,
+    write_folder,
+)
 from lookalike.model.layers import PairHead
 
 PoolingName = Literal["avg", "gem", "max", "flatten"]
@@ -301,9 +311,7 @@ class SiameseModel(nn.Module):
 
     def save(self, path: str | os.PathLike[str], *, include_backbone: bool = True) -> None:
         """Save as a model folder (config.json + model.safetensors); see ``model.folder``."""
-        from lookalike.model.folder import save_model
-
-        save_model(self, path, include_backbone=include_backbone)
+        _save_folder(self, path, include_backbone=include_backbone)
 
     @classmethod
     def load(
@@ -314,9 +322,7 @@ class SiameseModel(nn.Module):
         device: str | torch.device | None = "cpu",
     ) -> SiameseModel:
         """Load a model folder; ``module`` is required for folders with a custom backbone."""
-        from lookalike.model.folder import load_model
-
-        return load_model(path, module=module).to_device(device)
+        return _load_folder(path, module=module).to_device(device)
 
     def config(self) -> dict[str, Any]:
         """Return the architecture as a JSON-serialisable dict (stored in ``config.json``)."""
@@ -348,3 +354,102 @@ class _MapAdapter(nn.Module):
 
 def _ensure_map(module: nn.Module) -> nn.Module:
     return _MapAdapter(module)
+
+
+def _save_folder(
+    model: SiameseModel, path: str | os.PathLike[str], *, include_backbone: bool = True
+) -> Path:
+    """Save a model folder (see :meth:`SiameseModel.save`).
+
+    Raises:
+        ModelFolderError: ``include_backbone=False`` for a backbone without pretrained weights.
+    """
+    if not include_backbone and (model.weights_sha256 is None or model.custom_class):
+        raise ModelFolderError(
+            "include_backbone=False needs a registered backbone with pretrained weights"
+        )
+    state = {
+        k: v.detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+        if include_backbone or not k.startswith("backbone.")
+    }
+    config: dict[str, Any] = dict(model.config())
+    config["backbone_weights"] = {
+        "stored": include_backbone,
+        "pretrained_sha256": model.weights_sha256,
+        "custom_class": model.custom_class,
+    }
+    config["thresholds"] = dict(model.thresholds)
+    config["metrics"] = dict(model.metrics)
+    config["provenance"] = provenance(model.provenance)
+    return write_folder(path, config, state)
+
+
+def _load_folder(path: str | os.PathLike[str], *, module: nn.Module | None = None) -> SiameseModel:
+    """Load a model folder written by :func:`_save_folder`.
+
+    Args:
+        path: The folder.
+        module: An instance of the custom backbone class, for folders that hold one.
+
+    Returns:
+        The model, on CPU, in eval mode.
+
+    Raises:
+        ModelFolderError: Not a model folder, missing tensors, or a custom backbone
+            without ``module``.
+        WeightsError: A referenced pretrained backbone is unavailable or its sha256 differs.
+    """
+    folder = Path(path)
+    config = read_config(folder)
+    tensors_path = folder / TENSORS_FILE
+    try:
+        stored = config["backbone_weights"]
+        preprocess = Preprocess.from_dict(config["preprocess"])
+        arch = {
+            "pooling": config["pooling"],
+            "projection": config["projection"],
+            "normalize": config["normalize"],
+            "head": config["head"] is not None,
+        }
+        name = config["backbone"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFolderError(f"{folder / CONFIG_FILE} lacks or mangles a field: {exc}") from exc
+    if name == "custom":
+        if module is None:
+            raise ModelFolderError(
+                f"{folder} holds a custom backbone ({stored.get('custom_class')}); "
+                "pass an instance of it: SiameseModel.load(path, module=MyBackbone())"
+            )
+        model = SiameseModel.from_module(
+            module, preprocess, feature_dim=config["feature_dim"], **arch
+        )
+    else:
+        backbone = build_backbone(
+            name, pretrained=not stored["stored"], in_chans=preprocess.channels
+        )
+        if not stored["stored"] and backbone.weights_sha256 != stored["pretrained_sha256"]:
+            raise ModelFolderError(
+                f"{folder} expects {name} weights with sha256 {stored['pretrained_sha256']}, "
+                f"found {backbone.weights_sha256}"
+            )
+        backbone.preprocess = preprocess
+        model = SiameseModel(backbone, **arch)
+        model.weights_sha256 = stored["pretrained_sha256"]
+    state = read_tensors(folder)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise ModelFolderError(f"{tensors_path} does not fit the configured model: {exc}") from exc
+    if not stored["stored"]:
+        missing = [k for k in missing if not k.startswith("backbone.")]
+    if missing or unexpected:
+        raise ModelFolderError(
+            f"{tensors_path} does not fit the configured model "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    model.thresholds = {k: float(v) for k, v in config.get("thresholds", {}).items()}
+    model.metrics = dict(config.get("metrics", {}))
+    model.provenance = dict(config.get("provenance", {}))
+    model.eval()
+    return model

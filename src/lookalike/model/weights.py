@@ -17,18 +17,15 @@ the caller's explicit choice.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
-import shutil
-import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from lookalike._io import download_verified
+from lookalike._io import offline_mode as offline_mode
+from lookalike._io import sha256_file as sha256_file
 from lookalike.errors import WeightsError
-
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -74,23 +71,6 @@ def cache_dir() -> Path:
     return base / "lookalike"
 
 
-def offline_mode() -> bool:
-    """Return True when downloads are disabled (``LOOKALIKE_OFFLINE`` or ``HF_HUB_OFFLINE``)."""
-    return any(
-        os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
-        for var in ("LOOKALIKE_OFFLINE", "HF_HUB_OFFLINE")
-    )
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Return the hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify(path: Path, expected: str | None) -> str:
     """Check ``path`` against an expected sha256 (full or prefix).
 
@@ -104,7 +84,11 @@ def verify(path: Path, expected: str | None) -> str:
     Raises:
         WeightsError: The digest does not match.
     """
-    actual = sha256_file(path)
+    return _check_digest(path, sha256_file(path), expected)
+
+
+def _check_digest(path: Path, actual: str, expected: str | None) -> str:
+    """Compare a file's sha256 ``actual`` with ``expected`` (full or prefix); return ``actual``."""
     if expected is not None and not actual.startswith(expected.lower()):
         raise WeightsError(
             f"weights file {path} has sha256 {actual}, expected {expected}: "
@@ -129,17 +113,18 @@ def _package_file(source: WeightSource) -> Path | None:
     return None
 
 
-def _download(url: str, target: Path, expected: str | None) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
-            shutil.copyfileobj(response, out, _CHUNK)
-        verify(tmp, expected)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _download(url: str, target: Path, expected: str | None) -> str:
+    """Download ``url`` to ``target`` (atomically, verified) and return its sha256.
+
+    The caller has decided the download is allowed (offline mode included).
+    """
+    verified: list[str] = []
+
+    def check(tmp: Path, actual: str) -> None:  # the digest computed while downloading
+        verified.append(_check_digest(tmp, actual, expected))
+
+    download_verified(url, target, sha256=None, timeout=30, check=check, even_offline=True)
+    return verified[0]
 
 
 def resolve(
@@ -148,7 +133,19 @@ def resolve(
     explicit: str | os.PathLike[str] | None = None,
     allow_download: bool | None = None,
 ) -> Path:
-    """Find a verified local copy of pretrained weights.
+    """Find a verified local copy of pretrained weights (see :func:`resolve_verified`)."""
+    return resolve_verified(source, explicit=explicit, allow_download=allow_download)[0]
+
+
+def resolve_verified(
+    source: WeightSource,
+    *,
+    explicit: str | os.PathLike[str] | None = None,
+    allow_download: bool | None = None,
+) -> tuple[Path, str]:
+    """Find a verified local copy of pretrained weights, and its sha256.
+
+    The file is hashed once: the digest the check computed is the one returned.
 
     Args:
         source: Where the weights can come from.
@@ -157,7 +154,7 @@ def resolve(
             "unless offline mode is on".
 
     Returns:
-        Path to a verified weights file.
+        Path to a verified weights file, and its full sha256 (hex).
 
     Raises:
         WeightsError: The weights are nowhere to be found, the download failed, or a
@@ -167,21 +164,18 @@ def resolve(
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise WeightsError(f"weights file {path} does not exist")
-        verify(path, source.sha256)
-        return path
+        return path, verify(path, source.sha256)
     cached = cache_dir() / "weights" / source.filename
     if cached.is_file():
-        verify(cached, source.sha256)
-        return cached
+        return cached, verify(cached, source.sha256)
     packaged = _package_file(source)
     if packaged is not None:
-        verify(packaged, source.sha256)
-        return packaged
+        return packaged, verify(packaged, source.sha256)
     if allow_download is None:
         allow_download = not offline_mode()
     if source.url and allow_download:
         try:
-            _download(source.url, cached, source.sha256)
+            return cached, _download(source.url, cached, source.sha256)
         except WeightsError:
             raise
         except OSError as exc:  # URLError, timeouts and refused connections are OSErrors
@@ -189,7 +183,6 @@ def resolve(
                 f"pretrained weights {source.filename} are not installed and downloading "
                 f"{source.url} failed ({exc}); {source.how_to_get()}"
             ) from exc
-        return cached
     reason = "offline mode is on" if source.url else "there is no online source"
     raise WeightsError(
         f"pretrained weights {source.filename} are not installed and {reason}; "

@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lookalike._version import __version__
 from lookalike.errors import DataError, ImageError, LookalikeError
+from lookalike.inference.source import ModelSource
 from lookalike.model.network import SiameseModel
 from lookalike.server.routes import router
 from lookalike.server.state import ServerState, load_served_model
@@ -44,7 +45,7 @@ _CSP = (
 
 
 def create_app(
-    model_dir: str | os.PathLike[str] | None = None,
+    source: ModelSource | str | os.PathLike[str] | None = None,
     index_dir: str | os.PathLike[str] | None = None,
     data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
@@ -58,11 +59,13 @@ def create_app(
     """Build the web app.
 
     Args:
-        model_dir: A model folder to serve; ``None`` serves the default pretrained backbone.
+        source: The model to serve: a :class:`~lookalike.inference.ModelSource` or a model
+            folder; ``None`` serves the model ``index_dir`` was built with, else the default
+            pretrained backbone.
         index_dir: An index folder (``lookalike.index.index``) for image search, or ``None``.
         data_dir: Where labelled pairs and the trained head are kept (created).
         max_upload_bytes: Largest accepted image upload.
-        model: An in-memory model to serve instead of ``model_dir``.
+        model: An in-memory model to serve instead of ``source``.
         reference_backbone: For ``model``: whether its backbone is an unchanged pretrained
             one, so downloads reference it by name and sha256 instead of storing it.
             ``None``: only for a model fresh from :meth:`SiameseModel.create` (pretrained
@@ -79,14 +82,20 @@ def create_app(
     Raises:
         ModelFolderError, WeightsError, IndexFolderError: The model or index cannot be loaded.
         LookalikeError: An unknown ``engine``, or ``"onnx"`` where it cannot run.
-        ValueError: ``max_upload_bytes`` is not positive, or both ``model`` and ``model_dir``.
+        ValueError: ``max_upload_bytes`` is not positive, or both ``model`` and ``source``.
     """
     if max_upload_bytes < 1:
         raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
-    if model is not None and model_dir is not None:
-        raise ValueError("give model or model_dir, not both")
+    if model is not None and source is not None:
+        raise ValueError("give model or source, not both")
+    served_source: ModelSource | None = None
     if model is None:
-        served, name, reference = load_served_model(model_dir, device)
+        if source is None and index_dir is not None and Path(index_dir).is_dir():
+            from lookalike.index.index import Index
+
+            served_source = Index.recorded_source(index_dir)
+        served_source = served_source or ModelSource.of(source)
+        served, name, reference = load_served_model(served_source, device)
     else:
         served, name = model, model.backbone_name
         fresh = model.weights_sha256 is not None and not model.provenance
@@ -95,6 +104,7 @@ def create_app(
         served,
         name=name,
         reference_backbone=reference,
+        source=served_source,
         data_dir=data_dir,
         index_dir=index_dir,
         engine=engine,

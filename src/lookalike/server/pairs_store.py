@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-import tempfile
 import threading
 import time
 import uuid
@@ -25,6 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from lookalike._io import atomic_write_bytes
 
 Label = Literal["same", "different"]
 Side = Literal["a", "b"]
@@ -118,12 +119,7 @@ class PairStore:
         name = hashlib.sha256(image.data).hexdigest() + suffix
         target = self.images / name
         if not target.exists():
-            fd, tmp = tempfile.mkstemp(dir=self.images, prefix=".upload.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(image.data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            Path(tmp).replace(target)
+            atomic_write_bytes(target, image.data)
         return name
 
     def add(self, a: StoredImage, b: StoredImage, label: Label) -> Pair:

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from lookalike._version import __version__
 from lookalike.errors import ImageError, LookalikeError
 from lookalike.imaging.images import load_image
-from lookalike.inference.compare import decide
+from lookalike.inference.comparison import decide
 from lookalike.metrics.distances import cosine_similarity, euclidean_distance
 from lookalike.model.network import SiameseModel
 from lookalike.server import render

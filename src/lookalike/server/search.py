@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from lookalike.errors import IndexFolderError
+from lookalike.inference.source import ModelSource
 
 if TYPE_CHECKING:
     from lookalike.index.index import Index
@@ -38,17 +39,28 @@ class IndexService:
     Args:
         index_dir: The index folder.
         embedding_dim: The served model's embedding size (the index must match it).
+        model_key: The served model's key: an index built with another model is refused,
+            with the same message as the CLI's.
+        model_source: Where the served model comes from (named in that message).
 
     Raises:
-        IndexFolderError: No index there, or one of another embedding size.
+        IndexFolderError: No index there, one built with another model, or one of another
+            embedding size.
         LookalikeError: FAISS is not installed.
     """
 
-    def __init__(self, index_dir: str | os.PathLike[str], *, embedding_dim: int) -> None:
+    def __init__(
+        self,
+        index_dir: str | os.PathLike[str],
+        *,
+        embedding_dim: int,
+        model_key: str | None = None,
+        model_source: ModelSource | None = None,
+    ) -> None:
         self.folder = Path(index_dir)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookalike-index")
         try:
-            self._index: Index = self._call(lambda: _open(self.folder))
+            self._index: Index = self._call(lambda: _open(self.folder, model_key, model_source))
         except BaseException:
             self._pool.shutdown(wait=False)
             raise
@@ -93,7 +105,7 @@ class IndexService:
             self._pool.shutdown(wait=True)
 
 
-def _open(folder: Path) -> Index:
+def _open(folder: Path, model_key: str | None, model_source: ModelSource | None) -> Index:
     from lookalike.index.index import Index
 
-    return Index.open(folder)
+    return Index.open(folder, model_key=model_key, model_source=model_source)

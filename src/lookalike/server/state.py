@@ -8,28 +8,37 @@ half of a new one. The backbone weights are the same in every snapshot (head tra
 the backbone frozen), so the shared inference worker may embed with whichever snapshot is
 current.
 
-**The trained head survives a restart**: it is written to ``DATA_DIR/head/`` with a
-fingerprint of the model it was trained on (architecture and every non-head tensor), and
-attached again at start-up only when the served model has the same fingerprint.
+**One model identity.** The engine is chosen by :func:`lookalike.inference.choose_engine` and
+built by :func:`lookalike.inference.load_embedder` from the same
+:class:`~lookalike.inference.ModelSource` the CLI uses, so the server and the CLI share one
+ONNX export and one model key; an index built with another model is refused with the CLI's
+message.
+
+**The trained head survives a restart**: it is written to ``DATA_DIR/head/`` with the key of
+the model it was trained on, and attached again at start-up only when the served model has
+the same key.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import json
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lookalike._io import atomic_write_bytes, atomic_write_json, sha256_file
 from lookalike.errors import DataError, LookalikeError
-from lookalike.model.folder import read_config, write_json_atomic
+from lookalike.inference.embedder import BaseEmbedder
+from lookalike.inference.onnx_engine import OnnxEmbedder
+from lookalike.inference.select import build_model, choose_engine, load_embedder
+from lookalike.inference.source import ModelSource
+from lookalike.model.folder import read_config
 from lookalike.model.layers import PairHead
 from lookalike.model.network import SiameseModel
 from lookalike.server.batcher import EmbedBatcher, EmbedFn
@@ -58,6 +67,8 @@ class ServerState:
         name: What to call it (the model folder's name, or the backbone's).
         reference_backbone: The backbone is an unchanged pretrained one, so a downloaded
             model folder may reference it by name and sha256 instead of storing it.
+        source: Where ``model`` comes from (``None``: an in-memory model, keyed by its
+            tensors).
         data_dir: Where labelled pairs and the trained head are kept.
         index_dir: An index folder to search, or ``None``.
         engine: What computes the embeddings of requests: ``"torch"`` (the served model),
@@ -76,6 +87,7 @@ class ServerState:
         *,
         name: str,
         reference_backbone: bool,
+        source: ModelSource | None = None,
         data_dir: str | os.PathLike[str],
         index_dir: str | os.PathLike[str] | None = None,
         engine: str = "auto",
@@ -88,17 +100,22 @@ class ServerState:
         self.jobs = JobRunner()
         self.head_dir = self.data_dir / "head"
         self._swap_lock = threading.Lock()
-        self._fingerprint = fingerprint(model)
+        self.source = source
         self._model = model
+        embed, self.engine, self.model_key = self._engine(engine, threads)
         self._restore_head()
-        embed, self.engine = self._engine(engine, threads)
         # On a GPU a bigger batch is nearly free; on CPU it buys little (eager torch even
         # slows down per image), so there a batch holds about two requests.
         on_cpu = self._model.device.type == "cpu"
         self.batcher = EmbedBatcher(embed, max_batch=CPU_MAX_BATCH if on_cpu else GPU_MAX_BATCH)
         self.render_lock = threading.Lock()  # matplotlib's pyplot is not thread-safe
         self.index = (
-            IndexService(index_dir, embedding_dim=model.embedding_dim)
+            IndexService(
+                index_dir,
+                embedding_dim=model.embedding_dim,
+                model_key=self.model_key,
+                model_source=source,
+            )
             if index_dir is not None
             else None
         )
@@ -111,32 +128,32 @@ class ServerState:
     def _embed_current(self, batch: np.ndarray) -> np.ndarray:
         return self._model.embed(batch, batch_size=max(1, len(batch)))
 
-    def _engine(self, engine: str, threads: int | None) -> tuple[EmbedFn, str]:
-        """The embedding function of the inference worker, and the engine's name.
+    def _engine(self, engine: str, threads: int | None) -> tuple[EmbedFn, str, str]:
+        """The inference worker's embedding function, the engine's name, and the model key.
 
         Head training never changes the backbone, so one export serves every snapshot.
         """
-        if engine not in ("auto", "torch", "onnx"):
-            raise LookalikeError(f"engine must be auto, torch or onnx, got {engine!r}")
-        on_cpu = self._model.device.type == "cpu"
-        if engine == "torch" or (engine == "auto" and not on_cpu):
-            return self._embed_current, "torch"
-        if not on_cpu:
-            raise LookalikeError("the ONNX engine runs on CPU; use --engine torch for CUDA")
-        if importlib.util.find_spec("onnxruntime") is None:
-            if engine == "onnx":
-                raise LookalikeError("--engine onnx needs onnxruntime: pip install lookalike[onnx]")
-            return self._embed_current, "torch"
-        try:
-            from lookalike.inference import OnnxEmbedder
+        device = "cpu" if self._model.device.type == "cpu" else str(self._model.device)
+        choice = choose_engine(engine, device)
+        if self.source is None:  # an in-memory model: keyed by its tensors
+            from lookalike.inference.export import module_key
 
-            onnx = OnnxEmbedder.from_model(self._model, name=self.name, threads=threads)
-        except (ImportError, LookalikeError) as exc:
-            if engine == "onnx":
-                raise
-            log.warning("serving with the torch engine: the ONNX export failed: %s", exc)
-            return self._embed_current, "torch"
-        return onnx.embed_batch, "onnx"
+            key = module_key(self._model)
+            if choice == "torch":
+                return self._embed_current, "torch", key
+            embedder: BaseEmbedder = OnnxEmbedder.from_model(
+                self._model, key=key, name=self.name, threads=threads
+            )
+        else:
+            embedder = load_embedder(
+                self.source, model=self._model, engine=engine, device=device, threads=threads
+            )
+            key = str(embedder.key or embedder.name)
+        if isinstance(embedder, OnnxEmbedder):
+            return embedder.embed_batch, "onnx", key
+        if engine == "onnx":
+            raise LookalikeError("the ONNX engine could not be used for this model")
+        return self._embed_current, "torch", key
 
     def close(self) -> None:
         """Stop the inference worker, wait for a running job, close the index."""
@@ -197,26 +214,23 @@ class ServerState:
     # -- trained head on disk -------------------------------------------------------------------
 
     def _save_head(self, model: SiameseModel) -> None:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         assert model.head is not None
-        self.head_dir.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(dir=self.head_dir, prefix=".head.", suffix=".tmp")
-        os.close(fd)
-        save_file(state, tmp)
-        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
-        Path(tmp).replace(self.head_dir / HEAD_FILE)
+        data = save(state)
+        digest = hashlib.sha256(data).hexdigest()
+        atomic_write_bytes(self.head_dir / HEAD_FILE, data)
         # The JSON is written last and names the tensors' sha256: it is the commit record.
         meta = {
-            "fingerprint": self._fingerprint,
+            "model_key": self.model_key,
             "head": model.head.config(),
             "tensors_sha256": digest,
             "thresholds": {"probability": model.thresholds.get("probability", 0.5)},
             "metrics": {k: v for k, v in model.metrics.items() if k.startswith("head_")},
             "how": model.provenance.get("how"),
         }
-        write_json_atomic(self.head_dir / HEAD_META, meta)
+        atomic_write_json(self.head_dir / HEAD_META, meta)
 
     def _restore_head(self) -> None:
         from safetensors.torch import load_file
@@ -226,10 +240,10 @@ class ServerState:
             return
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if meta.get("fingerprint") != self._fingerprint:
+            if meta.get("model_key") != self.model_key:
                 log.info("not restoring the head in %s: trained on another model", self.head_dir)
                 return
-            if hashlib.sha256(tensors.read_bytes()).hexdigest() != meta["tensors_sha256"]:
+            if sha256_file(tensors) != meta["tensors_sha256"]:
                 log.warning("not restoring the head in %s: tensors do not match", self.head_dir)
                 return
             head = PairHead(**meta["head"])
@@ -246,27 +260,13 @@ class ServerState:
         log.info("restored the pair head trained earlier from %s", self.head_dir)
 
 
-def fingerprint(model: SiameseModel) -> str:
-    """sha256 of a model's architecture and every tensor except the pair head's."""
-    digest = hashlib.sha256()
-    config = {k: v for k, v in model.config().items() if k != "head"}
-    digest.update(json.dumps(config, sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        if name.startswith("head."):
-            continue
-        array = tensor.detach().cpu().contiguous().numpy()
-        digest.update(f"{name}:{array.dtype}:{array.shape};".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
 def load_served_model(
-    model_dir: str | os.PathLike[str] | None, device: str | None = None
+    source: ModelSource, device: str | None = None
 ) -> tuple[SiameseModel, str, bool]:
     """Load the model ``lookalike serve`` runs.
 
     Args:
-        model_dir: A model folder, or ``None`` for the default pretrained backbone.
+        source: The model.
         device: ``None``/``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``.
 
     Returns:
@@ -275,11 +275,10 @@ def load_served_model(
     Raises:
         ModelFolderError, WeightsError: The model cannot be loaded.
     """
-    if model_dir is None:
-        model = SiameseModel.create().to_device(device)
+    model = build_model(source).to_device(device)
+    if source.folder is None:
         return model, model.backbone_name, model.weights_sha256 is not None
-    config = read_config(model_dir)
-    stored = bool(config.get("backbone_weights", {}).get("stored", True))
-    model = SiameseModel.load(model_dir, device=device)
-    name = Path(model_dir).resolve().name or model.backbone_name
+    card = read_config(source.folder)
+    stored = bool(card.get("backbone_weights", {}).get("stored", True))
+    name = Path(source.folder).name or model.backbone_name
     return model, name, not stored and model.weights_sha256 is not None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lookalike._io import atomic_write_with
 from lookalike.errors import DataError
 from lookalike.model.network import SiameseModel
 
@@ -79,11 +78,7 @@ class Checkpoint:
             "scheduler": scheduler.state_dict(),
             "config": config,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint.", suffix=".tmp")
-        os.close(fd)
-        torch.save(payload, tmp)
-        Path(tmp).replace(path)
+        atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
 
     @classmethod
     def load(cls, path: Path) -> Checkpoint:

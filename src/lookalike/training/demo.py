@@ -16,13 +16,15 @@ import numpy as np
 
 from lookalike.data.augment import Augment
 from lookalike.data.decode import decode_all, normalize
-from lookalike.data.labelled import LabelledImages, split_by_image
+from lookalike.data.labelled import LabelledImages
 from lookalike.data.pairs import make_pairs
+from lookalike.data.split import split_by_image
 from lookalike.metrics.calibration import Threshold, accuracy_at
 from lookalike.metrics.distances import cosine_similarity, euclidean_distance
 from lookalike.model.network import SiameseModel
+from lookalike.training.config import TrainConfig, TrainData
 from lookalike.training.recipes import write_history
-from lookalike.training.trainer import TrainConfig, TrainData, Trainer, TrainResult
+from lookalike.training.trainer import Trainer, TrainResult
 from lookalike.viz.plots import plot_embedding_map
 
 

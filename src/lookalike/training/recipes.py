@@ -19,12 +19,14 @@ from typing import Literal
 import numpy as np
 
 from lookalike.data.decode import DecodedImages, decode_all
-from lookalike.data.labelled import LabelledImages, split_by_identity, split_by_image
+from lookalike.data.labelled import LabelledImages
 from lookalike.data.pairs import PairList
+from lookalike.data.split import split_by_identity, split_by_image
 from lookalike.errors import DataError
 from lookalike.imaging.preprocess import Preprocess
 from lookalike.model.network import SiameseModel
-from lookalike.training.trainer import TrainConfig, TrainData, Trainer, TrainResult
+from lookalike.training.config import TrainConfig, TrainData
+from lookalike.training.trainer import Trainer, TrainResult
 from lookalike.viz.plots import plot_history
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 
@@ -13,10 +11,8 @@ from lookalike.metrics.calibration import best_accuracy_threshold
 from lookalike.metrics.distances import cosine_similarity
 from lookalike.model.network import SiameseModel
 from lookalike.training.checkpoint import EpochRecord
+from lookalike.training.config import TrainConfig, TrainData
 from lookalike.training.losses import ContrastiveLoss, PairBCELoss, TripletMarginLoss
-
-if TYPE_CHECKING:
-    from lookalike.training.trainer import TrainConfig, TrainData
 
 
 class PairValidator:

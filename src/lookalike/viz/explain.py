@@ -23,7 +23,7 @@ Use ``"aligned"`` for registered images (the same camera and framing), where a p
 moved really is a difference.
 
 The overall ``cosine``/``euclidean``/``probability`` are exactly those of
-:func:`lookalike.inference.compare.compare` (the model's own embeddings).
+:func:`lookalike.inference.comparison.compare` (the model's own embeddings).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Explanation:
         euclidean: Euclidean distance of the two embeddings (in [0, 2] when normalised).
         probability: P(same) from the model's pair head, or ``None`` without a head.
         same: The same/different decision at the model's calibrated threshold, or ``None``
-            when the model has none (as in :class:`lookalike.inference.compare.Comparison`).
+            when the model has none (as in :class:`lookalike.inference.comparison.Comparison`).
         heatmap_a: float32 (H_a, W_a) in [0, 1] at image A's resolution (after EXIF
             orientation): 1 = this part of A agrees with B, 0 = it differs.
         heatmap_b: The same for image B, float32 (H_b, W_b).
@@ -159,7 +159,7 @@ def explain(
     """
     import torch
 
-    from lookalike.inference.compare import compare
+    from lookalike.inference.comparison import compare
     from lookalike.model.network import SiameseModel
 
     if mode not in MODES:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lookalike._io import atomic_write_with, offline_mode, sha256_file
 from lookalike.errors import BackboneError, WeightsError
 from lookalike.imaging.preprocess import Preprocess
 from lookalike.model import weights as W
@@ -190,8 +191,7 @@ def adapt_first_conv(module: nn.Module, in_chans: int) -> None:
 def _resolve_state(spec: BackboneSpec, request: BuildRequest) -> tuple[dict[str, object], str]:
     if spec.weights is None:
         raise WeightsError(f"backbone {spec.name!r} has no pretrained weights source")
-    path = W.resolve(spec.weights, explicit=request.weights_file)
-    sha = W.sha256_file(path)
+    path, sha = W.resolve_verified(spec.weights, explicit=request.weights_file)
     return W.load_state_dict(path), sha
 
 
@@ -282,7 +282,7 @@ def _timm_hub_state(arch: str) -> dict[str, object]:
     cached = W.cache_dir() / "weights" / f"timm-{arch.replace('/', '_')}.safetensors"
     if cached.is_file():
         return W.load_state_dict(cached)
-    if W.offline_mode():
+    if offline_mode():
         raise WeightsError(
             f"pretrained weights for timm model {arch!r} come from the online hub and offline "
             "mode is on; pass an explicit weights file, or use pretrained=False"
@@ -298,8 +298,7 @@ def _timm_hub_state(arch: str) -> dict[str, object]:
             "pass an explicit weights file, or use pretrained=False"
         ) from exc
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(cached))
+    atomic_write_with(cached, lambda tmp: save_file(state, str(tmp)))
     return dict(state)
 
 
@@ -321,7 +320,7 @@ def _timm_factory(arch: str) -> Factory:
                 path = Path(request.weights_file)
                 if not path.is_file():
                     raise WeightsError(f"weights file {path} does not exist")
-                sha = W.sha256_file(path)
+                sha = sha256_file(path)
                 state = W.load_state_dict(path)
             else:
                 state = _timm_hub_state(arch)

@@ -18,8 +18,8 @@ import numpy as np
 from lookalike.data.pairs import read_pairs_csv
 from lookalike.errors import DataError
 from lookalike.imaging.images import ImageSource
-from lookalike.inference import Embedder
-from lookalike.metrics.distances import cosine_similarity, euclidean_distance
+from lookalike.inference.embedder import Embedder
+from lookalike.metrics.distances import Score, cosine_similarity, euclidean_distance
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,15 @@ def decide(
     Returns:
         (same, threshold, metric), all ``None`` when the model holds no usable threshold.
     """
-    order = (("probability", probability), ("cosine", cosine), ("euclidean", euclidean))
-    for metric, value in order:
-        if metric in model.thresholds and value is not None:
-            threshold = model.thresholds[metric]
-            same = value <= threshold if metric == "euclidean" else value >= threshold
-            return bool(same), threshold, metric
+    order = (
+        (Score.PROBABILITY, probability),
+        (Score.COSINE, cosine),
+        (Score.EUCLIDEAN, euclidean),
+    )
+    for score, value in order:
+        if score.value in model.thresholds and value is not None:
+            threshold = model.thresholds[score.value]
+            return score.is_same(value, threshold), threshold, score.value
     return None, None, None
 
 
@@ -93,7 +96,7 @@ def compare(a: ImageSource, b: ImageSource, model: Embedder | None = None) -> Co
         ImageError: Either image cannot be read.
     """
     if model is None:
-        from lookalike.inference import load_embedder
+        from lookalike.inference.select import load_embedder
 
         model = load_embedder()
     emb = model.embed([a, b])
