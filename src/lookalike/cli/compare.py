@@ -1,0 +1,128 @@
+"""``lookalike compare`` and ``embed``: two images → scores, many images → an embeddings file."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from lookalike.cli import options
+from lookalike.errors import LookalikeError
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _print_comparison(result: Any) -> None:
+    print(f"cosine similarity:  {result.cosine:.4f}")
+    print(f"euclidean distance: {result.euclidean:.4f}")
+    if result.probability is None:
+        print("P(same):            n/a (model has no pair head)")
+    else:
+        print(f"P(same):            {result.probability:.4f}")
+    if result.same is not None:
+        verdict = "same" if result.same else "different"
+        print(f"decision:           {verdict} ({result.metric} threshold {result.threshold:.4f})")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``lookalike compare``: one pair, or every pair of a CSV."""
+    from lookalike.inference import comparison as scoring
+
+    if args.pairs:
+        if args.images:
+            raise LookalikeError("give either two images or --pairs CSV, not both")
+        if not args.out:
+            raise LookalikeError("--pairs needs --out SCORES.csv")
+        model = options.load_embedder(args)
+        scores = scoring.score_pairs(model, args.pairs, batch_size=args.batch_size)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["a", "b", "label", "cosine", "euclidean", "probability", "same"])
+            for (a, b), label, c in zip(
+                scores.pairs, scores.labels, scores.comparisons, strict=True
+            ):
+                writer.writerow(
+                    [
+                        a,
+                        b,
+                        label or "",
+                        f"{c.cosine:.6f}",
+                        f"{c.euclidean:.6f}",
+                        "" if c.probability is None else f"{c.probability:.6f}",
+                        "" if c.same is None else int(c.same),
+                    ]
+                )
+        for number, reason in scores.skipped:
+            print(f"skipped row {number}: {reason}", file=sys.stderr)
+        print(
+            f"scored {len(scores.comparisons)} pairs -> {out}"
+            + (f" ({len(scores.skipped)} skipped)" if scores.skipped else "")
+        )
+        return 0
+    if len(args.images) != 2:
+        raise LookalikeError("compare needs exactly two images (or --pairs CSV --out SCORES.csv)")
+    model = options.load_embedder(args)
+    result = scoring.compare(args.images[0], args.images[1], model)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        _print_comparison(result)
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """``lookalike embed``: embeddings of files and folders into .npz or .parquet."""
+    from lookalike.imaging.images import iter_image_files
+    from lookalike.inference import comparison as scoring
+
+    paths: list[str] = []
+    for item in args.paths:
+        path = Path(item)
+        paths.extend(str(p) for p in iter_image_files(path)) if path.is_dir() else paths.append(
+            item
+        )
+    if not paths:
+        raise LookalikeError("no images to embed")
+    model = options.load_embedder(args)
+    embedded, skipped = scoring.embed_files(
+        model, paths, batch_size=args.batch_size, progress=sys.stderr.isatty()
+    )
+    out = scoring.save_embeddings(args.out, embedded, skipped)
+    for reason in skipped.values():
+        print(f"skipped: {reason}", file=sys.stderr)
+    if skipped:
+        print(f"{len(skipped)} file(s) skipped", file=sys.stderr)
+    print(f"embedded {len(embedded.paths)} images ({model.embedding_dim} dims) -> {out}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``compare`` and ``embed`` to the sub-command parsers."""
+    p = sub.add_parser("compare", help="compare two images (or score a pairs CSV)")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="two images")
+    p.add_argument("--pairs", metavar="CSV", help="CSV with columns a,b[,label]")
+    p.add_argument("--out", metavar="CSV", help="scores CSV for --pairs")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--batch-size", type=int, default=32)
+    options.add_model(p)
+    options.add_runtime(p)
+    options.add_engine(p)
+    p.set_defaults(handler=cmd_compare)
+
+    p = sub.add_parser("embed", help="embed images into an .npz or .parquet file")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="images or folders (walked recursively)"
+    )
+    p.add_argument("--out", required=True, metavar="FILE", help="output .npz or .parquet")
+    p.add_argument("--batch-size", type=int, default=32)
+    options.add_model(p)
+    options.add_runtime(p)
+    options.add_engine(p)
+    p.set_defaults(handler=cmd_embed)

@@ -1,0 +1,89 @@
+"""``lookalike backbones`` and ``info``: which backbones exist, what a model folder records."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    """``lookalike backbones``: the registry, embedding sizes, offline weight availability."""
+    from lookalike.model.backbones import list_backbones
+
+    rows: list[dict[str, Any]] = []
+    for spec in list_backbones():
+        if spec.weights is None:
+            offline = "no weights (train it)"
+        else:
+            offline = "yes" if spec.weights_offline() else "online only"
+        rows.append(
+            {
+                "name": spec.name,
+                "embedding_dim": spec.feature_dim,
+                "input_size": list(spec.preprocess.input_size),
+                "channels": spec.preprocess.channels,
+                "weights_offline": offline,
+                "description": spec.description,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'name':20} {'dim':>5}  {'input':9} {'weights offline':22} description")
+    for r in rows:
+        size = "x".join(str(v) for v in r["input_size"]) + ("" if r["channels"] == 3 else " L")
+        print(
+            f"{r['name']:20} {r['embedding_dim']:>5}  {size:9} {r['weights_offline']:22} "
+            f"{r['description']}"
+        )
+    print("any timm model: timm:<name> (weights from the online hub)")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """``lookalike info``: everything a model folder records."""
+    from lookalike.model.folder import describe
+
+    info = describe(args.model_dir)
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    weights = info.get("backbone_weights", {})
+    print(f"model folder:   {args.model_dir}")
+    print(
+        f"backbone:       {info['backbone']} (feature dim {info['feature_dim']}, "
+        f"{'stored' if weights.get('stored') else 'referenced by sha256'})"
+    )
+    if weights.get("pretrained_sha256"):
+        print(f"pretrained:     sha256 {weights['pretrained_sha256']}")
+    pre = info["preprocess"]
+    print(
+        f"preprocess:     {pre['input_size'][0]}x{pre['input_size'][1]}, "
+        f"{pre['channels']} channel(s), "
+        f"mean {pre['mean']}, std {pre['std']}, {pre['resize']}"
+    )
+    print(
+        f"embedding:      {info['pooling']} pooling, projection {info['projection'] or 'none'}, "
+        f"dim {info['embedding_dim']}, L2-normalised: {info['normalize']}"
+    )
+    print(f"pair head:      {info['head'] or 'none'}")
+    print(f"thresholds:     {info.get('thresholds') or 'none (uncalibrated)'}")
+    print(f"metrics:        {info.get('metrics') or 'none recorded'}")
+    for key, value in info.get("provenance", {}).items():
+        print(f"provenance:     {key} = {value}")
+    for name, size in info.get("files", {}).items():
+        print(f"file:           {name} ({size:,} bytes)")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``backbones`` and ``info`` to the sub-command parsers."""
+    p = sub.add_parser("backbones", help="list backbones and whether their weights are offline")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_backbones)
+
+    p = sub.add_parser("info", help="show what a model folder records")
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_info)

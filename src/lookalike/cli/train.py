@@ -1,0 +1,224 @@
+"""``lookalike train``, ``train-head`` and ``demo``: making a model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from lookalike.cli import options
+from lookalike.errors import LookalikeError
+
+
+def _widths(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError as exc:
+        raise LookalikeError(
+            f"--projection takes comma-separated widths like 128,128, got {text!r}"
+        ) from exc
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``lookalike train``: train a model folder from an identity folder or a pairs CSV."""
+    from lookalike.data.augment import Augment
+    from lookalike.model.device import set_threads
+    from lookalike.training.config import TrainConfig
+    from lookalike.training.recipes import ModelSpec, load_dataset, train_model
+
+    set_threads(args.threads)
+    source = args.data_dir if args.dataset == "mnist" and args.data_dir else args.data
+    data = load_dataset(source, dataset=args.dataset)
+    spec = ModelSpec(
+        backbone=args.backbone,
+        pretrained=False if args.no_pretrained else None,
+        image_size=args.image_size,
+        channels=args.channels,
+        pooling=args.pooling,
+        projection=_widths(args.projection),
+    )
+    miner = args.miner or ("semihard" if args.loss == "triplet" else "all")
+    try:
+        config = TrainConfig(
+            loss=args.loss,
+            sampling=args.sampling,
+            miner=miner,
+            margin=args.margin,
+            distance=args.distance,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            m_per_class=args.m_per_class,
+            steps_per_epoch=args.steps_per_epoch,
+            lr=args.lr,
+            backbone_lr=args.backbone_lr,
+            train_fraction=args.train_fraction,
+            optimizer=args.optimizer,
+            weight_decay=args.weight_decay,
+            schedule=args.schedule,
+            patience=args.patience,
+            seed=args.seed,
+            augment=Augment.off() if args.no_augment else Augment(),
+        )
+    except ValueError as exc:
+        raise LookalikeError(str(exc)) from exc
+    result = train_model(
+        data,
+        args.out,
+        model_spec=spec,
+        config=config,
+        split=args.split,
+        val_fraction=args.val_split,
+        resume=args.resume,
+        device=args.device,
+        progress=sys.stderr.isatty(),
+    )
+    best = result.best
+    metric = next(iter(result.model.thresholds), "cosine")
+    print(
+        f"validation pair accuracy: {best.val_accuracy:.4f} (best epoch {result.best_epoch} "
+        f"of {result.history[-1].epoch}; {metric} threshold {best.val_threshold:.4f})"
+    )
+    baselines = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in result.baselines.items())
+    print(f"baselines on the same validation pairs: {baselines}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"model folder: {args.out}  (history and plots in {Path(args.out) / 'training'})")
+    return 0
+
+
+def cmd_train_head(args: argparse.Namespace) -> int:
+    """``lookalike train-head``: few-shot pair head on a frozen model from labelled pairs."""
+    from lookalike.data.pairs import PairList
+    from lookalike.training.fewshot import train_head_on_pairs
+
+    pairs = PairList.from_csv(args.pairs_csv)
+    model = options.load_model(args)
+    report = train_head_on_pairs(
+        model,
+        pairs.a,
+        pairs.b,
+        pairs.labels,
+        holdout=args.holdout,
+        steps=args.steps,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    model.provenance = {"how": f"few-shot pair head from {args.pairs_csv}"}
+    model.metrics.update(
+        {
+            "head_train_accuracy": report.train_accuracy,
+            "head_holdout_accuracy": report.holdout_accuracy,
+        }
+    )
+    model.save(args.out, include_backbone=not args.reference_backbone)
+    print(
+        f"trained pair head on {report.n_train} pairs in {report.seconds:.2f} s: "
+        f"train accuracy {report.train_accuracy:.4f}"
+    )
+    if report.holdout_accuracy is not None:
+        print(
+            f"held-out accuracy on {report.n_holdout} pairs: {report.holdout_accuracy:.4f} "
+            f"(cosine threshold from the same training pairs: {report.cosine_holdout_accuracy:.4f})"
+        )
+    print(f"model folder: {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``lookalike demo``: seed 003's digit-pair Siamese network, trained and evaluated."""
+    from lookalike.model.device import set_threads
+    from lookalike.training.demo import run_demo
+
+    set_threads(args.threads)
+    result = run_demo(
+        args.out, data_dir=args.data_dir, seed=args.seed, progress=sys.stderr.isatty()
+    )
+    print(f"pair accuracy: {result.pair_accuracy:.4f}")
+    print(
+        f"  on {result.test_pairs} held-out test pairs of {result.dataset}; cosine threshold "
+        f"{result.threshold:.4f} calibrated on validation pairs"
+    )
+    print(
+        f"  mean euclidean distance: same digit {result.mean_distance_same:.3f}, "
+        f"different digits {result.mean_distance_different:.3f} (low means same)"
+    )
+    print(f"  best epoch {result.train.best_epoch}, wall time {result.seconds:.1f} s")
+    print("files written:")
+    for path in result.files:
+        print(f"  {path}")
+    print(f"try: lookalike compare A.png B.png --model {Path(args.out) / 'model'}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``train``, ``train-head`` and ``demo`` to the sub-command parsers."""
+    p = sub.add_parser("train", help="train a model from an identity folder or a pairs CSV")
+    p.add_argument(
+        "data", metavar="DATA", help="identity folder (root/<identity>/<image>) or pairs CSV"
+    )
+    p.add_argument("--out", required=True, metavar="MODEL_DIR")
+    p.add_argument(
+        "--dataset", default="auto", choices=["auto", "folder", "pairs", "mnist", "digits"]
+    )
+    p.add_argument("--data-dir", help="folder of MNIST IDX files for --dataset mnist")
+    p.add_argument("--backbone", default="mobilenet_v2")
+    p.add_argument("--no-pretrained", action="store_true")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--channels", type=int, choices=[1, 3])
+    p.add_argument("--pooling", default="avg", choices=["avg", "gem", "max", "flatten"])
+    p.add_argument("--projection", metavar="W1,W2", help="projection MLP widths, e.g. 128,128")
+    p.add_argument("--loss", default="triplet", choices=["contrastive", "triplet", "bce"])
+    p.add_argument("--sampling", default="balanced", choices=["balanced", "pairs", "triplets"])
+    p.add_argument(
+        "--miner", help="semihard|hard|all|all_active|random (triplet), all|hard (pairs)"
+    )
+    p.add_argument("--margin", type=float)
+    p.add_argument("--distance", default="euclidean", choices=["euclidean", "cosine"])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--m-per-class", type=int, default=4)
+    p.add_argument("--steps-per-epoch", type=int)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--backbone-lr", type=float)
+    p.add_argument("--train-fraction", type=float, help="share of backbone layers that train")
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "step", "none"])
+    p.add_argument("--patience", type=int, default=3, help="early stopping patience (epochs)")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--split", default="identity", choices=["identity", "image"])
+    p.add_argument("--val-split", type=float, default=0.2, help="share held out for validation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--resume", action="store_true", help="continue from MODEL_DIR/training/checkpoint.pt"
+    )
+    options.add_runtime(p)
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("train-head", help="few-shot pair head from 10-100 labelled pairs")
+    p.add_argument("pairs_csv", metavar="PAIRS.csv", help="columns a,b,label (1/0, same/different)")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR")
+    p.add_argument(
+        "--holdout", type=float, default=0.25, help="share of pairs held out for the report"
+    )
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--reference-backbone",
+        action="store_true",
+        help="store the pretrained backbone by name and sha256 instead of its weights",
+    )
+    options.add_model(p)
+    options.add_runtime(p)
+    p.set_defaults(handler=cmd_train_head)
+
+    p = sub.add_parser("demo", help="train and evaluate seed 003's digit-pair network")
+    p.add_argument("--out", default="demo-output", metavar="DIR")
+    p.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files instead of sklearn digits")
+    p.add_argument("--seed", type=int, default=0)
+    options.add_runtime(p)
+    p.set_defaults(handler=cmd_demo)
