@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from lookalike.data.pairs import PairList
     from lookalike.dedup.groups import DuplicateGroup, find_duplicates
     from lookalike.evaluation.evaluate import EvalConfig, EvalResult, evaluate
-    from lookalike.imaging.images import iter_image_files, load_image
+    from lookalike.imaging.files import iter_image_files
+    from lookalike.imaging.images import load_image
     from lookalike.imaging.preprocess import Preprocess
     from lookalike.index.index import Hit, Index
     from lookalike.inference.comparison import Comparison, compare, embed_files
@@ -73,7 +74,7 @@ _LAZY = {
     "Comparison": "lookalike.inference.comparison",
     # images and data
     "load_image": "lookalike.imaging.images",
-    "iter_image_files": "lookalike.imaging.images",
+    "iter_image_files": "lookalike.imaging.files",
     "LabelledImages": "lookalike.data.labelled",
     "PairList": "lookalike.data.pairs",
     # evaluation

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import io
 import json
@@ -24,7 +25,7 @@ from lookalike.cli import main
 from lookalike.errors import IndexFolderError, LookalikeError
 from lookalike.inference import ModelSource, load_embedder
 from lookalike.model.network import SiameseModel
-from lookalike.server import create_app
+from lookalike.server import create_app, training_routes
 from lookalike.server.state import ServerState
 from server_helpers import glyph, labelled_pairs, png_bytes, small_model_dir
 
@@ -536,6 +537,16 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     )
     assert {"413", "415", "422"} <= set(compare["responses"])
     assert "CompareResponse" in spec["components"]["schemas"]
+    pairs = spec["paths"]["/api/pairs"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert pairs["schema"]["$ref"].endswith("/PairListResponse")  # not data.PairList's name
+    assert "PairList" not in spec["components"]["schemas"]
+
+
+def test_training_routes_share_deps_not_routes() -> None:
+    tree = ast.parse(Path(training_routes.__file__).read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "lookalike.server.deps" in imported
+    assert "lookalike.server.routes" not in imported
 
 
 def test_serve_command_validates_before_starting(capsys: pytest.CaptureFixture[str]) -> None:

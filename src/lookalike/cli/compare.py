@@ -79,7 +79,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     """``lookalike embed``: embeddings of files and folders into .npz or .parquet."""
-    from lookalike.imaging.images import iter_image_files
+    from lookalike.imaging.files import iter_image_files
     from lookalike.inference import comparison as scoring
 
     paths: list[str] = []

@@ -6,26 +6,33 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.cli import options
 from lookalike.errors import DataError, LookalikeError
 
-
-def _data(args: argparse.Namespace) -> Any:
+if TYPE_CHECKING:
     from lookalike.data.labelled import LabelledImages
 
-    if args.dataset == "digits":
-        return LabelledImages.from_digits()
+
+def _data(args: argparse.Namespace) -> LabelledImages | None:
+    """The identity-labelled images to evaluate on (MNIST's test split), ``None`` for none."""
+    from lookalike.data.labelled import LabelledImages
+    from lookalike.training.recipes import load_dataset
+
+    source = args.data
     if args.dataset == "mnist":
-        if not (args.data_dir or args.data):
+        source = args.data_dir or args.data
+        if not source:
             raise DataError("--dataset mnist needs --data-dir DIR (the folder of IDX files)")
-        return LabelledImages.from_mnist(args.data_dir or args.data, split="test")
-    if args.data is None:
-        return None
-    if Path(args.data).suffix.lower() == ".csv":
-        raise DataError(f"{args.data} is a CSV: pass labelled pairs with --pairs {args.data}")
-    return LabelledImages.from_folder(args.data)
+    elif args.dataset == "folder":
+        if source is None:
+            return None
+        if Path(source).suffix.lower() == ".csv":
+            raise DataError(f"{source} is a CSV: pass labelled pairs with --pairs {source}")
+    data = load_dataset(source or "", dataset=args.dataset, split="test")
+    assert isinstance(data, LabelledImages)  # a folder, MNIST or digits: never a PairList
+    return data
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

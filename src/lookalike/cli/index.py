@@ -105,7 +105,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         results = index.search(embedded.embeddings, args.k)
         size = len(index)
         if args.grid:
-            from lookalike.viz.plots import plot_retrieval_grid
+            from lookalike.viz.grids import plot_retrieval_grid
 
             rows = [[(index.resolve(h.path), h.path, h.score) for h in hits] for hits in results]
             plot_retrieval_grid(args.queries, rows, args.grid)
@@ -148,7 +148,7 @@ def _dedup_groups(
     args: argparse.Namespace, embedder: Any, source: ModelSource, threshold: float
 ) -> tuple[Any, Path]:
     from lookalike.dedup.groups import dedup_index, find_duplicates
-    from lookalike.imaging.images import iter_image_files
+    from lookalike.imaging.files import iter_image_files
     from lookalike.index.index import Index
     from lookalike.inference.pipeline import embed_paths
 

@@ -24,7 +24,8 @@ import numpy.typing as npt
 
 from lookalike.data.mnist import read_mnist
 from lookalike.errors import DataError
-from lookalike.imaging.images import IMAGE_EXTENSIONS, ImageSource, image_folder, iter_image_files
+from lookalike.imaging.files import IMAGE_EXTENSIONS, image_folder, iter_image_files
+from lookalike.imaging.images import ImageSource
 
 __all__ = ["LabelledImages"]
 
@@ -115,7 +116,7 @@ class LabelledImages:
         """List an identity-folder layout ``root/<identity>/<image>`` without decoding it.
 
         Each sub-folder of ``root`` is one identity (sorted by name); its image files are
-        found recursively with :func:`lookalike.imaging.images.iter_image_files`. Files directly
+        found recursively with :func:`lookalike.imaging.files.iter_image_files`. Files directly
         in ``root`` and hidden folders are ignored.
 
         Args:

@@ -11,7 +11,8 @@ import numpy as np
 
 from lookalike.evaluation.evaluate import EvalResult, SubjectResult
 from lookalike.metrics.verification import roc_curve
-from lookalike.viz.plots import plot_embedding_map, plot_roc, plot_score_histograms
+from lookalike.viz.curves import plot_roc, plot_score_histograms
+from lookalike.viz.maps import plot_embedding_map
 
 LABELS = {
     "model": "model",

@@ -27,7 +27,8 @@ import numpy.typing as npt
 
 from lookalike._io import blake2b_file
 from lookalike.errors import ImageError, IndexFolderError
-from lookalike.imaging.images import iter_image_files, load_image
+from lookalike.imaging.files import iter_image_files
+from lookalike.imaging.images import load_image
 from lookalike.index.store import FileRow
 from lookalike.metrics.distances import unit_rows
 

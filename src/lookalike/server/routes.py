@@ -1,6 +1,7 @@
 """The REST endpoints of ``lookalike serve`` that look at images: health, compare, explain,
 search (all under ``/api``; pairs, training and the download are in
-:mod:`lookalike.server.training_routes`), and the dependencies both modules share.
+:mod:`lookalike.server.training_routes`; the dependencies both share are in
+:mod:`lookalike.server.deps`).
 
 Every endpoint is a plain ``def``: FastAPI runs it in its threadpool, so slow work (decoding,
 inference, training set-up) never blocks the event loop. Inference goes through the
@@ -14,7 +15,7 @@ from typing import Annotated
 from urllib.parse import quote
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import Response
 
 from lookalike._version import __version__
@@ -24,6 +25,7 @@ from lookalike.inference.comparison import decide
 from lookalike.metrics.distances import cosine_similarity, euclidean_distance
 from lookalike.model.network import SiameseModel
 from lookalike.server import render
+from lookalike.server.deps import IMAGE_ERRORS, ImageA, ImageB, LimitDep, StateDep, read_for_model
 from lookalike.server.schemas import (
     CompareResponse,
     ErrorResponse,
@@ -44,31 +46,6 @@ router = APIRouter(prefix="/api")
 SMALL_MODEL_PIXELS = 64 * 64
 
 
-def get_state(request: Request) -> ServerState:
-    """The server state the app was created with."""
-    state: ServerState = request.app.state.lookalike
-    return state
-
-
-def get_upload_limit(request: Request) -> int:
-    """The per-image upload limit in bytes."""
-    limit: int = request.app.state.max_upload_bytes
-    return limit
-
-
-StateDep = Annotated[ServerState, Depends(get_state)]
-LimitDep = Annotated[int, Depends(get_upload_limit)]
-ImageA = Annotated[UploadFile, File(description="Image A")]
-ImageB = Annotated[UploadFile, File(description="Image B")]
-
-IMAGE_ERRORS: dict[int | str, dict[str, object]] = {
-    400: {"model": ErrorResponse, "description": "Empty upload or bad request"},
-    413: {"model": ErrorResponse, "description": "Upload larger than the limit"},
-    415: {"model": ErrorResponse, "description": "Not an image"},
-    422: {"model": ErrorResponse, "description": "Missing field or undecodable image"},
-}
-
-
 def _scores(model: SiameseModel, emb: np.ndarray) -> CompareResponse:
     cos = float(cosine_similarity(emb[0], emb[1]))
     dist = float(euclidean_distance(emb[0], emb[1]))
@@ -78,12 +55,6 @@ def _scores(model: SiameseModel, emb: np.ndarray) -> CompareResponse:
     return CompareResponse(
         cosine=cos, euclidean=dist, probability=prob, same=same, threshold=threshold, metric=metric
     )
-
-
-def read_for_model(state: ServerState, upload: UploadFile, field: str, limit: int) -> Upload:
-    """Read an upload that is only needed at the model's input size (fast JPEG draft)."""
-    height, width = state.model.preprocess.input_size
-    return read_image(upload, field, limit, draft_size=(width, height))
 
 
 def _embed(state: ServerState, model: SiameseModel, *uploads: Upload) -> np.ndarray:

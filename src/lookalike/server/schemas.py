@@ -88,7 +88,7 @@ class PairInfo(BaseModel):
     b_url: str
 
 
-class PairList(BaseModel):
+class PairListResponse(BaseModel):
     """All labelled pairs, oldest first."""
 
     pairs: list[PairInfo]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -20,17 +19,9 @@ from lookalike.errors import IndexFolderError
 from lookalike.inference.source import ModelSource
 
 if TYPE_CHECKING:
-    from lookalike.index.index import Index
+    from lookalike.index.index import Hit, Index
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Found:
-    """One search hit: the path relative to the index root, and the cosine similarity."""
-
-    path: str
-    score: float
 
 
 class IndexService:
@@ -78,10 +69,9 @@ class IndexService:
     def __len__(self) -> int:
         return self._call(lambda: len(self._index))
 
-    def search(self, vector: np.ndarray, k: int) -> list[Found]:
+    def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         """The ``k`` indexed images closest to one embedding (D,), best first."""
-        hits = self._call(lambda: self._index.search(vector[None, :], k)[0])
-        return [Found(h.path, h.score) for h in hits]
+        return self._call(lambda: self._index.search(vector[None, :], k)[0])
 
     def file(self, path: str) -> Path | None:
         """The file of an indexed relative path, or ``None`` when it is not an indexed file

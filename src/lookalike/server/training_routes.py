@@ -13,22 +13,15 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
 from lookalike.server import render
+from lookalike.server.deps import IMAGE_ERRORS, ImageA, ImageB, LimitDep, StateDep, read_for_model
 from lookalike.server.jobs import JobRunningError, JobSnapshot
 from lookalike.server.pairs_store import Pair, StoredImage, media_type
-from lookalike.server.routes import (
-    IMAGE_ERRORS,
-    ImageA,
-    ImageB,
-    LimitDep,
-    StateDep,
-    read_for_model,
-)
 from lookalike.server.schemas import (
     ErrorResponse,
     JobCreated,
     JobInfo,
     PairInfo,
-    PairList,
+    PairListResponse,
     TrainRequest,
 )
 
@@ -72,12 +65,14 @@ def add_pair(
     return _pair_info(pair)
 
 
-@router.get("/pairs", response_model=PairList, summary="List the labelled pairs")
-def list_pairs(state: StateDep) -> PairList:
+@router.get("/pairs", response_model=PairListResponse, summary="List the labelled pairs")
+def list_pairs(state: StateDep) -> PairListResponse:
     """Every labelled pair, oldest first, with counts per label."""
     pairs = state.pairs.list()
     same = sum(p.label == "same" for p in pairs)
-    return PairList(pairs=[_pair_info(p) for p in pairs], same=same, different=len(pairs) - same)
+    return PairListResponse(
+        pairs=[_pair_info(p) for p in pairs], same=same, different=len(pairs) - same
+    )
 
 
 PairId = Annotated[str, PathParam(description="The pair's id")]

@@ -25,7 +25,7 @@ from lookalike.model.network import SiameseModel
 from lookalike.training.config import TrainConfig, TrainData
 from lookalike.training.recipes import write_history
 from lookalike.training.trainer import Trainer, TrainResult
-from lookalike.viz.plots import plot_embedding_map
+from lookalike.viz.maps import plot_embedding_map
 
 
 @dataclass

@@ -27,7 +27,7 @@ from lookalike.imaging.preprocess import Preprocess
 from lookalike.model.network import SiameseModel
 from lookalike.training.config import TrainConfig, TrainData
 from lookalike.training.trainer import Trainer, TrainResult
-from lookalike.viz.plots import plot_history
+from lookalike.viz.curves import plot_history
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,14 @@ def load_dataset(
     source: str | os.PathLike[str],
     *,
     dataset: Literal["auto", "folder", "pairs", "mnist", "digits"] = "auto",
+    split: Literal["train", "test"] = "train",
 ) -> LabelledImages | PairList:
-    """Open training data: an identity folder, a pairs CSV, MNIST IDX files, or sklearn digits.
+    """Open data: an identity folder, a pairs CSV, MNIST IDX files, or sklearn digits.
+
+    Args:
+        source: The folder, CSV or MNIST IDX folder (ignored for ``"digits"``).
+        dataset: What ``source`` is; ``"auto"``: a pairs CSV by its suffix, else a folder.
+        split: The MNIST split: ``"train"`` to train on, ``"test"`` to evaluate on.
 
     Raises:
         DataError: Nothing usable at ``source``.
@@ -77,7 +83,7 @@ def load_dataset(
     if dataset == "digits":
         return LabelledImages.from_digits()
     if dataset == "mnist":
-        return LabelledImages.from_mnist(path, split="train")
+        return LabelledImages.from_mnist(path, split=split)
     if dataset == "pairs" or (dataset == "auto" and path.suffix.lower() == ".csv"):
         return PairList.from_csv(path)
     return LabelledImages.from_folder(path)

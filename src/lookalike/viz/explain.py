@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lookalike.imaging.images import ImageSource, image_name, load_image
+from lookalike.viz._mpl import pyplot, save
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -320,11 +321,9 @@ def render_explanation(
     """
     from matplotlib.patches import Rectangle
 
-    from lookalike.viz.plots import _pyplot
-
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    plt = _pyplot()
+    plt = pyplot()
     panels = []
     for which, source, heat in (
         ("a", image_a, explanation.heatmap_a),
@@ -372,8 +371,4 @@ def render_explanation(
             f"{explanation.euclidean:.3f}{prob}   ({explanation.mode.replace('_', '-')})"
         )
     fig.suptitle(title, fontsize=10)
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return save(fig, out_png, tight=True)

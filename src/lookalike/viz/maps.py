@@ -2,9 +2,13 @@
 
 :func:`map_folder` embeds the images of a folder (labelled by identity when the folder is
 laid out as ``root/<identity>/<image>``), projects the embeddings to 2-D with PCA, t-SNE or
-UMAP (:func:`lookalike.viz.plots.project_2d`) and draws either the images themselves as
-thumbnails (framed in their identity's colour) or coloured, labelled points.
-:func:`map_vectors` does the same for embeddings that are already computed (an index).
+UMAP (:func:`project_2d`) and draws either the images themselves as thumbnails (framed in
+their identity's colour) or coloured, labelled points. :func:`map_vectors` does the same for
+embeddings that are already computed (an index), and :func:`plot_embedding_map` for
+embeddings with integer identity labels (an evaluation, the demo).
+
+This is the one map renderer: every map, whatever asked for it, is drawn by
+:func:`plot_thumbnail_map` or :func:`plot_point_map`.
 
 Thumbnails are pasted onto one PIL canvas, which matplotlib then frames with a title and a
 legend: a few milliseconds per thousand images, where one matplotlib ``AnnotationBbox``
@@ -24,7 +28,9 @@ import numpy.typing as npt
 from PIL import Image, ImageOps
 
 from lookalike.errors import DataError, ImageError, LookalikeError
-from lookalike.imaging.images import iter_image_files, load_image
+from lookalike.imaging.files import iter_image_files
+from lookalike.imaging.images import load_image
+from lookalike.viz._mpl import pyplot, save
 
 if TYPE_CHECKING:
     from lookalike.model.network import SiameseModel
@@ -253,6 +259,85 @@ def map_vectors(
     )
 
 
+def plot_embedding_map(
+    embeddings: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    classes: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    method: Method = "pca",
+    title: str = "Embedding map",
+    seed: int = 0,
+) -> Path:
+    """Draw the point map of embeddings whose identities are integer labels.
+
+    The map of an evaluation or of the demo: each row's identity is an index into
+    ``classes``; the points are coloured by identity, with a legend (up to 20).
+
+    Args:
+        embeddings: float (N, D) embeddings.
+        labels: int (N,) identity of each row, an index into ``classes``.
+        classes: Identity names.
+        path: The PNG to write.
+        method, seed: As for :func:`map_folder`.
+        title: Figure title (the method is appended).
+
+    Returns:
+        The path written.
+
+    Raises:
+        LookalikeError: Fewer than 2 (3 for t-SNE) embeddings, or a missing package.
+    """
+    names = [str(classes[int(k)]) for k in np.asarray(labels).reshape(-1)]
+    # The rows have no image files; a point map reads ``paths`` only to annotate
+    # unlabelled points, so the identity names stand in for them.
+    drawn = map_vectors(
+        embeddings, names, path, labels=names, method=method, style="points", seed=seed,
+        title=title,
+    )  # fmt: skip
+    return drawn.path
+
+
+def project_2d(embeddings: npt.ArrayLike, method: Method = "pca", *, seed: int = 0) -> np.ndarray:
+    """Project embeddings (N, D) to (N, 2) with PCA (default), t-SNE or UMAP.
+
+    Args:
+        embeddings: float (N, D) embeddings.
+        method: ``"pca"`` (deterministic), ``"tsne"`` or ``"umap"``.
+        seed: Random seed of t-SNE / UMAP.
+
+    Returns:
+        float64 (N, 2) positions.
+
+    Raises:
+        LookalikeError: The method's package is missing, or fewer than 2 points.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    if len(x) < 2:
+        raise LookalikeError("an embedding map needs at least 2 images")
+    if method == "pca":
+        centred = x - x.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        out = centred @ vt[:2].T
+        return np.pad(out, ((0, 0), (0, 2 - out.shape[1]))) if out.shape[1] < 2 else out
+    if method == "tsne":
+        try:
+            from sklearn.manifold import TSNE
+        except ImportError as exc:
+            raise LookalikeError("t-SNE needs scikit-learn: pip install lookalike[plots]") from exc
+        perplexity = float(min(30, max(2, len(x) // 4)))
+        return np.asarray(
+            TSNE(2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(x)
+        )
+    if method == "umap":
+        try:
+            import umap
+        except ImportError as exc:
+            raise LookalikeError("UMAP needs umap-learn: pip install umap-learn") from exc
+        return np.asarray(umap.UMAP(random_state=seed).fit_transform(x))
+    raise LookalikeError(f"unknown projection {method!r}: use pca, tsne or umap")
+
+
 def _check(method: str, style: str, thumb_px: int) -> None:
     if method not in ("pca", "tsne", "umap"):
         raise LookalikeError(f"unknown projection {method!r}: use pca, tsne or umap")
@@ -274,8 +359,6 @@ def _draw(
     seed: int,
     title: str,
 ) -> EmbeddingMap:
-    from lookalike.viz.plots import project_2d
-
     minimum = 3 if method == "tsne" else 2
     if len(paths) < minimum:
         raise LookalikeError(
@@ -302,12 +385,10 @@ _Color = tuple[float, float, float]
 
 def _class_colors(labels: Sequence[str] | None) -> tuple[list[str], dict[str, _Color]]:
     """Sorted distinct labels and an RGB colour (floats in [0, 1]) for each."""
-    from lookalike.viz.plots import _pyplot
-
     if labels is None:
         return [], {}
     classes = sorted(set(labels))
-    cmap = _pyplot().get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    cmap = pyplot().get_cmap("tab10" if len(classes) <= 10 else "tab20")
     colors: dict[str, _Color] = {}
     for k, name in enumerate(classes):
         r, g, b, _ = cmap(k % cmap.N)
@@ -353,8 +434,6 @@ def plot_thumbnail_map(
     Returns:
         The path written.
     """
-    from lookalike.viz.plots import _pyplot
-
     points = np.asarray(xy, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(images):
         raise ValueError(f"xy must be (N, 2) with N = {len(images)}, got {points.shape}")
@@ -377,7 +456,7 @@ def plot_thumbnail_map(
         color = _NO_LABEL_COLOR if labels is None else _rgb255(colors[labels[k]])
         framed = ImageOps.expand(image.convert("RGB"), border=border_px, fill=color)
         canvas.paste(framed, (int(cx - framed.width / 2), int(cy - framed.height / 2)))
-    plt = _pyplot()
+    plt = pyplot()
     dpi = 100
     fig = plt.figure(figsize=(width / dpi, height / dpi + 0.5), dpi=dpi)
     ax = fig.add_axes((0.0, 0.0, 1.0, height / (height + 0.5 * dpi)))
@@ -385,7 +464,7 @@ def plot_thumbnail_map(
     ax.set_axis_off()
     ax.set_title(title, fontsize=11)
     _legend(ax, classes, colors)
-    return _save(fig, path)
+    return save(fig, path, tight=True)
 
 
 def plot_point_map(
@@ -409,12 +488,10 @@ def plot_point_map(
     Returns:
         The path written.
     """
-    from lookalike.viz.plots import _pyplot
-
     points = np.asarray(xy, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 2:
         raise ValueError(f"xy must be (N, 2), got {points.shape}")
-    plt = _pyplot()
+    plt = pyplot()
     classes, colors = _class_colors(labels)
     fig, ax = plt.subplots(figsize=(7.5, 5.5), dpi=110)
     if labels is None:
@@ -433,14 +510,4 @@ def plot_point_map(
     ax.set_title(title, fontsize=11)
     ax.set_xticks([])
     ax.set_yticks([])
-    return _save(fig, path)
-
-
-def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
-    from lookalike.viz.plots import _pyplot
-
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, bbox_inches="tight")
-    _pyplot().close(fig)
-    return out
+    return save(fig, path, tight=True)
