@@ -43,6 +43,7 @@ FLOORS: dict[str, int] = {
 TORCH_FREE_PACKAGES = ("imaging", "metrics")
 TORCH_FREE_MODULES = (
     "lookalike.model.card",
+    "lookalike.model.backbones.specs",
     "lookalike.inference.source",
     "lookalike.inference.select",
     "lookalike.inference.onnx_engine",

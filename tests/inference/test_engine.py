@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from lookalike.inference import (
 )
 from lookalike.inference.source import ModelSource
 from lookalike.model.backbones import get_spec
+from lookalike.model.card import ModelCard
+from lookalike.model.folder import read_card, tensors_sha256
 from lookalike.model.layers import PairHead
 from lookalike.model.network import SiameseModel
 from lookalike.samples import sample_paths
@@ -86,13 +89,6 @@ def test_every_engine_and_siamese_model_is_an_embedder(head_model: SiameseModel)
     assert isinstance(OnnxEmbedder.from_model(head_model, cache=False), Embedder)
 
 
-def test_torch_free_table_matches_the_registry() -> None:
-    for name, (sha, preprocess) in export.PRETRAINED.items():
-        spec = get_spec(name)
-        assert spec.weights is not None and spec.weights.sha256 == sha
-        assert preprocess == spec.preprocess.with_channels(3)
-
-
 def test_numpy_pair_head_matches_torch_including_extreme_logits() -> None:
     torch.manual_seed(1)
     head = PairHead(16).eval()
@@ -139,8 +135,15 @@ def test_default_model_onnx_cache_and_torch_free_cold_path(
     counter = CountingExport(monkeypatch)
     engine = load_embedder(device="cpu")  # cache empty: builds, exports, caches
     assert isinstance(engine, OnnxEmbedder) and counter.calls == 1
-    sha, preprocess = export.PRETRAINED["mobilenet_v2"]
-    cached = export.cache_path(export.pretrained_key("mobilenet_v2", sha, preprocess))
+    spec = get_spec("mobilenet_v2")
+    assert spec.pretrained_sha256 is not None
+    card = ModelCard.pretrained_backbone(
+        "mobilenet_v2",
+        feature_dim=spec.feature_dim,
+        weights_sha256=spec.pretrained_sha256,
+        preprocess=spec.preprocess,
+    )
+    cached = export.cache_path(card.key())
     assert engine.key is not None and cached == export.cache_path(engine.key) and cached.is_file()
     photos = [SAMPLES["chelsea"], SAMPLES["chelsea_edited"], SAMPLES["coffee"]]
     want, got = torch_engine.embed(photos), engine.embed(photos)
@@ -221,17 +224,14 @@ def test_folder_key_follows_the_weights_not_the_thresholds(
 ) -> None:
     folder = tmp_path / "m"
     head_model.save(folder)
-    from lookalike.model.folder import read_config
-
-    config = read_config(folder)
-    pre = Preprocess.from_dict(config["preprocess"])
-    key = export.folder_key(folder, config, pre)
-    assert export.folder_key(folder, {**config, "thresholds": {"cosine": 0.1}}, pre) == key
-    assert export.folder_key(folder, config, pre.with_input_size(32)) != key
+    card, tensors = read_card(folder), tensors_sha256(folder)
+    key = card.key(tensors)
+    assert replace(card, thresholds={"cosine": 0.1}).key(tensors) == key
+    assert card.with_input_size(32).key(tensors) != key
     with torch.no_grad():
         next(head_model.parameters()).add_(0.01)
     head_model.save(folder)
-    assert export.folder_key(folder, read_config(folder), pre) != key
+    assert read_card(folder).key(tensors_sha256(folder)) != key
 
 
 class TinyNet(nn.Module):

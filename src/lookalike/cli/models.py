@@ -43,36 +43,36 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """``lookalike info``: everything a model folder records."""
-    from lookalike.model.folder import describe
+    from lookalike.model.folder import describe, folder_files, read_card
 
-    info = describe(args.model_dir)
     if args.json:
-        print(json.dumps(info))
+        print(json.dumps(describe(args.model_dir)))
         return 0
-    weights = info.get("backbone_weights", {})
+    card = read_card(args.model_dir)
+    weights, pre = card.backbone_weights, card.preprocess
     print(f"model folder:   {args.model_dir}")
     print(
-        f"backbone:       {info['backbone']} (feature dim {info['feature_dim']}, "
-        f"{'stored' if weights.get('stored') else 'referenced by sha256'})"
+        f"backbone:       {card.backbone} (feature dim {card.feature_dim}, "
+        f"{'stored' if weights.stored else 'referenced by sha256'})"
     )
-    if weights.get("pretrained_sha256"):
-        print(f"pretrained:     sha256 {weights['pretrained_sha256']}")
-    pre = info["preprocess"]
+    if weights.pretrained_sha256:
+        print(f"pretrained:     sha256 {weights.pretrained_sha256}")
     print(
-        f"preprocess:     {pre['input_size'][0]}x{pre['input_size'][1]}, "
-        f"{pre['channels']} channel(s), "
-        f"mean {pre['mean']}, std {pre['std']}, {pre['resize']}"
+        f"preprocess:     {pre.input_size[0]}x{pre.input_size[1]}, "
+        f"{pre.channels} channel(s), "
+        f"mean {list(pre.mean)}, std {list(pre.std)}, {pre.resize}"
     )
     print(
-        f"embedding:      {info['pooling']} pooling, projection {info['projection'] or 'none'}, "
-        f"dim {info['embedding_dim']}, L2-normalised: {info['normalize']}"
+        f"embedding:      {card.pooling} pooling, "
+        f"projection {list(card.projection) or 'none'}, "
+        f"dim {card.embedding_dim}, L2-normalised: {card.normalize}"
     )
-    print(f"pair head:      {info['head'] or 'none'}")
-    print(f"thresholds:     {info.get('thresholds') or 'none (uncalibrated)'}")
-    print(f"metrics:        {info.get('metrics') or 'none recorded'}")
-    for key, value in info.get("provenance", {}).items():
+    print(f"pair head:      {card.head or 'none'}")
+    print(f"thresholds:     {card.thresholds or 'none (uncalibrated)'}")
+    print(f"metrics:        {card.metrics or 'none recorded'}")
+    for key, value in card.provenance.items():
         print(f"provenance:     {key} = {value}")
-    for name, size in info.get("files", {}).items():
+    for name, size in folder_files(args.model_dir).items():
         print(f"file:           {name} ({size:,} bytes)")
     return 0
 

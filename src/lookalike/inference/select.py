@@ -11,9 +11,11 @@ Its ``engine="auto"`` rule:
   fails (with a warning);
 * ``engine="onnx"`` without onnxruntime warns and runs in torch.
 
-Model folders, and ``mobilenet_v2``/``efficientnet_lite0`` with their offline weights, are
-keyed without torch (:mod:`lookalike.inference.export`), so a warm ``lookalike compare`` on
-CPU never imports it.
+Model folders, and registry backbones whose weights' full sha256 the registry knows
+(``mobilenet_v2``, ``efficientnet_lite0``), are keyed without torch
+(:meth:`lookalike.model.card.ModelCard.key` from the folder's card, or from the torch-free
+facts of :mod:`lookalike.model.backbones.specs`), so a warm ``lookalike compare`` on CPU
+never imports it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from lookalike._io import sha256_file
 from lookalike.errors import ExportError, LookalikeError, ModelFolderError
@@ -34,7 +36,9 @@ from lookalike.inference.embedder import BaseEmbedder
 from lookalike.inference.onnx_engine import NumpyPairHead, OnnxEmbedder
 from lookalike.inference.source import ModelSource
 from lookalike.inference.torch_engine import TorchEmbedder
-from lookalike.model.folder import TENSORS_FILE, read_config
+from lookalike.model.backbones.specs import find_spec
+from lookalike.model.card import ModelCard
+from lookalike.model.folder import TENSORS_FILE, read_card, tensors_sha256
 
 if TYPE_CHECKING:
     from torch import nn
@@ -54,45 +58,56 @@ class _Plan:
     preprocess: Preprocess | None = None
     thresholds: dict[str, float] = field(default_factory=dict)
     folder: Path | None = None
-    config: dict[str, Any] = field(default_factory=dict)
+    card: ModelCard | None = None
     keyable_after_build: bool = False
 
 
 def _plan(source: ModelSource) -> _Plan:
+    """The model's name, key, preprocessing and thresholds, read without torch when possible.
+
+    A folder is keyed by its card and tensors file; a registry backbone with pretrained
+    weights by the registry's torch-free facts (or an explicit weights file's sha256). Other
+    backbones (prefix-only or unknown sha256, ``timm:``) are keyed after they are built.
+    """
     image_size, pretrained, weights_file = source.image_size, source.pretrained, source.weights
     if source.folder is not None:
         folder = Path(source.folder)
-        config = read_config(folder)
-        try:
-            preprocess = Preprocess.from_dict(config["preprocess"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise LookalikeError(f"{folder / 'config.json'} has a bad preprocess: {exc}") from exc
+        card = read_card(folder)
         if image_size:
-            preprocess = preprocess.with_input_size(image_size)
-        thresholds = {k: float(v) for k, v in config.get("thresholds", {}).items()}
-        plan = _Plan(str(folder), None, preprocess, thresholds, folder, config)
-        if (folder / TENSORS_FILE).is_file():
-            plan.key = X.folder_key(folder, config, preprocess)
+            card = card.with_input_size(image_size)
+        plan = _Plan(str(folder), None, card.preprocess, dict(card.thresholds), folder, card)
+        tensors = tensors_sha256(folder)
+        if tensors is not None:
+            plan.key = card.key(tensors)
         return plan
     name = source.backbone_name
     plan = _Plan(name, keyable_after_build=pretrained is not False)
-    if name in X.PRETRAINED and pretrained is not False:
-        sha, preprocess = X.PRETRAINED[name]
-        if weights_file is not None:
-            sha = sha256_file(weights_file) if Path(weights_file).is_file() else ""
-        if sha:
-            plan.preprocess = preprocess.with_input_size(image_size) if image_size else preprocess
-            plan.key = X.pretrained_key(name, sha, plan.preprocess)
+    spec = find_spec(name) if pretrained is not False else None
+    sha = spec.pretrained_sha256 if spec is not None else None
+    if sha is not None and weights_file is not None:
+        sha = sha256_file(weights_file) if Path(weights_file).is_file() else None
+    if spec is not None and sha:
+        preprocess = spec.preprocess.with_input_size(image_size) if image_size else spec.preprocess
+        plan.preprocess = preprocess
+        plan.key = _pretrained_key(name, spec.feature_dim, sha, preprocess)
     return plan
 
 
-def _head_from_folder(folder: Path, config: dict[str, Any]) -> NumpyPairHead | None:
+def _pretrained_key(name: str, feature_dim: int, sha256: str, preprocess: Preprocess) -> str:
+    """The key of ``SiameseModel.create(name)`` with the pretrained weights of that sha256."""
+    card = ModelCard.pretrained_backbone(
+        name, feature_dim=feature_dim, weights_sha256=sha256, preprocess=preprocess
+    )
+    return card.key()
+
+
+def _head_from_folder(folder: Path, card: ModelCard) -> NumpyPairHead | None:
     """Read a folder's pair head as NumPy arrays (torch-free); ``None`` without a head.
 
     Raises:
         ModelFolderError: The tensors file is unreadable or holds no head.
     """
-    if not config.get("head"):
+    if not card.head:
         return None
     from safetensors import safe_open
 
@@ -199,7 +214,7 @@ def load_embedder(
 
     With ``engine="onnx"`` (or ``"auto"`` on CPU) and the model's export cached, this
     imports neither torch nor the model code: the key comes from ``config.json`` and
-    ``model.safetensors`` (folders) or a torch-free table of weight hashes (backbones).
+    ``model.safetensors`` (folders) or the registry's torch-free facts (backbones).
     Every caller (CLI, server, Python) gets the same key for the same source, so they share
     one export.
 
@@ -231,7 +246,8 @@ def load_embedder(
         cached = X.cache_path(plan.key)
         if cached.is_file():
             try:
-                head = _head_from_folder(plan.folder, plan.config) if plan.folder else None
+                folder, card = plan.folder, plan.card
+                head = _head_from_folder(folder, card) if folder and card else None
                 return OnnxEmbedder.open(
                     cached,
                     plan.preprocess,
@@ -247,8 +263,8 @@ def load_embedder(
         model = build_model(source, module=module)
     key = plan.key
     if plan.keyable_after_build and model.weights_sha256 is not None:
-        # From the weights actually loaded: equal to the torch-free key when the table agrees.
-        key = X.pretrained_key(plan.name, model.weights_sha256, model.preprocess)
+        # From the weights actually loaded: equal to the torch-free key when the specs agree.
+        key = _pretrained_key(plan.name, model.feature_dim, model.weights_sha256, model.preprocess)
     if choice == "onnx" and (key is not None or engine == "onnx"):
         try:
             return OnnxEmbedder.from_model(

@@ -1,12 +1,82 @@
-"""The trainable pair head of seed 000: |e_a − e_b| → P(same)."""
+"""The network's building blocks: pooling (GeM, Pool), the projection MLP, and the pair head.
+
+:class:`~lookalike.model.network.SiameseModel` assembles them: backbone → :class:`Pool` →
+optional :func:`projection_mlp` → L2 normalisation, plus an optional :class:`PairHead`
+(seed 000's |e_a − e_b| → P(same)).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
+
+from lookalike.model.card import POOLINGS
+
+__all__ = ["POOLINGS", "GeM", "PairHead", "Pool", "PoolingName", "projection_mlp"]
+
+PoolingName = Literal["avg", "gem", "max", "flatten"]
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling (Radenović et al., 2018) with a learnable exponent p.
+
+    Shapes: (N, C, H, W) → (N, C). p = 1 is average pooling; p → ∞ approaches max pooling.
+    """
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        if p <= 0:
+            raise ValueError(f"GeM exponent p must be positive, got {p}")
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool (N, C, H, W) to (N, C)."""
+        pooled = x.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3))
+        return pooled.pow(1.0 / self.p)
+
+
+class Pool(nn.Module):
+    """Global pooling of a feature map (N, C, H, W) to (N, C); flatten gives (N, C·H·W)."""
+
+    def __init__(self, kind: str = "avg") -> None:
+        super().__init__()
+        if kind not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {kind!r}")
+        self.kind = kind
+        self.gem = GeM() if kind == "gem" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool a feature map."""
+        if self.gem is not None:
+            out: torch.Tensor = self.gem(x)
+            return out
+        if self.kind == "max":
+            return x.amax(dim=(2, 3))
+        if self.kind == "flatten":
+            return x.flatten(1)
+        return x.mean(dim=(2, 3))
+
+
+def projection_mlp(in_dim: int, widths: Sequence[int]) -> nn.Sequential:
+    """Dense layers with ReLU between them and none after the last (seed 001: 128 → ReLU → 128).
+
+    Raises:
+        ValueError: A width is not positive.
+    """
+    if any(w < 1 for w in widths):
+        raise ValueError(f"projection widths must be positive, got {list(widths)}")
+    layers: list[nn.Module] = []
+    width = in_dim
+    for i, w in enumerate(widths):
+        layers.append(nn.Linear(width, w))
+        if i < len(widths) - 1:
+            layers.append(nn.ReLU())
+        width = w
+    return nn.Sequential(*layers)
 
 
 class PairHead(nn.Module):

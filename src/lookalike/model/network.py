@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,78 +21,10 @@ from lookalike.errors import ModelFolderError
 from lookalike.imaging.images import ImageSource
 from lookalike.imaging.preprocess import Preprocess
 from lookalike.model.backbones import DEFAULT_BACKBONE, Backbone, build_backbone
+from lookalike.model.card import BackboneWeights, ModelCard
 from lookalike.model.device import resolve_device
-from lookalike.model.folder import (
-    CONFIG_FILE,
-    TENSORS_FILE,
-    provenance,
-    read_config,
-    read_tensors,
-    write_folder,
-)
-from lookalike.model.layers import PairHead
-
-PoolingName = Literal["avg", "gem", "max", "flatten"]
-POOLINGS: tuple[str, ...] = ("avg", "gem", "max", "flatten")
-
-
-class GeM(nn.Module):
-    """Generalised-mean pooling (Radenović et al., 2018) with a learnable exponent p.
-
-    Shapes: (N, C, H, W) → (N, C). p = 1 is average pooling; p → ∞ approaches max pooling.
-    """
-
-    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
-        super().__init__()
-        if p <= 0:
-            raise ValueError(f"GeM exponent p must be positive, got {p}")
-        self.p = nn.Parameter(torch.tensor(float(p)))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pool (N, C, H, W) to (N, C)."""
-        pooled = x.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3))
-        return pooled.pow(1.0 / self.p)
-
-
-class Pool(nn.Module):
-    """Global pooling of a feature map (N, C, H, W) to (N, C); flatten gives (N, C·H·W)."""
-
-    def __init__(self, kind: str = "avg") -> None:
-        super().__init__()
-        if kind not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {kind!r}")
-        self.kind = kind
-        self.gem = GeM() if kind == "gem" else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pool a feature map."""
-        if self.gem is not None:
-            out: torch.Tensor = self.gem(x)
-            return out
-        if self.kind == "max":
-            return x.amax(dim=(2, 3))
-        if self.kind == "flatten":
-            return x.flatten(1)
-        return x.mean(dim=(2, 3))
-
-
-def projection_mlp(in_dim: int, widths: Sequence[int]) -> nn.Sequential:
-    """Dense layers with ReLU between them and none after the last (seed 001: 128 → ReLU → 128).
-
-    Raises:
-        ValueError: A width is not positive.
-    """
-    if any(w < 1 for w in widths):
-        raise ValueError(f"projection widths must be positive, got {list(widths)}")
-    layers: list[nn.Module] = []
-    width = in_dim
-    for i, w in enumerate(widths):
-        layers.append(nn.Linear(width, w))
-        if i < len(widths) - 1:
-            layers.append(nn.ReLU())
-        width = w
-    return nn.Sequential(*layers)
+from lookalike.model.folder import TENSORS_FILE, provenance, read_card, read_tensors, write_folder
+from lookalike.model.layers import PairHead, Pool, projection_mlp
 
 
 class SiameseModel(nn.Module):
@@ -324,18 +257,80 @@ class SiameseModel(nn.Module):
         """Load a model folder; ``module`` is required for folders with a custom backbone."""
         return _load_folder(path, module=module).to_device(device)
 
-    def config(self) -> dict[str, Any]:
-        """Return the architecture as a JSON-serialisable dict (stored in ``config.json``)."""
-        return {
-            "backbone": self.backbone_name,
-            "feature_dim": self.feature_dim,
-            "pooling": self.pool.kind,
-            "projection": list(self.projection_widths),
-            "normalize": self.normalize,
-            "embedding_dim": self.embedding_dim,
-            "preprocess": self.preprocess.to_dict(),
-            "head": self.head.config() if self.head is not None else None,
+    def card(self) -> ModelCard:
+        """The model's card: architecture, preprocessing, thresholds, metrics, provenance.
+
+        The backbone is recorded as stored (an in-memory model holds all its tensors);
+        :meth:`save` records ``include_backbone`` and the provenance of the save.
+        """
+        return ModelCard(
+            backbone=self.backbone_name,
+            feature_dim=self.feature_dim,
+            embedding_dim=self.embedding_dim,
+            preprocess=self.preprocess,
+            pooling=self.pool.kind,
+            projection=self.projection_widths,
+            normalize=self.normalize,
+            head=self.head.config() if self.head is not None else None,
+            backbone_weights=BackboneWeights(
+                stored=True, pretrained_sha256=self.weights_sha256, custom_class=self.custom_class
+            ),
+            thresholds=dict(self.thresholds),
+            metrics=dict(self.metrics),
+            provenance=dict(self.provenance),
+        )
+
+    @classmethod
+    def from_card(cls, card: ModelCard, *, module: nn.Module | None = None) -> SiameseModel:
+        """Build the network a card describes, with its thresholds, metrics and provenance.
+
+        A backbone referenced by sha256 (``stored`` false) gets the registry's pretrained
+        weights; every other tensor keeps its initial value until a state dict is loaded
+        (:meth:`load` reads them from the folder).
+
+        Args:
+            card: The card.
+            module: An instance of the custom backbone class, for a ``custom`` backbone.
+
+        Raises:
+            ModelFolderError: A custom backbone without ``module``, pretrained weights whose
+                sha256 differs from the recorded one, or a head the card mangles.
+            WeightsError: Referenced pretrained weights are unavailable.
+        """
+        arch: dict[str, Any] = {
+            "pooling": card.pooling,
+            "projection": card.projection,
+            "normalize": card.normalize,
         }
+        weights = card.backbone_weights
+        if card.backbone == "custom":
+            if module is None:
+                raise ModelFolderError(
+                    f"the model holds a custom backbone ({weights.custom_class}); "
+                    "pass an instance of it: SiameseModel.load(path, module=MyBackbone())"
+                )
+            model = cls.from_module(module, card.preprocess, feature_dim=card.feature_dim, **arch)
+        else:
+            backbone = build_backbone(
+                card.backbone, pretrained=not weights.stored, in_chans=card.preprocess.channels
+            )
+            if not weights.stored and backbone.weights_sha256 != weights.pretrained_sha256:
+                raise ModelFolderError(
+                    f"the model expects {card.backbone} weights with sha256 "
+                    f"{weights.pretrained_sha256}, found {backbone.weights_sha256}"
+                )
+            backbone.preprocess = card.preprocess
+            model = cls(backbone, **arch)
+            model.weights_sha256 = weights.pretrained_sha256
+        if card.head is not None:
+            try:
+                model.head = PairHead(**card.head)
+            except (TypeError, ValueError) as exc:
+                raise ModelFolderError(f"the card's field 'head' is no pair head: {exc}") from exc
+        model.thresholds = dict(card.thresholds)
+        model.metrics = dict(card.metrics)
+        model.provenance = dict(card.provenance)
+        return model.eval()
 
     custom_class: str | None = None
 
@@ -373,16 +368,13 @@ def _save_folder(
         for k, v in model.state_dict().items()
         if include_backbone or not k.startswith("backbone.")
     }
-    config: dict[str, Any] = dict(model.config())
-    config["backbone_weights"] = {
-        "stored": include_backbone,
-        "pretrained_sha256": model.weights_sha256,
-        "custom_class": model.custom_class,
-    }
-    config["thresholds"] = dict(model.thresholds)
-    config["metrics"] = dict(model.metrics)
-    config["provenance"] = provenance(model.provenance)
-    return write_folder(path, config, state)
+    card = model.card()
+    card = replace(
+        card,
+        backbone_weights=replace(card.backbone_weights, stored=include_backbone),
+        provenance=provenance(model.provenance),
+    )
+    return write_folder(path, card, state)
 
 
 def _load_folder(path: str | os.PathLike[str], *, module: nn.Module | None = None) -> SiameseModel:
@@ -401,55 +393,23 @@ def _load_folder(path: str | os.PathLike[str], *, module: nn.Module | None = Non
         WeightsError: A referenced pretrained backbone is unavailable or its sha256 differs.
     """
     folder = Path(path)
-    config = read_config(folder)
-    tensors_path = folder / TENSORS_FILE
+    card = read_card(folder)
     try:
-        stored = config["backbone_weights"]
-        preprocess = Preprocess.from_dict(config["preprocess"])
-        arch = {
-            "pooling": config["pooling"],
-            "projection": config["projection"],
-            "normalize": config["normalize"],
-            "head": config["head"] is not None,
-        }
-        name = config["backbone"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFolderError(f"{folder / CONFIG_FILE} lacks or mangles a field: {exc}") from exc
-    if name == "custom":
-        if module is None:
-            raise ModelFolderError(
-                f"{folder} holds a custom backbone ({stored.get('custom_class')}); "
-                "pass an instance of it: SiameseModel.load(path, module=MyBackbone())"
-            )
-        model = SiameseModel.from_module(
-            module, preprocess, feature_dim=config["feature_dim"], **arch
-        )
-    else:
-        backbone = build_backbone(
-            name, pretrained=not stored["stored"], in_chans=preprocess.channels
-        )
-        if not stored["stored"] and backbone.weights_sha256 != stored["pretrained_sha256"]:
-            raise ModelFolderError(
-                f"{folder} expects {name} weights with sha256 {stored['pretrained_sha256']}, "
-                f"found {backbone.weights_sha256}"
-            )
-        backbone.preprocess = preprocess
-        model = SiameseModel(backbone, **arch)
-        model.weights_sha256 = stored["pretrained_sha256"]
+        model = SiameseModel.from_card(card, module=module)
+    except ModelFolderError as exc:
+        raise ModelFolderError(f"{folder}: {exc}") from exc
+    tensors_path = folder / TENSORS_FILE
     state = read_tensors(folder)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         raise ModelFolderError(f"{tensors_path} does not fit the configured model: {exc}") from exc
-    if not stored["stored"]:
+    if not card.backbone_weights.stored:
         missing = [k for k in missing if not k.startswith("backbone.")]
     if missing or unexpected:
         raise ModelFolderError(
             f"{tensors_path} does not fit the configured model "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    model.thresholds = {k: float(v) for k, v in config.get("thresholds", {}).items()}
-    model.metrics = dict(config.get("metrics", {}))
-    model.provenance = dict(config.get("provenance", {}))
     model.eval()
     return model

@@ -38,7 +38,7 @@ from lookalike.inference.embedder import BaseEmbedder
 from lookalike.inference.onnx_engine import OnnxEmbedder
 from lookalike.inference.select import build_model, choose_engine, load_embedder
 from lookalike.inference.source import ModelSource
-from lookalike.model.folder import read_config
+from lookalike.model.folder import read_card
 from lookalike.model.layers import PairHead
 from lookalike.model.network import SiameseModel
 from lookalike.server.batcher import EmbedBatcher, EmbedFn
@@ -278,7 +278,6 @@ def load_served_model(
     model = build_model(source).to_device(device)
     if source.folder is None:
         return model, model.backbone_name, model.weights_sha256 is not None
-    card = read_config(source.folder)
-    stored = bool(card.get("backbone_weights", {}).get("stored", True))
+    card = read_card(source.folder)
     name = Path(source.folder).name or model.backbone_name
-    return model, name, not stored and model.weights_sha256 is not None
+    return model, name, not card.backbone_weights.stored and model.weights_sha256 is not None
