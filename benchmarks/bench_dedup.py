@@ -7,7 +7,7 @@ The default model (ImageNet MobileNetV2) embeds 21 distinct photos that ship off
 JPEG quality 30–90, brightness/contrast/saturation changes, ±5° rotations, captions and
 logo overlays; one to three combined). Positives are edit-vs-original pairs; negatives are
 all pairs of images of different photos. For each seed the best-accuracy threshold is
-found; the default (``lookalike.dedup.groups.DEFAULT_DEDUP_THRESHOLD``) is then checked on every
+found; the default (``lookalike.dedup.calibrate.DEFAULT_DEDUP_THRESHOLD``) is then checked on every
 seed: precision and recall of the pairs it accepts.
 """
 
@@ -16,8 +16,12 @@ from __future__ import annotations
 import numpy as np
 
 from _report import write_section
-from lookalike.dedup.groups import DEFAULT_DEDUP_THRESHOLD
-from lookalike.dedup.neardup import calibrate_dedup_threshold, offline_photos, pair_metrics
+from lookalike.dedup.calibrate import (
+    DEFAULT_DEDUP_THRESHOLD,
+    calibrate_dedup_threshold,
+    offline_photos,
+    pair_metrics,
+)
 from lookalike.model.network import SiameseModel
 
 SEEDS = (0, 1, 2)

@@ -101,7 +101,7 @@ def run(tmp: Path) -> None:
     import torch
 
     from lookalike.inference import OnnxEmbedder, TorchEmbedder, load_embedder
-    from lookalike.inference.pipeline import default_workers, embed_paths
+    from lookalike.inference.pipeline import default_workers, embed_files
     from lookalike.model.network import SiameseModel
     from lookalike.samples import sample_paths
 
@@ -135,10 +135,8 @@ def run(tmp: Path) -> None:
     decode_only = "decode + preprocess only, 1 thread, draft mode"
     runs: dict[str, Callable[[], object]] = {
         decode_only: lambda: [onnx.preprocess.load(p) for p in photos],
-        "pipelined loader, draft mode": lambda: embed_paths(onnx, photos, progress=False),
-        "pipelined loader, full decode": lambda: embed_paths(
-            onnx, photos, progress=False, draft=False
-        ),
+        "pipelined loader, draft mode": lambda: embed_files(onnx, photos),
+        "pipelined loader, full decode": lambda: embed_files(onnx, photos, draft=False),
         "sequential decode then embed, draft mode": sequential,
     }
     cores = os.cpu_count() or 1

@@ -25,7 +25,7 @@ from _report import write_section
 from bench_engine import make_photos
 from lookalike.index.index import Index
 from lookalike.inference import load_embedder
-from lookalike.inference.pipeline import embed_paths, load_array
+from lookalike.inference.pipeline import load_array
 
 BATCH = 32
 
@@ -45,15 +45,11 @@ def model_only(embedder: Any, paths: list[Path], rounds: int = 2) -> float:
 
 def index_rate(embedder: Any, root: Path, work: Path) -> float:
     """Images/s of a first ``Index.update`` of ``root``."""
-
-    def embed(paths: list[str]) -> Any:
-        return embed_paths(embedder, paths, batch_size=BATCH, progress=False)
-
     folder = work / f"idx-{embedder.engine}"
     index = Index.create(folder, root, model_key=str(embedder.key), dim=embedder.embedding_dim)
     with index:
         start = time.perf_counter()
-        report = index.update(embed, batch_size=BATCH * 4, progress=False)
+        report = index.update(embedder, batch_size=BATCH, progress=False)
         seconds = time.perf_counter() - start
     return len(report.added) / seconds
 
@@ -69,17 +65,14 @@ def unchanged(embedder: Any, n: int, work: Path) -> tuple[float, float]:
         image = Image.fromarray(pixels).resize((320, 240), Image.Resampling.BILINEAR)
         image.save(sub / f"img{i:05d}.jpg", quality=90)
 
-    def embed(paths: list[str]) -> Any:
-        return embed_paths(embedder, paths, batch_size=BATCH, progress=False)
-
     with Index.create(
         work / "idx-small", root, model_key=str(embedder.key), dim=embedder.embedding_dim
     ) as index:
         start = time.perf_counter()
-        first = index.update(embed, batch_size=256, progress=False)
+        first = index.update(embedder, batch_size=BATCH, progress=False)
         t1 = time.perf_counter() - start
         start = time.perf_counter()
-        second = index.update(embed, batch_size=256, progress=False)
+        second = index.update(embedder, batch_size=BATCH, progress=False)
         t2 = time.perf_counter() - start
     assert len(first.added) == n and second.embedded == 0 and second.unchanged == n
     return t1, t2

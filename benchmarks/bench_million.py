@@ -40,7 +40,8 @@ import faiss
 import numpy as np
 
 from _report import write_section
-from lookalike.dedup.groups import DEFAULT_DEDUP_THRESHOLD, dedup_index
+from lookalike.dedup.calibrate import DEFAULT_DEDUP_THRESHOLD
+from lookalike.dedup.groups import dedup_index
 from lookalike.index import faiss_structures as vi
 from lookalike.index.index import DB_NAME, Index
 from lookalike.index.store import Store

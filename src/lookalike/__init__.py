@@ -44,9 +44,9 @@ if TYPE_CHECKING:
     from lookalike.imaging.images import load_image
     from lookalike.imaging.preprocess import Preprocess
     from lookalike.index.index import Hit, Index
-    from lookalike.inference.comparison import Comparison, compare, embed_files
+    from lookalike.inference.comparison import Comparison, compare
     from lookalike.inference.embedder import Embedder
-    from lookalike.inference.pipeline import EmbedResult
+    from lookalike.inference.pipeline import EmbedResult, embed_files
     from lookalike.inference.select import load_embedder
     from lookalike.inference.source import ModelSource
     from lookalike.model.backbones import list_backbones
@@ -68,7 +68,7 @@ _LAZY = {
     "ModelSource": "lookalike.inference.source",
     "load_embedder": "lookalike.inference.select",
     "Embedder": "lookalike.inference.embedder",
-    "embed_files": "lookalike.inference.comparison",
+    "embed_files": "lookalike.inference.pipeline",
     "EmbedResult": "lookalike.inference.pipeline",
     "compare": "lookalike.inference.comparison",
     "Comparison": "lookalike.inference.comparison",

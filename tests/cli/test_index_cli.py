@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from lookalike.cli import main
-from lookalike.dedup.neardup import near_duplicates, offline_photos
+from lookalike.dedup.calibrate import offline_photos
+from lookalike.dedup.edits import near_duplicates
 
 ENGINE = ["--engine", "torch"]  # the ONNX path has its own tests; this keeps these fast
 
@@ -105,3 +106,28 @@ def test_index_cli_mistakes_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("lookalike: error:") and expected in err, (expected, err)
+
+
+def test_calibrate_dedup_stores_the_threshold_that_dedup_then_uses(
+    collection: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server_helpers import small_model_dir
+
+    model = small_model_dir(tmp_path)
+    # No threshold with the model yet: the default, with the warning on stderr.
+    assert main(["dedup", str(collection), "--model", str(model), "--json", *ENGINE]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["threshold_source"].startswith("default")
+    assert "warning:" in captured.err and "no calibrated dedup threshold" in captured.err
+
+    assert main(["calibrate-dedup", "--model", str(model), "--edits", "1", *ENGINE]) == 0
+    assert "dedup threshold" in capsys.readouterr().out
+    config = json.loads((model / "config.json").read_text())
+    threshold = config["thresholds"]["dedup"]
+    assert 0 < threshold <= 1 and config["metrics"]["threshold_criterion"] == "accuracy"
+
+    assert main(["dedup", str(collection), "--model", str(model), "--json", *ENGINE]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["threshold"] == pytest.approx(threshold)
+    assert report["threshold_source"] == "stored with the model" and "warning" not in captured.err

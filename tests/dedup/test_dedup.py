@@ -8,31 +8,31 @@ import io
 import os
 import re
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.dedup.groups import (
+from lookalike.dedup.calibrate import (
     DEFAULT_DEDUP_THRESHOLD,
+    calibrate_dedup_threshold,
+    dedup_threshold,
+    pair_metrics,
+)
+from lookalike.dedup.edits import EDIT_KINDS, apply_edit, near_duplicates
+from lookalike.dedup.groups import (
     dedup_index,
     duplicate_pairs,
     find_duplicates,
     move_duplicates,
 )
-from lookalike.dedup.neardup import (
-    EDIT_KINDS,
-    apply_edit,
-    calibrate_dedup_threshold,
-    near_duplicates,
-    pair_metrics,
-)
 from lookalike.dedup.report import write_dedup_html
 from lookalike.errors import DataError
 from lookalike.imaging.images import load_image
 from lookalike.index import faiss_structures as vi
-from lookalike.index.index import Index, embed_paths_with
+from lookalike.index.index import Index
 
 pytest.importorskip("faiss")
 
@@ -250,6 +250,25 @@ def test_calibration_scores_pairs_and_picks_a_separating_threshold() -> None:
         calibrate_dedup_threshold(ThumbEmbedder(), photos[:1])
 
 
+class Named(ThumbEmbedder):
+    """A stand-in engine with a name and stored thresholds."""
+
+    def __init__(self, name: str, thresholds: dict[str, float]) -> None:
+        self.name = name
+        self.thresholds = thresholds
+
+
+def test_dedup_threshold_is_given_else_stored_else_the_default() -> None:
+    assert dedup_threshold(Named("x", {"dedup": 0.9}), 0.5) == (0.5, "given")
+    assert dedup_threshold(Named("x", {"dedup": 0.9})) == (0.9, "stored with the model")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default model's own default: no warning
+        threshold, how = dedup_threshold(Named("mobilenet_v2", {"cosine": 0.5}))
+    assert (threshold, how) == (DEFAULT_DEDUP_THRESHOLD, "default (calibrated for mobilenet_v2)")
+    with pytest.warns(UserWarning, match="folder/model has no calibrated dedup threshold"):
+        assert dedup_threshold(Named("folder/model", {}))[0] == DEFAULT_DEDUP_THRESHOLD
+
+
 # --------------------------------------------------------------------------- real model
 
 
@@ -282,7 +301,7 @@ def test_default_threshold_with_the_default_model(tmp_path: Path, default_model)
         os.utime(f, (past, past))
 
     index = Index.create(tmp_path / "idx", root, model_key="mobilenet_v2", dim=1280)
-    report = index.update(embed_paths_with(default_model), batch_size=8)
+    report = index.update(default_model, batch_size=8)
     assert len(report.added) == 30
 
     snap = index.vectors()

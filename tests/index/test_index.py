@@ -11,48 +11,24 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.errors import ImageError, IndexFolderError
-from lookalike.imaging.images import load_image
+from lookalike.errors import IndexFolderError
+from lookalike.imaging.preprocess import Preprocess
 from lookalike.index import faiss_structures as vi
 from lookalike.index import update as iu
-from lookalike.index.index import Index, embed_paths_with
+from lookalike.index.index import Index
+from lookalike.inference.pipeline import embed_files
+from pixel_embedder import DIM, PixelEmbedder
 
 faiss = pytest.importorskip("faiss")
 
-DIM = 48
-
-
-class PixelEmbedder:
-    """A deterministic stand-in for a model: 4×4 RGB thumbnail, centred, L2-normalised.
-
-    Counts the files it embeds, so tests can tell what was embedded again.
-    """
-
-    dim = DIM
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    def __call__(self, paths: list[str]) -> tuple[np.ndarray, list[tuple[str, str]]]:
-        rows, failures = [], []
-        for path in paths:
-            try:
-                image = load_image(path).resize((4, 4), Image.Resampling.BILINEAR)
-            except ImageError as exc:
-                failures.append((path, exc.cause))
-                continue
-            self.seen.append(Path(path).name)
-            v = np.asarray(image, np.float32).ravel()
-            v -= v.mean()
-            rows.append(v / (np.linalg.norm(v) + 1e-6))
-        return (np.stack(rows) if rows else np.zeros((0, DIM), np.float32)), failures
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def random_image(seed: int, size: tuple[int, int] = (40, 32)) -> Image.Image:
@@ -249,49 +225,45 @@ def test_corrupt_image_is_reported_and_skipped(tmp_path: Path) -> None:
     index.close()
 
 
-def test_embed_paths_with_reports_unreadable_files(tmp_path: Path) -> None:
+def test_embed_files_reports_unreadable_files(tmp_path: Path) -> None:
     class Model:
-        def embed(self, images: list[object], *, batch_size: int = 32) -> np.ndarray:
-            return np.stack([np.asarray(load_image(i), np.float32)[:2, :2].ravel() for i in images])
+        preprocess = Preprocess(input_size=(2, 2), mean=(0.0,) * 3, std=(1.0,) * 3)
+        thresholds: ClassVar[dict[str, float]] = {}
+        embedding_dim = 12
+
+        def embed(self, images: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+            return images.reshape(len(images), -1)
+
+        def pair_probability(self, a: np.ndarray, b: np.ndarray) -> None:
+            return None
 
     good = [write(tmp_path / f"{i}.png", i) for i in range(3)]
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    embed = embed_paths_with(Model(), batch_size=2)
-    vectors, failures = embed([str(good[0]), str(bad), str(good[1]), str(good[2])])
+    embedded = embed_files(Model(), [good[0], bad, good[1], good[2]], batch_size=2)
+    vectors, failures = embedded.embeddings, embedded.failures
     assert vectors.shape == (3, 12)
     assert [p for p, _ in failures] == [str(bad)]
 
 
-@dataclass
-class Embedded:
-    """Shaped like lookalike.inference.pipeline.EmbedResult."""
+class RowsOfZeros(PixelEmbedder):
+    """A broken model: three rows whatever it is given."""
 
-    embeddings: np.ndarray
-    paths: list[str]
-    failures: list[tuple[str, str]]
+    def embed(self, images: object, *, batch_size: int = 32) -> np.ndarray:
+        return np.zeros((3, DIM), np.float32)
 
 
-def test_update_accepts_a_result_object_and_checks_its_output(tmp_path: Path) -> None:
+def test_update_reports_bad_files_and_checks_the_models_output(tmp_path: Path) -> None:
     root = tmp_path / "photos"
     make_tree(root, 5)
     (root / "bad.png").write_bytes(b"nope")
     age(root)
-    pixels = PixelEmbedder()
-
-    def embed(paths: list[str]) -> Embedded:
-        vectors, failures = pixels(paths)
-        bad = {p for p, _ in failures}
-        return Embedded(vectors, [p for p in paths if p not in bad], failures)
-
     index = Index.create(tmp_path / "idx", root, model_key="pixels-v1", dim=DIM)
-    report = index.update(embed, batch_size=2)
+    report = index.update(PixelEmbedder(), batch_size=2)
     assert len(index) == 5 and [p for p, _ in report.skipped] == ["bad.png"]
     write(root / "new.png", 99)
     with pytest.raises(ValueError, match="one row per path"):
-        index.update(lambda paths: (np.zeros((3, DIM), np.float32), []))
-    with pytest.raises(ValueError, match="not asked for"):
-        index.update(lambda paths: Embedded(np.ones((1, DIM), np.float32), ["/elsewhere.png"], []))
+        index.update(RowsOfZeros())
     assert len(index) == 5
     index.close()
 
@@ -569,22 +541,17 @@ def test_reader_keeps_its_structure_while_a_writer_works(tmp_path: Path) -> None
 _WORKER = textwrap.dedent(
     """
     import sys, time
-    import numpy as np
-    from PIL import Image
-    from lookalike.imaging.images import load_image
+    sys.path.insert(0, sys.argv[3])
+    from pixel_embedder import PixelEmbedder
     from lookalike.index.index import Index
 
-    def embed(paths):
-        time.sleep(0.15)
-        rows = []
-        for p in paths:
-            v = np.asarray(load_image(p).resize((4, 4)), np.float32).ravel()
-            v -= v.mean()
-            rows.append(v / (np.linalg.norm(v) + 1e-6))
-        return np.stack(rows), []
+    class Slow(PixelEmbedder):
+        def embed(self, images, *, batch_size=32):
+            time.sleep(0.15)
+            return super().embed(images, batch_size=batch_size)
 
     index = Index.open_or_create(sys.argv[1], sys.argv[2], model_key="pixels-v1", dim=48)
-    index.update(embed, batch_size=3)
+    index.update(Slow(), batch_size=3)
     print("done", flush=True)
     """
 )
@@ -600,7 +567,7 @@ def test_sigkill_mid_update_then_rerun(tmp_path: Path) -> None:
     counts = []
     for wanted in (6, 20, 45):  # kill in the first batches, later, and while finishing
         proc = subprocess.Popen(
-            [sys.executable, str(script), str(index_dir), str(root)],
+            [sys.executable, str(script), str(index_dir), str(root), str(TESTS)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -674,7 +641,7 @@ def test_real_model_index_finds_edited_copies(tmp_path: Path, default_model, pho
     index = Index.create(
         tmp_path / "idx", root, model_key="mobilenet_v2", dim=default_model.embedding_dim
     )
-    report = index.update(embed_paths_with(default_model), batch_size=4)
+    report = index.update(default_model, batch_size=4)
     assert len(report.added) == len(names) and report.skipped == []
     edited = []
     for name in names:
@@ -687,3 +654,42 @@ def test_real_model_index_finds_edited_copies(tmp_path: Path, default_model, pho
     assert [r[0].path for r in hits] == [f"{n}.jpg" for n in names]
     assert all(r[0].score > r[1].score + 0.05 for r in hits)
     index.close()
+
+
+@pytest.mark.parametrize("engine", ["onnx", "torch"])
+def test_update_takes_an_engine_of_a_tiny_model(tmp_path: Path, engine: str) -> None:
+    """Indexing from Python: load_embedder + Index.open_or_create + index.update(embedder)."""
+    if engine == "onnx":
+        pytest.importorskip("onnxruntime")
+    import torch
+
+    from lookalike.inference import ModelSource, load_embedder
+    from lookalike.model.network import SiameseModel
+
+    torch.manual_seed(0)
+    model = SiameseModel.create("small_cnn", pretrained=False, projection=(16,))
+    model.save(tmp_path / "model")
+    source = ModelSource(folder=str(tmp_path / "model"))
+    embedder = load_embedder(source, engine=engine, device="cpu")
+    assert embedder.engine == engine
+    root = tmp_path / "photos"
+    make_tree(root, 7)
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    age(root)
+    key = str(embedder.key or embedder.name)
+    with Index.open_or_create(
+        tmp_path / "idx", root, model_key=key, dim=embedder.embedding_dim, model_source=source
+    ) as index:
+        report = index.update(embedder, batch_size=3, progress=False)
+        assert len(report.added) == 7 and report.embedded == 7
+        assert [p for p, _ in report.skipped] == ["broken.jpg"]
+        snap = index.vectors()
+        want = model.embed([index.resolve(p) for p in snap.paths])
+        want /= np.linalg.norm(want, axis=1, keepdims=True)
+        np.testing.assert_array_less(1 - 1e-4, np.sum(snap.vectors * want, axis=1))
+        hits = index.search_images([index.resolve(p) for p in snap.paths[:3]], embedder, k=1)
+        assert [h[0].path for h in hits] == snap.paths[:3]
+        again = index.update(embedder, progress=False)
+        assert again.embedded == 0 and again.unchanged == 7
+    with Index.open(tmp_path / "idx", model_key=key) as index:
+        assert index.model_source == source and len(index) == 7

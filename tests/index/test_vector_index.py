@@ -14,6 +14,7 @@ from lookalike.dedup.groups import dedup_index, find_duplicates
 from lookalike.index import faiss_structures as vi
 from lookalike.index import self_join as vp
 from lookalike.index.index import Index
+from pixel_embedder import PixelEmbedder
 
 faiss = pytest.importorskip("faiss")
 
@@ -195,12 +196,7 @@ def test_dedup_index_uses_the_structure_and_equals_find_duplicates(tmp_path: Pat
         n = len(list(root.glob(f"{i}_copy*.png")))
         shutil.copy(root / f"{i}.png", root / f"{i}_copy{n}.png")
 
-    def embed(paths: list[str]) -> tuple[np.ndarray, list[tuple[str, str]]]:
-        rows = []
-        for p in paths:
-            v = np.asarray(Image.open(p).convert("RGB").resize((4, 4)), np.float32).ravel()
-            rows.append((v - v.mean()) / (np.linalg.norm(v - v.mean()) + 1e-6))
-        return np.stack(rows), []
+    embed = PixelEmbedder()
 
     for kind in ("flat", "ivf_sq8"):
         with Index.create(
@@ -231,11 +227,7 @@ def test_rebuild_from_sqlite_streams_and_equals_the_built_structure(tmp_path: Pa
         small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
         Image.fromarray(small).resize((40, 32), Image.Resampling.BICUBIC).save(root / f"{i}.png")
 
-    def embed(paths: list[str]) -> tuple[np.ndarray, list[tuple[str, str]]]:
-        rows = [np.asarray(Image.open(p).convert("RGB").resize((4, 4)), np.float32) for p in paths]
-        x = np.stack(rows).reshape(len(paths), -1)
-        x -= x.mean(axis=1, keepdims=True)
-        return x / np.linalg.norm(x, axis=1, keepdims=True), []
+    embed = PixelEmbedder()
 
     folder = tmp_path / "idx"
     with Index.create(folder, root, model_key="pixels", dim=48, kind="ivf_sq8") as index:

@@ -12,13 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from lookalike.errors import ImageError
+from lookalike.errors import DataError, ImageError
 from lookalike.imaging.images import ImageSource
 from lookalike.imaging.preprocess import Preprocess
 from lookalike.inference import TorchEmbedder
 from lookalike.inference import pipeline as loader
-from lookalike.inference.comparison import embed_files
-from lookalike.inference.pipeline import embed_paths, load_array
+from lookalike.inference.pipeline import embed_files, load_array
 from lookalike.model.network import SiameseModel
 
 DRAFT_COSINE = 0.99
@@ -65,7 +64,7 @@ def test_order_failures_and_equality_with_sequential_embedding(
 ) -> None:
     paths, bad = folder
     good = [i for i in range(len(paths)) if i not in bad]
-    result = embed_paths(small_model, paths, batch_size=4, workers=3, progress=False)
+    result = embed_files(small_model, paths, batch_size=4, workers=3, progress=False)
     assert result.indices == good
     assert result.paths == [str(paths[i]) for i in good]
     assert [p for p, _ in result.failures] == [str(paths[i]) for i in sorted(bad)]
@@ -77,7 +76,7 @@ def test_order_failures_and_equality_with_sequential_embedding(
     assert result.embeddings.shape == (len(good), 16) and result.embeddings.dtype == np.float32
     np.testing.assert_allclose(result.embeddings, sequential, atol=1e-5)
     for batch_size, workers, prefetch in ((1, 1, 0), (3, 2, 1), (64, 8, 4)):
-        again = embed_paths(
+        again = embed_files(
             small_model,
             paths,
             batch_size=batch_size,
@@ -93,7 +92,8 @@ def test_embed_files_uses_the_loader_and_keeps_its_contract(
     small_model: SiameseModel, folder: tuple[list[Path], set[int]]
 ) -> None:
     paths, bad = folder
-    embedded, failed = embed_files(TorchEmbedder(small_model), paths, batch_size=5)
+    embedded = embed_files(TorchEmbedder(small_model), paths, batch_size=5)
+    failed = dict(embedded.failures)
     assert embedded.paths == [str(p) for i, p in enumerate(paths) if i not in bad]
     assert sorted(failed) == sorted(str(paths[i]) for i in bad)
     assert embedded.embeddings.shape == (len(paths) - len(bad), 16)
@@ -102,14 +102,14 @@ def test_embed_files_uses_the_loader_and_keeps_its_contract(
 def test_nothing_readable_and_nothing_at_all(small_model: SiameseModel, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_text("no")
-    result = embed_paths(small_model, [bad], progress=False)
+    result = embed_files(small_model, [bad], progress=False)
     assert result.embeddings.shape == (0, 16) and result.paths == []
     assert len(result.failures) == 1
-    assert embed_paths(small_model, [], progress=False).embeddings.shape == (0, 16)
+    assert embed_files(small_model, [], progress=False).embeddings.shape == (0, 16)
     with pytest.raises(ValueError, match="batch_size"):
-        embed_paths(small_model, [bad], batch_size=0)
+        embed_files(small_model, [bad], batch_size=0)
     with pytest.raises(ValueError, match="workers"):
-        embed_paths(small_model, [bad], workers=0)
+        embed_files(small_model, [bad], workers=0)
 
 
 def test_no_progress_output_when_not_a_terminal(
@@ -117,7 +117,7 @@ def test_no_progress_output_when_not_a_terminal(
     folder: tuple[list[Path], set[int]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    embed_paths(small_model, folder[0], progress=True)  # stderr is captured: not a TTY
+    embed_files(small_model, folder[0], progress=True)  # stderr is captured: not a TTY
     assert capsys.readouterr().err == ""
 
 
@@ -163,7 +163,7 @@ def test_decoding_overlaps_inference_and_memory_is_bounded(
     monkeypatch.setattr(loader, "load_array", slow_load)
     model = SlowEmbedder(embed_s, started, lock)
     start = time.perf_counter()
-    result = embed_paths(
+    result = embed_files(
         model,
         [str(i) for i in range(n)],
         batch_size=batch,
@@ -189,8 +189,8 @@ def test_draft_decoding_of_a_large_jpeg_stays_close(
     fast, full = load_array(pre, str(path), draft=True), load_array(pre, str(path), draft=False)
     assert fast.shape == full.shape == (3, 224, 224)
     assert np.abs(fast - full).max() > 0  # draft mode really changed the decode
-    emb_fast = embed_paths(default_model, [path], progress=False, draft=True).embeddings
-    emb_full = embed_paths(default_model, [path], progress=False, draft=False).embeddings
+    emb_fast = embed_files(default_model, [path], progress=False, draft=True).embeddings
+    emb_full = embed_files(default_model, [path], progress=False, draft=False).embeddings
     assert float(emb_fast[0] @ emb_full[0]) >= DRAFT_COSINE
 
 
@@ -199,3 +199,48 @@ def test_load_array_raises_image_error(tmp_path: Path) -> None:
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     with pytest.raises(ImageError, match=r"x\.png"):
         load_array(Preprocess(), str(bad), draft=False)
+
+
+def test_iter_embed_files_yields_each_forward_pass_and_embed_files_joins_them(
+    small_model: SiameseModel, folder: tuple[list[Path], set[int]]
+) -> None:
+    paths, bad = folder
+    tail = paths[-1].with_name("tail.png")
+    tail.write_text("not an image either")
+    chunks = list(loader.iter_embed_files(small_model, [*paths, tail], batch_size=3))
+    assert [len(c.paths) for c in chunks] == [3, 3, 3, 0]  # 9 readable files, then one bad
+    assert all(len(c.embeddings) == len(c.paths) for c in chunks)
+    assert chunks[-1].failures == [(str(tail), chunks[-1].failures[0][1])]
+    whole = embed_files(small_model, [*paths, tail], batch_size=3)
+    assert [i for c in chunks for i in c.indices] == whole.indices
+    assert [f for c in chunks for f in c.failures] == whole.failures
+    np.testing.assert_allclose(np.concatenate([c.embeddings for c in chunks]), whole.embeddings)
+    assert len(whole.failures) == len(bad) + 1
+    with pytest.raises(ValueError, match="prefetch"):
+        loader.iter_embed_files(small_model, paths, prefetch=-1)  # checked before any work
+
+
+def test_embedder_with_the_wrong_row_count_is_refused(tmp_path: Path) -> None:
+    class TwoRows(SlowEmbedder):
+        def embed(self, images: object, *, batch_size: int = 32) -> np.ndarray:
+            return np.zeros((2, 2), np.float32)
+
+    path = tmp_path / "one.png"
+    Image.new("RGB", (8, 8)).save(path)
+    model = TwoRows(0.0, [0], threading.Lock())
+    with pytest.raises(ValueError, match="2 rows for 1 images"):
+        embed_files(model, [path])
+
+
+def test_save_embeddings_npz_and_bad_suffix(
+    small_model: SiameseModel, folder: tuple[list[Path], set[int]], tmp_path: Path
+) -> None:
+    paths, bad = folder
+    embedded = embed_files(small_model, paths, batch_size=5)
+    out = loader.save_embeddings(tmp_path / "out" / "emb.npz", embedded)
+    data = np.load(out)
+    np.testing.assert_array_equal(data["embeddings"], embedded.embeddings)
+    assert list(data["paths"]) == embedded.paths
+    assert list(data["skipped"]) == sorted(str(paths[i]) for i in bad)
+    with pytest.raises(DataError, match=r"\.npz or \.parquet"):
+        loader.save_embeddings(tmp_path / "emb.csv", embedded)

@@ -217,7 +217,7 @@ def test_search_without_an_index_is_409(client: TestClient) -> None:
 
 def _glyph_index(model_dir: Path, tmp_path: Path, n: int) -> Path:
     """Index ``n`` glyph images with the model in ``model_dir``, recording it as the source."""
-    from lookalike.index.index import Index, embed_paths_with
+    from lookalike.index.index import Index
 
     root = tmp_path / "photos"
     root.mkdir()
@@ -230,7 +230,7 @@ def _glyph_index(model_dir: Path, tmp_path: Path, n: int) -> Path:
     with Index.create(
         tmp_path / "index", root, model_key=key, dim=model.embedding_dim, model_source=source
     ) as index:
-        index.update(embed_paths_with(model))
+        index.update(model)
     return root
 
 

@@ -50,7 +50,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A real uvicorn server on a free loopback port, serving the small model and an index."""
-    from lookalike.index.index import Index, embed_paths_with
+    from lookalike.index.index import Index
     from lookalike.inference import load_embedder
     from lookalike.model.network import SiameseModel
     from lookalike.server import create_app
@@ -65,7 +65,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     key = load_embedder(model_dir, model=model, engine="torch").key
     assert key is not None
     with Index.create(root / "index", photos, model_key=key, dim=model.embedding_dim) as index:
-        index.update(embed_paths_with(model))
+        index.update(model)
     app = create_app(model_dir, index_dir=root / "index", data_dir=root / "data")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

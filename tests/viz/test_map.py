@@ -180,12 +180,12 @@ def test_cli_map_index_uses_stored_vectors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pytest.importorskip("faiss")
-    from lookalike.index.index import Index, embed_paths_with
+    from lookalike.index.index import Index
     from lookalike.model.network import SiameseModel
 
     index_dir = tmp_path / "idx"
     with Index.create(index_dir, identity_folder, model_key="test", dim=1280) as index:
-        index.update(embed_paths_with(default_model))  # type: ignore[arg-type]
+        index.update(default_model)  # type: ignore[arg-type]
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("map --index must not embed")

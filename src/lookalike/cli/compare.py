@@ -80,7 +80,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     """``lookalike embed``: embeddings of files and folders into .npz or .parquet."""
     from lookalike.imaging.files import iter_image_files
-    from lookalike.inference import comparison as scoring
+    from lookalike.inference.pipeline import embed_files, save_embeddings
 
     paths: list[str] = []
     for item in args.paths:
@@ -91,10 +91,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if not paths:
         raise LookalikeError("no images to embed")
     model = options.load_embedder(args)
-    embedded, skipped = scoring.embed_files(
-        model, paths, batch_size=args.batch_size, progress=sys.stderr.isatty()
-    )
-    out = scoring.save_embeddings(args.out, embedded, skipped)
+    embedded = embed_files(model, paths, batch_size=args.batch_size, progress=True)
+    out = save_embeddings(args.out, embedded)
+    skipped = dict(embedded.failures)
     for reason in skipped.values():
         print(f"skipped: {reason}", file=sys.stderr)
     if skipped:

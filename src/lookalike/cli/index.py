@@ -12,6 +12,7 @@ import argparse
 import csv
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,6 @@ def _model_key(embedder: Any) -> str:
     return str(embedder.key or embedder.name)
 
 
-def _path_embedder(embedder: Any, args: argparse.Namespace) -> Any:
-    from lookalike.inference.pipeline import embed_paths
-
-    def embed(paths: list[str]) -> Any:
-        return embed_paths(embedder, paths, batch_size=args.batch_size, progress=False)
-
-    return embed
-
-
 def cmd_index(args: argparse.Namespace) -> int:
     """``lookalike index``: create or update the index of a folder."""
     from lookalike.index.index import Index
@@ -71,7 +63,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     )
     with index:
         report = index.update(
-            _path_embedder(embedder, args),
+            embedder,
             include=args.include or None,
             exclude=args.exclude or None,
             batch_size=args.batch_size,
@@ -92,13 +84,13 @@ def _hits_json(hits: list[Any]) -> list[dict[str, Any]]:
 def cmd_search(args: argparse.Namespace) -> int:
     """``lookalike search``: the k closest indexed images to each query image."""
     from lookalike.index.index import Index
-    from lookalike.inference.pipeline import embed_paths
+    from lookalike.inference.pipeline import embed_files
 
     if args.k < 1:
         raise LookalikeError(f"-k must be at least 1, got {args.k}")
     embedder, source = _embedder(args, args.index)
     with Index.open(args.index, model_key=_model_key(embedder), model_source=source) as index:
-        embedded = embed_paths(embedder, args.queries, progress=False)
+        embedded = embed_files(embedder, args.queries)
         if embedded.failures:
             path, reason = embedded.failures[0]
             raise LookalikeError(f"cannot read query image {path}: {reason}")
@@ -125,23 +117,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def dedup_threshold(embedder: Any, given: float | None) -> tuple[float, str]:
-    """The dedup threshold: given, else the model's stored one, else the default model's."""
-    from lookalike.dedup.groups import DEFAULT_DEDUP_THRESHOLD
+def _dedup_threshold(embedder: Any, given: float | None) -> tuple[float, str]:
+    """The library's threshold policy; its warning (another model, no threshold) on stderr."""
+    from lookalike.dedup.calibrate import dedup_threshold
 
-    if given is not None:
-        return given, "given"
-    stored = embedder.thresholds.get("dedup")
-    if stored is not None:
-        return float(stored), "stored with the model"
-    if embedder.name != "mobilenet_v2":
-        print(
-            f"warning: {embedder.name} has no calibrated dedup threshold; using the default "
-            f"model's {DEFAULT_DEDUP_THRESHOLD} (run `lookalike calibrate-dedup --model DIR` "
-            "or pass --threshold)",
-            file=sys.stderr,
-        )
-    return DEFAULT_DEDUP_THRESHOLD, "default (calibrated for mobilenet_v2)"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chosen = dedup_threshold(embedder, given)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    return chosen
 
 
 def _dedup_groups(
@@ -150,7 +135,7 @@ def _dedup_groups(
     from lookalike.dedup.groups import dedup_index, find_duplicates
     from lookalike.imaging.files import iter_image_files
     from lookalike.index.index import Index
-    from lookalike.inference.pipeline import embed_paths
+    from lookalike.inference.pipeline import embed_files
 
     if args.index:
         with Index.open(args.index, model_key=_model_key(embedder), model_source=source) as index:
@@ -161,9 +146,7 @@ def _dedup_groups(
     paths = [str(p) for p in iter_image_files(root)]
     if not paths:
         raise DataError(f"no image files under {root}")
-    embedded = embed_paths(
-        embedder, paths, batch_size=args.batch_size, progress=sys.stderr.isatty()
-    )
+    embedded = embed_files(embedder, paths, batch_size=args.batch_size, progress=True)
     for path, reason in embedded.failures:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     rel = [str(Path(p).relative_to(root)) for p in embedded.paths]
@@ -177,7 +160,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     if bool(args.dir) == bool(args.index):
         raise LookalikeError("give a folder or --index INDEX_DIR (one of them)")
     embedder, model = _embedder(args, args.index)
-    threshold, source = dedup_threshold(embedder, args.threshold)
+    threshold, source = _dedup_threshold(embedder, args.threshold)
     groups, root = _dedup_groups(args, embedder, model, threshold)
     moves: list[tuple[Path, Path]] = []
     if args.move_to:
@@ -222,8 +205,8 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 
 def cmd_calibrate_dedup(args: argparse.Namespace) -> int:
     """``lookalike calibrate-dedup``: choose and store a model's near-duplicate threshold."""
-    from lookalike.dedup.neardup import calibrate_dedup_threshold, offline_photos
-    from lookalike.evaluation.evaluate import save_thresholds
+    from lookalike.dedup.calibrate import calibrate_dedup_threshold, offline_photos
+    from lookalike.model.folder import update_config
 
     if not args.model:
         raise LookalikeError("calibrate-dedup stores the threshold in a model folder: --model DIR")
@@ -231,7 +214,11 @@ def cmd_calibrate_dedup(args: argparse.Namespace) -> int:
     result = calibrate_dedup_threshold(
         embedder, offline_photos(), edits_per_photo=args.edits, seed=args.seed
     )
-    save_thresholds(args.model, {"dedup": result.threshold}, criterion="accuracy")
+    update_config(
+        args.model,
+        thresholds={"dedup": result.threshold},
+        metrics={"threshold_criterion": "accuracy"},
+    )
     print(
         f"dedup threshold {result.threshold:.4f} stored in {args.model} "
         f"(precision {result.precision:.4f}, recall {result.recall:.4f} on "

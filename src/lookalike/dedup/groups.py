@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from lookalike.dedup.calibrate import DEFAULT_DEDUP_THRESHOLD
 from lookalike.errors import DataError
 from lookalike.index import faiss_structures as vi
 from lookalike.index import self_join as vp
@@ -45,28 +46,12 @@ if TYPE_CHECKING:
     from lookalike.index.index import Index
 
 __all__ = [
-    "DEFAULT_DEDUP_THRESHOLD",
     "DuplicateGroup",
     "dedup_index",
     "duplicate_pairs",
     "find_duplicates",
     "move_duplicates",
 ]
-
-DEFAULT_DEDUP_THRESHOLD: float = 0.75
-"""Cosine threshold for the default model (MobileNetV2, ImageNet weights, average pooling).
-
-Measured with :func:`lookalike.dedup.neardup.calibrate_dedup_threshold` on 21 distinct offline
-photos (19 scikit-image samples, scikit-learn's two) with 8 random near duplicates each
-(crops to 80–95% of the area, resizing to 0.3–0.8×, JPEG quality 30–90, brightness, contrast
-and saturation changes, ±5° rotations, captions and logos; one to three combined), for two
-seeds: 168 edit-versus-original pairs and 17,010 different-photo pairs each. The
-best-accuracy threshold was 0.724 and 0.742; edits scored at least 0.79 and 0.71 (the lowest
-were a small grayscale photo under a logo), different photos at most 0.66 and 0.72. At 0.75
-precision was 1.000 for both seeds and recall 1.000 and 0.994. 0.75 leans towards the edits
-because different shots of one scene (absent from those photos) score higher than unrelated
-photos. Other models need their own threshold.
-"""
 
 
 @dataclass(frozen=True)
@@ -206,7 +191,8 @@ def dedup_index(
         index: An open :class:`~lookalike.index.index.Index`; its vectors are searched with its own
             structure (exact below its IVF threshold, an IVF self-join above).
         threshold: Cosine similarity from which two images are near duplicates; it depends on
-            the model (:data:`DEFAULT_DEDUP_THRESHOLD` is for the default one).
+            the model (:data:`~lookalike.dedup.calibrate.DEFAULT_DEDUP_THRESHOLD` is for the
+            default one).
         nprobe: IVF lists each vector probes (``None``: the index's ``nprobe`` setting,
             else :data:`lookalike.index.self_join.DEFAULT_JOIN_NPROBE`).
 

@@ -56,26 +56,12 @@ from lookalike.index import faiss_structures as vi
 from lookalike.index import update as iu
 from lookalike.index.store import SCHEMA_VERSION, Snapshot, Store
 from lookalike.index.sync import SyncedVectors, flock
-from lookalike.index.update import (
-    Changes,
-    ImageEmbedder,
-    PathEmbedder,
-    UpdateReport,
-    embed_paths_with,
-)
+from lookalike.index.update import Changes, UpdateReport
+from lookalike.inference.embedder import Embedder
 from lookalike.inference.source import ModelSource
 from lookalike.metrics.distances import unit_rows
 
-__all__ = [
-    "DB_NAME",
-    "Hit",
-    "ImageEmbedder",
-    "Index",
-    "PathEmbedder",
-    "Snapshot",
-    "UpdateReport",
-    "embed_paths_with",
-]
+__all__ = ["DB_NAME", "Hit", "Index", "Snapshot", "UpdateReport"]
 
 DB_NAME = "index.sqlite"
 
@@ -434,7 +420,7 @@ class Index:
         return results
 
     def search_images(
-        self, images: Sequence[Any], embedder: ImageEmbedder, k: int = 10, *, batch_size: int = 32
+        self, images: Sequence[Any], embedder: Embedder, k: int = 10, *, batch_size: int = 32
     ) -> list[list[Hit]]:
         """Embed query images with ``embedder`` and :meth:`search` with them.
 
@@ -454,7 +440,7 @@ class Index:
 
     def update(
         self,
-        embed: PathEmbedder,
+        embedder: Embedder,
         *,
         include: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
@@ -463,13 +449,25 @@ class Index:
     ) -> UpdateReport:
         """Make the index mirror the image files under the root.
 
+        New content is embedded with :func:`lookalike.inference.pipeline.iter_embed_files`
+        (decoding in threads while the model computes; unreadable files are reported in
+        ``skipped``). Indexing a folder from Python::
+
+            embedder = load_embedder(source)
+            with Index.open_or_create(
+                "idx", "photos", model_key=embedder.key or embedder.name,
+                dim=embedder.embedding_dim, model_source=source,
+            ) as index:
+                report = index.update(embedder)
+
         Args:
-            embed: Embeds a list of file paths (see :class:`PathEmbedder`); it must be the
-                model the index was built with.
+            embedder: The model the index was built with: any
+                :class:`~lookalike.inference.embedder.Embedder` (an ONNX or torch engine, a
+                ``SiameseModel``).
             include: Glob patterns on the relative path a file must match one of (``None``:
                 those stored; given ones are stored for later updates).
             exclude: Glob patterns a file must match none of (as for ``include``).
-            batch_size: Images per call of ``embed``, and per committed transaction.
+            batch_size: Images per forward pass, and per committed transaction.
             progress: Show a progress bar while embedding (on stderr, when it is a terminal).
 
         Returns:
@@ -477,8 +475,10 @@ class Index:
 
         Raises:
             IndexFolderError: If the root folder is missing, another process is updating the
-                index, or ``embed`` returns vectors of the wrong size.
+                index, or the model returns vectors of the wrong size.
             DataError: If a folder under the root cannot be listed.
+            ValueError: If ``batch_size`` is below 1, or the model returns another number
+                of rows than images.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -504,7 +504,7 @@ class Index:
             )
             iu.embed_missing(
                 self.root,
-                embed,
+                embedder,
                 todo,
                 found,
                 rows,

@@ -5,8 +5,10 @@ The steps, each a function here, are driven by the index, which owns the databas
 1. :func:`scan` lists the image files under the root with their size and modification time.
 2. :func:`hash_changed` hashes only files that are new or whose size or time changed; a file
    whose content hash has a cached vector is indexed at once (moved, renamed, copied files).
-3. :func:`embed_missing` embeds each remaining distinct content once, in batches, each batch
-   handed to ``commit`` to be committed in its own transaction.
+3. :func:`embed_missing` embeds each remaining distinct content once with the model (an
+   :class:`~lookalike.inference.embedder.Embedder`) through the one embedding pipeline,
+   :func:`lookalike.inference.pipeline.iter_embed_files` (decoding overlaps inference), and
+   hands each forward pass to ``commit`` to be committed in its own transaction.
 
 A file modified less than :data:`RACY_SECONDS` before the scan may be modified again within
 the same timestamp tick without its size or time changing; such a file is stored with
@@ -18,30 +20,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from lookalike._io import blake2b_file
-from lookalike.errors import ImageError, IndexFolderError
+from lookalike.errors import IndexFolderError
 from lookalike.imaging.files import iter_image_files
-from lookalike.imaging.images import load_image
 from lookalike.index.store import FileRow
+from lookalike.inference.embedder import Embedder
+from lookalike.inference.pipeline import EmbedResult, iter_embed_files
 from lookalike.metrics.distances import unit_rows
 
 __all__ = [
     "RACY_SECONDS",
     "Changes",
-    "EmbeddedPaths",
-    "ImageEmbedder",
-    "PathEmbedder",
     "UpdateReport",
-    "call_embedder",
+    "checked_vectors",
     "embed_missing",
-    "embed_paths_with",
     "hash_changed",
     "hash_file",
     "scan",
@@ -52,90 +51,6 @@ _HASH_CHUNK = 1 << 20
 
 FloatArray = npt.NDArray[np.float32]
 Found = dict[str, tuple[int, int]]
-
-
-class EmbeddedPaths(Protocol):
-    """Embeddings of files with the files they belong to (e.g. ``EmbedResult``).
-
-    Attributes:
-        embeddings: (M, D); row i belongs to ``paths[i]``.
-        paths: The files embedded, each one of the paths asked for.
-        failures: ``(path, reason)`` of the files that could not be embedded.
-    """
-
-    @property
-    def embeddings(self) -> npt.NDArray[Any]: ...
-
-    @property
-    def paths(self) -> Sequence[str]: ...
-
-    @property
-    def failures(self) -> Sequence[tuple[str, str]]: ...
-
-
-class PathEmbedder(Protocol):
-    """What :meth:`~lookalike.index.index.Index.update` needs from a model: embed image files.
-
-    Called with a list of file paths (``str``). Returns either an :class:`EmbeddedPaths`
-    (``lambda paths: lookalike.inference.pipeline.embed_paths(engine, paths)`` is one), or a tuple
-    ``(embeddings, failures)``: ``failures`` a sequence of ``(path, reason)`` for the files
-    that could not be embedded, ``embeddings`` (M, D) one row per remaining path, in the order
-    given. :func:`embed_paths_with` makes one from any :class:`ImageEmbedder`.
-    """
-
-    def __call__(
-        self, paths: list[str], /
-    ) -> tuple[npt.NDArray[Any], Sequence[tuple[Any, str]]] | EmbeddedPaths: ...
-
-
-class ImageEmbedder(Protocol):
-    """Anything with ``embed(images, batch_size=...) -> (N, D)`` (SiameseModel, engines)."""
-
-    def embed(self, images: Sequence[Any], *, batch_size: int = ...) -> npt.NDArray[Any]: ...
-
-
-def embed_paths_with(embedder: ImageEmbedder, *, batch_size: int = 32) -> PathEmbedder:
-    """Make a :class:`PathEmbedder` from an image embedder.
-
-    The whole list is embedded in one call; if that raises
-    :class:`~lookalike.errors.ImageError`, every file is opened once with
-    :func:`~lookalike.imaging.load_image` to find the unreadable ones, which are reported, and
-    the rest are embedded (one at a time if the embedder still refuses one).
-
-    Args:
-        embedder: An object with ``embed(images, batch_size=...)``.
-        batch_size: Images per forward pass.
-
-    Returns:
-        The path embedder.
-    """
-
-    def embed(paths: list[str], /) -> tuple[npt.NDArray[Any], list[tuple[str, str]]]:
-        try:
-            return embedder.embed(paths, batch_size=batch_size), []
-        except ImageError:
-            pass
-        good: list[str] = []
-        failures: list[tuple[str, str]] = []
-        for path in paths:
-            try:
-                load_image(path)
-                good.append(path)
-            except ImageError as exc:
-                failures.append((path, exc.cause))
-        try:
-            return embedder.embed(good, batch_size=batch_size), failures
-        except ImageError:
-            pass
-        rows = []
-        for path in good:
-            try:
-                rows.append(embedder.embed([path], batch_size=1))
-            except ImageError as exc:
-                failures.append((path, exc.cause))
-        return (np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)), failures
-
-    return embed
 
 
 @dataclass
@@ -290,7 +205,7 @@ def hash_changed(
 
 def embed_missing(
     root: Path,
-    embed: PathEmbedder,
+    embedder: Embedder,
     todo: dict[str, str],
     found: Found,
     rows: dict[str, FileRow],
@@ -302,11 +217,11 @@ def embed_missing(
     batch_size: int,
     progress: bool,
 ) -> None:
-    """Embed each distinct new content once, in batches, committing each batch.
+    """Embed each distinct new content once, committing each forward pass.
 
     Args:
         root: The indexed folder.
-        embed: The path embedder.
+        embedder: The model.
         todo: From :func:`hash_changed`.
         found: From :func:`scan`.
         rows: The indexed files by relative path (updated by ``commit``).
@@ -314,12 +229,12 @@ def embed_missing(
         commit: Commits a :class:`Changes`.
         dim: Embedding size D the index holds.
         model_key: The index's model, named when the embeddings have the wrong size.
-        batch_size: Distinct contents per call of ``embed`` and per transaction.
+        batch_size: Distinct contents per forward pass and per transaction.
         progress: Show a progress bar on stderr (only when it is a terminal).
 
     Raises:
-        IndexFolderError: If ``embed`` returns vectors of the wrong size.
-        ValueError: If ``embed`` returns the wrong number of rows.
+        IndexFolderError: If the model returns vectors of the wrong size.
+        ValueError: If the model returns the wrong number of rows.
     """
     from tqdm import tqdm
 
@@ -327,14 +242,17 @@ def embed_missing(
     for rel, digest in todo.items():
         by_hash.setdefault(digest, []).append(rel)
     pending = list(by_hash)
+    files = [str(resolve(root, by_hash[h][0])) for h in pending]
+    position = {name: i for i, name in enumerate(files)}
+    chunks = iter_embed_files(embedder, files, batch_size=batch_size)
     bar = tqdm(total=len(pending), unit="img", desc="indexing", disable=None if progress else True)
-    try:
-        for start in range(0, len(pending), batch_size):
-            chunk = pending[start : start + batch_size]
-            files = {str(resolve(root, by_hash[h][0])): h for h in chunk}
-            vectors, failures = call_embedder(embed, list(files), dim=dim, model_key=model_key)
+    with closing(chunks), bar:
+        for chunk in chunks:
+            vectors, failures = checked_vectors(chunk, dim=dim, model_key=model_key)
             changes = Changes()
-            for name, digest in files.items():
+            done = {*chunk.indices, *(position[name] for name, _ in chunk.failures)}
+            for i in sorted(done):  # in input order, as the files were listed
+                name, digest = files[i], pending[i]
                 members = by_hash[digest]
                 if name in failures:
                     report.skipped += [(rel, failures[name]) for rel in members]
@@ -347,21 +265,18 @@ def embed_missing(
                     changes.upserts.append((rel, *found[rel], digest))
                     (report.updated if rel in rows else report.added).append(rel)
             commit(changes)
-            bar.update(len(chunk))
-    finally:
-        bar.close()
+            bar.update(len(chunk.indices) + len(chunk.failures))
     report.added.sort()
     report.updated.sort()
 
 
-def call_embedder(
-    embed: PathEmbedder, names: list[str], *, dim: int, model_key: str
+def checked_vectors(
+    result: EmbedResult, *, dim: int, model_key: str
 ) -> tuple[dict[str, FloatArray], dict[str, str]]:
-    """Run a path embedder; check, L2-normalise and key its output by path.
+    """Check embeddings, L2-normalise them and key them by path.
 
     Args:
-        embed: The path embedder.
-        names: File paths.
+        result: Embedded files (a batch of :func:`~lookalike.inference.pipeline.iter_embed_files`).
         dim: The embedding size expected.
         model_key: The index's model, named in the error.
 
@@ -371,39 +286,20 @@ def call_embedder(
 
     Raises:
         IndexFolderError: If the embeddings are not D-dimensional.
-        ValueError: If the number of rows does not match the paths not reported as failed.
     """
-    result = embed(names)
-    if isinstance(result, tuple):
-        raw, failure_list = result
-        failures = {str(p): str(reason) for p, reason in failure_list}
-        kept = [n for n in names if n not in failures]
-    else:
-        raw = result.embeddings
-        failures = {str(p): str(reason) for p, reason in result.failures}
-        kept = [str(p) for p in result.paths]
-        strangers = sorted(set(kept) - set(names))
-        if strangers:
-            raise ValueError(
-                f"the embedding function returned paths not asked for: {strangers[:3]}"
-            )
-    if not kept:
+    failures = {str(p): str(reason) for p, reason in result.failures}
+    if not result.paths:
         return {}, failures
-    out = np.asarray(raw, dtype=np.float32)
+    out = np.asarray(result.embeddings, dtype=np.float32)
     if out.ndim != 2 or out.shape[1] != dim:
         raise IndexFolderError(
             f"the model gave embeddings of shape {out.shape}, but this index holds "
             f"{dim}-dimensional ones from model {model_key!r}; use that model"
         )
-    if len(out) != len(kept):
-        raise ValueError(
-            f"the embedding function returned {len(out)} rows for {len(kept)} embedded "
-            "images; it must return one row per path not reported as failed, in order"
-        )
     unit = unit_rows(out)  # a zero row stays zero, a non-finite one becomes NaN
     usable = np.isfinite(unit).all(axis=1) & (np.count_nonzero(unit, axis=1) > 0)
     vectors: dict[str, FloatArray] = {}
-    for name, row, ok in zip(kept, unit, usable, strict=True):
+    for name, row, ok in zip(result.paths, unit, usable, strict=True):
         if ok:
             vectors[name] = row
         else:

@@ -4,12 +4,14 @@
   a JSON round trip; the CLI, the server and an index's record of its model all use it;
 * :func:`load_embedder` — a source as an engine, chosen by :func:`choose_engine` (the one
   engine policy: ONNX Runtime on CPU, torch on CUDA); :func:`build_model` — its PyTorch model;
-* :class:`Embedder` — the one embedder contract (:class:`BaseEmbedder` implements it):
+* :class:`Embedder` — the one embedder contract (:class:`BaseEmbedder` implements it;
+  :data:`EmbedBatch` is one forward pass):
   :class:`TorchEmbedder` (a ``SiameseModel``; fp16 autocast on CUDA) and
   :class:`OnnxEmbedder` (the exported network in ONNX Runtime, the pair head in NumPy:
   :class:`NumpyPairHead`; never imports torch);
-* :func:`embed_files` / :func:`embed_paths` — many files through an engine with parallel
-  decoding, unreadable files reported (:class:`EmbedResult`); :func:`save_embeddings`;
+* :func:`embed_files` — many files through an engine with parallel decoding, unreadable files
+  reported (:class:`EmbedResult`; :func:`iter_embed_files` hands over each forward pass);
+  :func:`save_embeddings`;
 * :func:`compare` — two images → :class:`Comparison` (cosine, euclidean, P(same), verdict);
 * :mod:`lookalike.inference.export` — the ONNX export and its cache keys.
 
@@ -24,10 +26,15 @@ from lookalike._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from lookalike.errors import ExportError
-    from lookalike.inference.comparison import Comparison, compare, embed_files, save_embeddings
-    from lookalike.inference.embedder import BaseEmbedder, Embedder
+    from lookalike.inference.comparison import Comparison, compare
+    from lookalike.inference.embedder import BaseEmbedder, EmbedBatch, Embedder
     from lookalike.inference.onnx_engine import NumpyPairHead, OnnxEmbedder
-    from lookalike.inference.pipeline import EmbedResult, embed_paths
+    from lookalike.inference.pipeline import (
+        EmbedResult,
+        embed_files,
+        iter_embed_files,
+        save_embeddings,
+    )
     from lookalike.inference.select import (
         ENGINES,
         EngineName,
@@ -46,23 +53,25 @@ _LAZY = {
     "choose_engine": "lookalike.inference.select",
     "load_embedder": "lookalike.inference.select",
     "BaseEmbedder": "lookalike.inference.embedder",
+    "EmbedBatch": "lookalike.inference.embedder",
     "Embedder": "lookalike.inference.embedder",
     "ExportError": "lookalike.errors",
     "NumpyPairHead": "lookalike.inference.onnx_engine",
     "OnnxEmbedder": "lookalike.inference.onnx_engine",
     "TorchEmbedder": "lookalike.inference.torch_engine",
     "EmbedResult": "lookalike.inference.pipeline",
-    "embed_paths": "lookalike.inference.pipeline",
+    "embed_files": "lookalike.inference.pipeline",
+    "iter_embed_files": "lookalike.inference.pipeline",
+    "save_embeddings": "lookalike.inference.pipeline",
     "Comparison": "lookalike.inference.comparison",
     "compare": "lookalike.inference.comparison",
-    "embed_files": "lookalike.inference.comparison",
-    "save_embeddings": "lookalike.inference.comparison",
 }
 
 __all__ = [
     "ENGINES",
     "BaseEmbedder",
     "Comparison",
+    "EmbedBatch",
     "EmbedResult",
     "Embedder",
     "EngineName",
@@ -75,7 +84,7 @@ __all__ = [
     "choose_engine",
     "compare",
     "embed_files",
-    "embed_paths",
+    "iter_embed_files",
     "load_embedder",
     "save_embeddings",
 ]

@@ -1,24 +1,24 @@
-"""Comparing images: one pair, many pairs from a CSV, and embedding many files.
+"""Comparing images: one pair, or many pairs from a CSV.
 
-These are the library functions behind ``lookalike compare`` and ``lookalike embed``. They
-take any :class:`~lookalike.inference.Embedder` (an ONNX or torch engine, or a
-:class:`~lookalike.model.network.SiameseModel`) and never import torch themselves.
+These are the library functions behind ``lookalike compare``: :func:`compare`,
+:func:`score_pairs`, :func:`decide` (a model's calibrated verdict) and :class:`Comparison`.
+They take any :class:`~lookalike.inference.Embedder` (an ONNX or torch engine, or a
+:class:`~lookalike.model.network.SiameseModel`) and never import torch themselves. Embedding
+many files is :func:`lookalike.inference.pipeline.embed_files`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lookalike.data.pairs import read_pairs_csv
-from lookalike.errors import DataError
 from lookalike.imaging.images import ImageSource
 from lookalike.inference.embedder import Embedder
+from lookalike.inference.pipeline import embed_files
 from lookalike.metrics.distances import Score, cosine_similarity, euclidean_distance
 
 
@@ -129,7 +129,8 @@ def score_pairs(
     """
     rows = list(read_pairs_csv(pairs_csv))
     unique = sorted({p for _, a, b, _ in rows for p in (a, b)})
-    embedded, failed = embed_files(model, unique, batch_size=batch_size)
+    embedded = embed_files(model, unique, batch_size=batch_size)
+    failed = dict(embedded.failures)
     index = {p: i for i, p in enumerate(embedded.paths)}
     result = PairScores()
     keep_a, keep_b = [], []
@@ -147,74 +148,3 @@ def score_pairs(
             model, embedded.embeddings[keep_a], embedded.embeddings[keep_b]
         )
     return result
-
-
-@dataclass
-class Embedded:
-    """Embeddings of files: row i of ``embeddings`` (N, D) belongs to ``paths[i]``."""
-
-    paths: list[str]
-    embeddings: np.ndarray
-
-
-def embed_files(
-    model: Embedder,
-    paths: Sequence[str | os.PathLike[str]],
-    *,
-    batch_size: int = 32,
-    progress: bool = False,
-    workers: int | None = None,
-) -> tuple[Embedded, dict[str, str]]:
-    """Embed files, skipping (and reporting) the unreadable ones.
-
-    Decoding runs in parallel with inference (:func:`lookalike.inference.pipeline.embed_paths`).
-
-    Args:
-        model: Any :class:`~lookalike.inference.Embedder`.
-        paths: Image files.
-        batch_size: Images per forward pass.
-        progress: Show a progress bar with images/s (on a terminal only).
-        workers: Decode threads (``None``: the loader's default).
-
-    Returns:
-        (embedded files, {path: reason} for the skipped ones).
-    """
-    from lookalike.inference.pipeline import embed_paths
-
-    result = embed_paths(model, paths, batch_size=batch_size, workers=workers, progress=progress)
-    return Embedded(result.paths, result.embeddings), dict(result.failures)
-
-
-def save_embeddings(
-    path: str | os.PathLike[str], embedded: Embedded, skipped: dict[str, str]
-) -> Path:
-    """Write embeddings with their paths to ``.npz`` or ``.parquet``.
-
-    The .npz holds ``embeddings`` (N, D) float32, ``paths`` (N,) and ``skipped``; the Parquet
-    file holds columns ``path`` and ``embedding``.
-
-    Raises:
-        DataError: Unsupported extension, or Parquet without pyarrow.
-    """
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npz":
-        np.savez(
-            out,
-            embeddings=embedded.embeddings,
-            paths=np.asarray(embedded.paths, dtype=str),
-            skipped=np.asarray(sorted(skipped), dtype=str),
-        )
-    elif out.suffix == ".parquet":
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError as exc:
-            raise DataError("Parquet output needs pyarrow: pip install lookalike[parquet]") from exc
-        table = pa.table(
-            {"path": embedded.paths, "embedding": list(embedded.embeddings.astype(np.float32))}
-        )
-        pq.write_table(table, out)
-    else:
-        raise DataError(f"--out must end in .npz or .parquet, got {out.name}")
-    return out

@@ -1,16 +1,21 @@
 """What an inference engine is: the :class:`Embedder` protocol and the shared batching.
 
-:class:`Embedder` is what scoring, the loader and the command line need from a model:
-``embed`` images to float32 (N, D) rows, ``pair_probability`` from the pair head, the
-``preprocess`` the model expects, its calibrated ``thresholds`` and ``embedding_dim``.
+:class:`Embedder` is the one embedder contract: everything that embeds images takes it —
+comparing (:mod:`lookalike.inference.comparison`), embedding many files
+(:func:`lookalike.inference.pipeline.embed_files`), :meth:`lookalike.index.index.Index.update`,
+dedup calibration and the command line. It embeds images to float32 (N, D) rows
+(``embed``), gives P(same) from the pair head (``pair_probability``), and knows the
+``preprocess`` the model expects, its calibrated ``thresholds`` and its ``embedding_dim``.
 :class:`~lookalike.model.network.SiameseModel` satisfies it as it is; the engines derive from
 :class:`BaseEmbedder`, which adds ``name``, ``engine``, ``device`` and the cache ``key``.
+:data:`EmbedBatch` is the shape of one forward pass (:meth:`BaseEmbedder.embed_batch`), which
+the server's micro-batcher calls.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -18,10 +23,19 @@ import numpy as np
 from lookalike.imaging.images import ImageSource
 from lookalike.imaging.preprocess import Preprocess
 
+__all__ = ["BaseEmbedder", "EmbedBatch", "Embedder"]
+
+EmbedBatch = Callable[[np.ndarray], np.ndarray]
+"""One forward pass: a preprocessed float32 batch (N, C, H, W) to float32 embeddings (N, D)."""
+
 
 @runtime_checkable
 class Embedder(Protocol):
-    """Anything that embeds images: the two engines here and :class:`SiameseModel`."""
+    """Anything that embeds images: the two engines and :class:`SiameseModel`.
+
+    The one contract for a model at inference time; a stand-in (a test double, a remote
+    model) needs these five members and nothing else.
+    """
 
     @property
     def preprocess(self) -> Preprocess:
@@ -112,7 +126,8 @@ class BaseEmbedder(ABC):
             images: Paths, bytes, PIL images or HWC arrays (opened with
                 :func:`lookalike.imaging.images.load_image`), or a preprocessed float array
                 (N, C, H, W). For many files with unreadable ones among them, use
-                ``pipeline.embed_paths`` (parallel decoding, skips bad files).
+                :func:`lookalike.inference.pipeline.embed_files` (parallel decoding, skips
+                bad files).
             batch_size: Images per forward pass.
 
         Returns:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-EmbedFn = Callable[[np.ndarray], np.ndarray]
+from lookalike.inference.embedder import EmbedBatch
 
 
 @dataclass
@@ -37,7 +36,7 @@ class EmbedBatcher:
         max_batch: Most images per forward pass (a single larger request still runs whole).
     """
 
-    def __init__(self, embed: EmbedFn, *, max_batch: int = 32) -> None:
+    def __init__(self, embed: EmbedBatch, *, max_batch: int = 32) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self._embed = embed

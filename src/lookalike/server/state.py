@@ -34,14 +34,14 @@ import numpy as np
 
 from lookalike._io import atomic_write_bytes, atomic_write_json, sha256_file
 from lookalike.errors import DataError, LookalikeError
-from lookalike.inference.embedder import BaseEmbedder
+from lookalike.inference.embedder import BaseEmbedder, EmbedBatch
 from lookalike.inference.onnx_engine import OnnxEmbedder
 from lookalike.inference.select import build_model, choose_engine, load_embedder
 from lookalike.inference.source import ModelSource
 from lookalike.model.folder import read_card
 from lookalike.model.layers import PairHead
 from lookalike.model.network import SiameseModel
-from lookalike.server.batcher import EmbedBatcher, EmbedFn
+from lookalike.server.batcher import EmbedBatcher
 from lookalike.server.jobs import Job, JobRunner
 from lookalike.server.pairs_store import Pair, PairStore
 from lookalike.server.search import IndexService
@@ -128,7 +128,7 @@ class ServerState:
     def _embed_current(self, batch: np.ndarray) -> np.ndarray:
         return self._model.embed(batch, batch_size=max(1, len(batch)))
 
-    def _engine(self, engine: str, threads: int | None) -> tuple[EmbedFn, str, str]:
+    def _engine(self, engine: str, threads: int | None) -> tuple[EmbedBatch, str, str]:
         """The inference worker's embedding function, the engine's name, and the model key.
 
         Head training never changes the backbone, so one export serves every snapshot.

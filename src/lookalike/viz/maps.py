@@ -33,6 +33,7 @@ from lookalike.imaging.images import load_image
 from lookalike.viz._mpl import pyplot, save
 
 if TYPE_CHECKING:
+    from lookalike.inference.embedder import Embedder
     from lookalike.model.network import SiameseModel
 
 Method = Literal["pca", "tsne", "umap"]
@@ -100,7 +101,7 @@ def identity_labels(relative_paths: Sequence[str | os.PathLike[str]]) -> list[st
 
 
 def embed_with_thumbnails(
-    model: SiameseModel,
+    model: Embedder,
     paths: Sequence[str],
     *,
     thumb_px: int = 64,
@@ -109,43 +110,35 @@ def embed_with_thumbnails(
 ) -> tuple[list[str], npt.NDArray[np.float32], list[Image.Image], dict[str, str]]:
     """Embed images and keep a thumbnail of each, decoding every file once.
 
+    The files go through :func:`lookalike.inference.pipeline.embed_files` (decoding in
+    threads while the model computes); each decoded image also gives its thumbnail.
+
     Args:
-        model: Anything with ``preprocess`` and ``embed(array (N, C, H, W))``.
+        model: Any :class:`~lookalike.inference.embedder.Embedder`.
         paths: Image files.
         thumb_px: Longest side of the thumbnails in pixels.
         batch_size: Images per forward pass.
-        progress: Show a progress bar.
+        progress: Show a progress bar (on a terminal).
 
     Returns:
         (paths read, embeddings float32 (N, D), thumbnails (N,), {path: reason} skipped).
     """
-    from tqdm import tqdm
+    from lookalike.inference.pipeline import embed_files
 
     pre = model.preprocess
     mode: Literal["RGB", "L"] = "L" if pre.channels == 1 else "RGB"
     height, width = pre.input_size
-    good: list[str] = []
-    thumbs: list[Image.Image] = []
-    skipped: dict[str, str] = {}
-    arrays: list[npt.NDArray[np.float32]] = []
-    chunks: list[npt.NDArray[np.float32]] = []
-    for path in tqdm(paths, unit="img", disable=not progress, leave=False):
-        try:
-            image = load_image(path, mode=mode, draft_size=(width, height))
-        except ImageError as exc:
-            skipped[path] = str(exc)
-            continue
-        arrays.append(pre.image_to_array(image))
-        thumbs.append(_thumbnail(image, thumb_px))
-        good.append(path)
-        if len(arrays) == batch_size:
-            chunks.append(model.embed(np.stack(arrays), batch_size=batch_size))
-            arrays = []
-    if arrays:
-        chunks.append(model.embed(np.stack(arrays), batch_size=batch_size))
-    dim = int(getattr(model, "embedding_dim", 0))
-    vectors = np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
-    return good, vectors.astype(np.float32, copy=False), thumbs, skipped
+    thumbs: dict[str, Image.Image] = {}
+
+    def load(path: str) -> npt.NDArray[np.float32]:
+        image = load_image(path, mode=mode, draft_size=(width, height))
+        thumbs[path] = _thumbnail(image, thumb_px)
+        return pre.image_to_array(image)
+
+    embedded = embed_files(model, paths, batch_size=batch_size, progress=progress, load=load)
+    vectors = embedded.embeddings.astype(np.float32, copy=False)
+    good = embedded.paths
+    return good, vectors, [thumbs[p] for p in good], dict(embedded.failures)
 
 
 def map_folder(

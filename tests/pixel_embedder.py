@@ -1,0 +1,63 @@
+"""A deterministic stand-in model for index and dedup tests: a 4×4 RGB thumbnail, centred and
+L2-normalised (48 numbers), with the :class:`~lookalike.inference.embedder.Embedder` members.
+
+It records the name of every file it opens (``seen``), so tests can tell what was embedded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.imaging.images import DEFAULT_MAX_PIXELS, ImageSource
+from lookalike.imaging.preprocess import Preprocess
+
+DIM = 48
+
+
+@dataclass(frozen=True)
+class RecordingPreprocess(Preprocess):
+    """4×4 RGB pixels in [0, 1]; each file opened is added to ``seen`` (its name)."""
+
+    input_size: tuple[int, int] = (4, 4)
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    seen: list[str] = field(default_factory=list, compare=False, repr=False)
+
+    def load(
+        self, source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    ) -> np.ndarray:
+        out = super().load(source, max_pixels=max_pixels)
+        if isinstance(source, (str, Path)):
+            self.seen.append(Path(source).name)
+        return out
+
+
+class PixelEmbedder:
+    """The thumbnail as the embedding (an :class:`Embedder` without a network)."""
+
+    embedding_dim = DIM
+
+    def __init__(self) -> None:
+        self.preprocess = RecordingPreprocess()
+        self.thresholds: dict[str, float] = {}
+
+    @property
+    def seen(self) -> list[str]:
+        """Names of the files embedded so far (clear it to start counting again)."""
+        return self.preprocess.seen
+
+    def embed(
+        self, images: Sequence[ImageSource] | np.ndarray, *, batch_size: int = 32
+    ) -> np.ndarray:
+        if not (isinstance(images, np.ndarray) and images.ndim == 4):
+            images = self.preprocess.batch(list(images))
+        x = images.reshape(len(images), -1).astype(np.float32)
+        x -= x.mean(axis=1, keepdims=True)
+        return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-6)
+
+    def pair_probability(self, emb_a: np.ndarray, emb_b: np.ndarray) -> np.ndarray | None:
+        return None
