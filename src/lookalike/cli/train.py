@@ -60,7 +60,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             schedule=args.schedule,
             patience=args.patience,
             seed=args.seed,
-            augment=Augment.off() if args.no_augment else Augment(),
+            augment=Augment.off() if args.no_augment else None,
+            guard=not args.no_guard,
         )
     except ValueError as exc:
         raise LookalikeError(str(exc)) from exc
@@ -71,22 +72,55 @@ def cmd_train(args: argparse.Namespace) -> int:
         config=config,
         split=args.split,
         val_fraction=args.val_split,
+        refit=args.refit,
+        start_from=args.model,
         resume=args.resume,
         device=args.device,
         progress=sys.stderr.isatty(),
+        on_epoch=_print_epoch,
     )
-    best = result.best
-    metric = next(iter(result.model.thresholds), "cosine")
+    _print_summary(result, args.out)
+    return 0
+
+
+def _print_epoch(record: Any) -> None:
+    """One line per epoch: loss, validation accuracy with its interval, time."""
+    loss = "    -   " if record.train_loss is None else f"{record.train_loss:.4f}"
+    ci = (
+        ""
+        if record.val_ci_low is None
+        else f" (95 % CI {record.val_ci_low:.3f}–{record.val_ci_high:.3f})"
+    )
     print(
-        f"validation pair accuracy: {best.val_accuracy:.4f} (best epoch {result.best_epoch} "
-        f"of {result.history[-1].epoch}; {metric} threshold {best.val_threshold:.4f})"
+        f"epoch {record.epoch:>3}  train loss {loss}  val accuracy {record.val_accuracy:.4f}"
+        f"{ci}  {record.seconds:.1f} s",
+        flush=True,
     )
+
+
+def _print_summary(result: Any, out: str) -> None:
+    if result.split is not None:
+        how = "chosen from the data" if result.split.chosen else "as asked"
+        print(f"split by {result.split.kind} ({how}): {result.split.reason}")
+    if result.guard is not None:
+        print(f"guard: {result.guard.reason}")
+    final = result.final
+    metric = next(iter(result.model.thresholds), "cosine")
+    threshold = result.model.thresholds.get(metric, float("nan"))
+    print(
+        f"validation pair accuracy: {final.describe(4)}; best epoch {result.best_epoch} of "
+        f"{result.history[-1].epoch}; {metric} threshold {threshold:.4f}"
+    )
+    if result.refit:
+        print(
+            f"refit: trained again on all the data for {result.best_epoch} epochs "
+            "(the validation figure above is that of the first run)"
+        )
     baselines = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in result.baselines.items())
     print(f"baselines on the same validation pairs: {baselines}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"model folder: {args.out}  (history and plots in {Path(args.out) / 'training'})")
-    return 0
+    print(f"model folder: {out}  (history and plots in {Path(out) / 'training'})")
 
 
 def cmd_train_head(args: argparse.Namespace) -> int:
@@ -164,6 +198,9 @@ def register(sub: Any) -> None:
         "--dataset", default="auto", choices=["auto", "folder", "pairs", "mnist", "digits"]
     )
     p.add_argument("--data-dir", help="folder of MNIST IDX files for --dataset mnist")
+    p.add_argument(
+        "--model", metavar="MODEL_DIR", help="train this model folder further (not --backbone)"
+    )
     p.add_argument("--backbone", default="mobilenet_v2")
     p.add_argument("--no-pretrained", action="store_true")
     p.add_argument("--image-size", type=int)
@@ -177,7 +214,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--margin", type=float)
     p.add_argument("--distance", default="euclidean", choices=["euclidean", "cosine"])
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument(
+        "--epochs", type=int, help="default: 20 from scratch, 10 from pretrained weights"
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--m-per-class", type=int, default=4)
     p.add_argument("--steps-per-epoch", type=int)
@@ -189,7 +228,23 @@ def register(sub: Any) -> None:
     p.add_argument("--schedule", default="cosine", choices=["cosine", "step", "none"])
     p.add_argument("--patience", type=int, default=3, help="early stopping patience (epochs)")
     p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--split", default="identity", choices=["identity", "image"])
+    p.add_argument(
+        "--split",
+        default="auto",
+        choices=["auto", "identity", "image"],
+        help="validation split: held-out identities or images (auto: chosen from the data)",
+    )
+    p.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after choosing the epoch, train again on all the data (default: from scratch only)",
+    )
+    p.add_argument(
+        "--no-guard",
+        action="store_true",
+        help="keep the fine-tuned model even when it does not beat the pretrained one",
+    )
     p.add_argument("--val-split", type=float, default=0.2, help="share held out for validation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -1,7 +1,7 @@
 """Batched data augmentation on uint8 image tensors, on whatever device they are on.
 
 :func:`augment_batch` turns a uint8 batch into float pixels in [0, 1] with a random
-resized crop and horizontal flip (one affine transform per image, applied with
+resized crop, a small rotation and a horizontal flip (one affine transform per image, applied with
 ``grid_sample`` to the whole batch at once), then colour jitter: brightness, contrast
 and, for colour images, saturation. Every random number comes from the generator
 passed in, so the same generator state gives the same batch.
@@ -29,7 +29,9 @@ class Augment:
     Attributes:
         crop_scale: Range of the crop's area as a fraction of the image, within (0, 1].
         crop_ratio: Range of the crop's aspect ratio (width / height), drawn log-uniformly.
-        flip: Flip horizontally with probability 0.5.
+        flip: Flip horizontally with probability 0.5 (wrong for text, digits and glyphs,
+            where a mirror image is another identity: see :meth:`for_channels`).
+        rotate: Rotate by an angle drawn uniformly from [-rotate, rotate] degrees.
         brightness: Brightness factor drawn from [max(0, 1 - b), 1 + b]; 0 disables it.
         contrast: Contrast factor drawn likewise; 0 disables it.
         saturation: Saturation factor drawn likewise (colour images only); 0 disables it.
@@ -39,6 +41,7 @@ class Augment:
     crop_scale: tuple[float, float] = (0.7, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip: bool = True
+    rotate: float = 0.0
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.2
@@ -51,6 +54,8 @@ class Augment:
         low, high = self.crop_ratio
         if not 0.0 < low <= high:
             raise ValueError(f"crop_ratio must satisfy 0 < low <= high, got {self.crop_ratio}")
+        if not 0.0 <= self.rotate <= 180.0:
+            raise ValueError(f"rotate must be in [0, 180] degrees, got {self.rotate}")
         for name in ("brightness", "contrast", "saturation"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
@@ -59,6 +64,18 @@ class Augment:
     def off(cls) -> Augment:
         """Return settings that do no augmentation."""
         return cls(enabled=False)
+
+    @classmethod
+    def for_channels(cls, channels: int) -> Augment:
+        """The default for images with ``channels`` channels.
+
+        Grayscale inputs (digits, characters, sketches, documents) are usually shapes whose
+        mirror image is another identity (b/d, 2/S), so they get no flip and a small
+        rotation instead; colour photos get the flip.
+        """
+        if channels == 1:
+            return cls(flip=False, rotate=10.0, crop_scale=(0.8, 1.0))
+        return cls()
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict (inverse of :meth:`from_dict`)."""
@@ -108,7 +125,7 @@ def augment_batch(pixels: Tensor, aug: Augment, generator: torch.Generator) -> T
     if not aug.enabled or x.shape[0] == 0:
         return x
     batch, channels, height, width = x.shape
-    u = torch.rand((batch, 8), generator=generator, device=generator.device).to(x.device)
+    u = torch.rand((batch, 9), generator=generator, device=generator.device).to(x.device)
 
     # Random resized crop + flip as one affine map from output to input coordinates.
     scale = aug.crop_scale[0] + u[:, 0] * (aug.crop_scale[1] - aug.crop_scale[0])
@@ -124,6 +141,12 @@ def augment_batch(pixels: Tensor, aug: Augment, generator: torch.Generator) -> T
     theta[:, 0, 2] = centre_x
     theta[:, 1, 1] = crop_h
     theta[:, 1, 2] = centre_y
+    if aug.rotate > 0:  # rotate the sampling grid about the crop's centre
+        angle = (2 * u[:, 8] - 1) * math.radians(aug.rotate)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        linear = theta[:, :, :2].clone()
+        rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+        theta[:, :, :2] = linear @ rotation
     grid = F.affine_grid(theta, [batch, channels, height, width], align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 

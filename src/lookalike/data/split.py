@@ -6,16 +6,109 @@ has never seen. :func:`split_by_image` holds out some images of every identity, 
 measures how well the training identities themselves are learned. Both are pure
 functions of their seed, and both halves keep the full ``classes`` list, so a label
 means the same identity on either side.
+
+:func:`choose_split` picks one from the data and says why: with few identities, holding
+some out leaves a validation set of a handful of identities (a coin toss as an estimate)
+and a training set missing whole classes, so it holds out images instead — and says that
+the estimate then covers the training identities only.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from lookalike.data.labelled import LabelledImages
 from lookalike.errors import DataError
 
-__all__ = ["split_by_identity", "split_by_image"]
+__all__ = [
+    "MIN_VAL_IDENTITIES",
+    "SplitChoice",
+    "choose_split",
+    "split",
+    "split_by_identity",
+    "split_by_image",
+]
+
+MIN_VAL_IDENTITIES = 8
+"""Fewest held-out identities for which :func:`choose_split` holds out identities; below
+it, the validation estimate would rest on too few identities to say anything about new ones."""
+
+SplitKind = Literal["identity", "image"]
+
+
+@dataclass(frozen=True)
+class SplitChoice:
+    """Which split a training run uses, and why (printed by ``lookalike train``).
+
+    Attributes:
+        kind: ``"identity"`` (held-out identities) or ``"image"`` (held-out images).
+        reason: One sentence for the user.
+        identities: Identities with images in the data.
+        chosen: ``True`` when the split was chosen from the data, ``False`` when given.
+    """
+
+    kind: SplitKind
+    reason: str
+    identities: int
+    chosen: bool
+
+    @property
+    def covers_new_identities(self) -> bool:
+        """Whether validation figures estimate performance on identities never trained on."""
+        return self.kind == "identity"
+
+
+def choose_split(
+    data: LabelledImages, val_fraction: float = 0.2, *, given: SplitKind | None = None
+) -> SplitChoice:
+    """Choose the validation split from the data (or explain a given one).
+
+    Held-out identities when there are enough of them that ``val_fraction`` of them is at
+    least :data:`MIN_VAL_IDENTITIES`; otherwise held-out images of every identity.
+
+    Args:
+        data: The training images.
+        val_fraction: Share held out, in (0, 1).
+        given: A split the user asked for (``--split``): kept, with its caveat.
+
+    Returns:
+        The choice with its reason.
+
+    Raises:
+        ValueError: ``val_fraction`` is not in (0, 1).
+    """
+    _check_fraction(val_fraction)
+    n = int((data.counts() > 0).sum())
+    n_val = min(max(round(n * val_fraction), 2), max(n - 2, 0))
+    if given is None:
+        kind: SplitKind = "identity" if n_val >= MIN_VAL_IDENTITIES else "image"
+    else:
+        kind = given
+    if kind == "identity":
+        reason = (
+            f"validation holds out {n_val} of {n} identities, so its figures estimate "
+            "performance on identities never trained on"
+        )
+        if n_val < MIN_VAL_IDENTITIES:
+            reason += f" (only {n_val}: a rough estimate, wide interval)"
+    else:
+        reason = (
+            f"{n} identities: validation holds out {val_fraction:.0%} of each identity's "
+            "images, so its figures cover these identities only, not new ones"
+        ).replace("%", " %", 1)
+    return SplitChoice(kind, reason, n, chosen=given is None)
+
+
+def split(
+    data: LabelledImages, kind: SplitKind, val_fraction: float = 0.2, *, seed: int = 0
+) -> tuple[LabelledImages, LabelledImages]:
+    """:func:`split_by_identity` or :func:`split_by_image`, by name."""
+    if kind == "identity":
+        return split_by_identity(data, val_fraction, seed=seed)
+    return split_by_image(data, val_fraction, seed=seed)
 
 
 def _check_fraction(val_fraction: float) -> None:

@@ -28,6 +28,9 @@ class EpochRecord:
         seconds: Wall time of the epoch's training steps.
         scored: Pairs or triplets the loss scored during the epoch.
         forward_passes: Images embedded during the epoch.
+        val_ci_low, val_ci_high: 95 % interval of ``val_accuracy`` from a bootstrap over
+            validation identities (``None`` in histories written before it existed).
+        val_identities, val_pairs: What the validation figures rest on.
     """
 
     epoch: int
@@ -39,6 +42,10 @@ class EpochRecord:
     seconds: float
     scored: int
     forward_passes: int
+    val_ci_low: float | None = None
+    val_ci_high: float | None = None
+    val_identities: int | None = None
+    val_pairs: int | None = None
 
     @property
     def scored_per_second(self) -> float:
@@ -64,8 +71,12 @@ class Checkpoint:
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         config: dict[str, Any],
+        loss: nn.Module | None = None,
     ) -> None:
-        """Write atomically (temporary file + rename): an interruption never leaves half a file."""
+        """Write atomically (temporary file + rename): an interruption never leaves half a file.
+
+        ``loss`` is saved too when it has state of its own (a proxy loss's proxies).
+        """
         payload = {
             "format": "lookalike.checkpoint/1",
             "epoch": self.epoch,
@@ -77,6 +88,7 @@ class Checkpoint:
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "config": config,
+            "loss": loss.state_dict() if loss is not None else {},
         }
         atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
 
@@ -110,10 +122,13 @@ class Checkpoint:
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
+        loss: nn.Module | None = None,
     ) -> None:
-        """Load model, optimiser and scheduler state from a loaded checkpoint."""
+        """Load model, optimiser, scheduler (and loss) state from a loaded checkpoint."""
         assert self._states is not None, "restore() needs a checkpoint read with load()"
         model.load_state_dict(self._states["model"])
+        if loss is not None and self._states.get("loss"):
+            loss.load_state_dict(self._states["loss"])
         optimizer.load_state_dict(self._states["optimizer"])
         scheduler.load_state_dict(self._states["scheduler"])
 

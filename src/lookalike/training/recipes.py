@@ -11,22 +11,28 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch
 
 from lookalike.data.decode import DecodedImages, decode_all
 from lookalike.data.labelled import LabelledImages
 from lookalike.data.pairs import PairList
-from lookalike.data.split import split_by_identity, split_by_image
+from lookalike.data.split import MIN_VAL_IDENTITIES, SplitChoice, choose_split
+from lookalike.data.split import split as split_data
 from lookalike.errors import DataError
 from lookalike.imaging.preprocess import Preprocess
+from lookalike.metrics.calibration import best_accuracy_threshold
 from lookalike.model.network import SiameseModel
+from lookalike.training.checkpoint import EpochRecord
 from lookalike.training.config import TrainConfig, TrainData
+from lookalike.training.guard import guard, interpolate
 from lookalike.training.trainer import Trainer, TrainResult
+from lookalike.training.validation import PairValidator
 from lookalike.viz.curves import plot_history
 
 
@@ -124,54 +130,102 @@ def _pair_data(
     return train, valid, decoded.skipped
 
 
+def _load_start(
+    spec: ModelSpec, start_from: str | os.PathLike[str] | None, head: bool
+) -> SiameseModel:
+    """The model training starts from: a model folder (training it further) or a new one."""
+    if start_from is None:
+        return spec.build(head=head)
+    model = SiameseModel.load(start_from)
+    if head and model.head is None:
+        raise DataError(f"{start_from} has no pair head; the bce loss needs one")
+    return model
+
+
 def train_model(
     data: LabelledImages | PairList,
     out_dir: str | os.PathLike[str],
     *,
     model_spec: ModelSpec | None = None,
     config: TrainConfig | None = None,
-    split: Literal["identity", "image"] = "identity",
+    split: Literal["auto", "identity", "image"] = "auto",
     val_fraction: float = 0.2,
+    refit: bool | None = None,
+    start_from: str | os.PathLike[str] | None = None,
     resume: bool = False,
     device: str | None = None,
     progress: bool = False,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
     """Train and save a model folder at ``out_dir`` (history and plots in ``out_dir/training``).
 
     Args:
         data: Identity-labelled images, or labelled pairs (training from pair labels alone).
         out_dir: The model folder to write.
-        model_spec: The starting model.
+        model_spec: The starting model (ignored with ``start_from``).
         config: Training settings.
-        split: Validation split by ``"identity"`` (identities unseen in training; default) or
-            by ``"image"``. Pair data is split by pair.
+        split: ``"auto"`` chooses from the data (:func:`~lookalike.data.split.choose_split`);
+            ``"identity"`` holds out identities, ``"image"`` images. Pair data is split by pair.
         val_fraction: Share held out for validation.
+        refit: After choosing the epoch count on validation, train again from the start on
+            all the data (training + validation) for that many epochs; ``None``: when the
+            model trains from scratch (cheap, and every image counts).
+        start_from: A model folder to train further instead of building ``model_spec``.
         resume: Continue from ``out_dir/training/checkpoint.pt`` if it exists.
         device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"``.
         progress: Progress bars.
+        on_epoch: Called with each epoch's validation record (see :class:`Trainer`).
 
     Returns:
-        The result, with baselines and warnings filled in.
+        The result, with the split, the guard's decision, baselines and warnings filled in.
     """
     spec = model_spec or ModelSpec()
     cfg = config or TrainConfig()
-    model = spec.build(head=cfg.loss == "bce").to_device(device)
-    pretrained = model.weights_sha256 is not None
+    model = _load_start(spec, start_from, head=cfg.loss == "bce").to_device(device)
+    pretrained = model.weights_sha256 is not None or start_from is not None
+    # The guard compares with the starting model, which must itself be a usable one.
+    guarded = pretrained and cfg.guard and (start_from is not None or not spec.projection)
     skipped: dict[str, str] = {}
+    choice: SplitChoice | None = None
+    everything: TrainData | None = None
     if isinstance(data, PairList):
         if cfg.sampling != "pairs":
-            cfg = TrainConfig(**{**cfg.__dict__, "sampling": "pairs", "miner": "all"})
+            cfg = replace(cfg, sampling="pairs", miner="all")
         train, val, skipped = _pair_data(data, model.preprocess, val_fraction, cfg.seed, progress)
     else:
-        splitter = split_by_identity if split == "identity" else split_by_image
-        train_set, val_set = splitter(data, val_fraction, seed=cfg.seed)
+        choice = choose_split(data, val_fraction, given=None if split == "auto" else split)
+        train_set, val_set = split_data(data, choice.kind, val_fraction, seed=cfg.seed)
         train, decoded_train = _decode(train_set, model.preprocess, progress)
         val, decoded_val = _decode(val_set, model.preprocess, progress)
         skipped = {**decoded_train.skipped, **decoded_val.skipped}
-    trainer = Trainer(model, train, val, cfg, out_dir, pretrained=pretrained, progress=progress)
+        everything = _merge(train, val)
+    cfg = cfg.resolved(train.pixels, pretrained=pretrained)
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(
+        model,
+        train,
+        val,
+        cfg,
+        out_dir,
+        pretrained=pretrained,
+        progress=progress,
+        on_epoch=on_epoch,
+    )
     result = trainer.fit(resume=resume)
+    result.split = choice
+    if guarded:
+        result.guard = guard(result.model, start, trainer.validator)
+        if result.guard.alpha == 0.0 and result.best_epoch > 0:
+            result.warnings.append(result.guard.reason)
+    # Measured before any refit: after it, the validation images are training images.
+    _final_metrics(result, trainer.validator)
+    do_refit = refit if refit is not None else not pretrained
+    alpha = 1.0 if result.guard is None else result.guard.alpha
+    result.refit = bool(do_refit and everything is not None and result.best_epoch > 0 and alpha)
+    if result.refit and everything is not None:
+        _refit(result, start, everything, val, cfg, pretrained, alpha)
     result.baselines["raw_pixels"] = trainer.validator.raw_pixel_accuracy()
-    if pretrained:
+    if model.weights_sha256 is not None and start_from is None:
         frozen = SiameseModel.create(
             spec.backbone,
             pretrained=True,
@@ -179,27 +233,97 @@ def train_model(
             channels=model.preprocess.channels,
         ).to_device(device)
         result.baselines["frozen_backbone"] = trainer.validator.accuracy(frozen)
-    best = result.best.val_accuracy
-    frozen_acc = result.baselines.get("frozen_backbone")
-    if frozen_acc is not None and best < frozen_acc - 1e-9:
-        result.warnings.append(
-            f"training made the model worse than the frozen pretrained backbone on the validation "
-            f"identities ({best:.4f} < {frozen_acc:.4f}); consider --train-fraction 0 with a "
-            "projection, a lower learning rate, or the frozen backbone itself"
-        )
-    if result.best_epoch == 0 and cfg.epochs > 0:
-        result.warnings.append(
-            "no epoch beat the starting point on validation; the untrained starting model was kept"
-        )
-    if skipped:
-        result.warnings.append(f"{len(skipped)} unreadable image(s) skipped")
+    _warn(result, choice, cfg, skipped)
     result.skipped = skipped
     result.model.metrics.update(
         {f"baseline_{k}_val_pair_accuracy": v for k, v in result.baselines.items()}
     )
+    result.model.provenance = {
+        **result.model.provenance,
+        "split": None if choice is None else {"kind": choice.kind, "reason": choice.reason},
+        "guard": None if result.guard is None else result.guard.reason,
+        "refit": result.refit,
+    }
     result.model.save(out_dir)
     write_history(result)
     return result
+
+
+def _merge(a: TrainData, b: TrainData) -> TrainData:
+    """Training and validation images together (for the refit)."""
+    assert a.labels is not None and b.labels is not None
+    return TrainData(torch.cat([a.pixels, b.pixels]), torch.cat([a.labels, b.labels]))
+
+
+def _refit(
+    result: TrainResult,
+    start: dict[str, torch.Tensor],
+    everything: TrainData,
+    val: TrainData,
+    cfg: TrainConfig,
+    pretrained: bool,
+    alpha: float,
+) -> None:
+    """Train again from ``start`` on all images for the chosen number of epochs.
+
+    The guard's mixture ``alpha`` is applied to the refit weights as it was to the first
+    run's. Thresholds and validation figures stay those of the first run (the validation
+    images are training images now).
+    """
+    model = result.model
+    thresholds = dict(model.thresholds)
+    model.load_state_dict(start)
+    refit_cfg = replace(cfg, epochs=result.best_epoch, patience=None)
+    trainer = Trainer(model, everything, val, refit_cfg, result.out_dir, pretrained=pretrained)
+    trainer.run_epochs()
+    if alpha < 1.0:
+        model.load_state_dict(interpolate(start, model.state_dict(), alpha))
+    model.thresholds = thresholds
+
+
+def _final_metrics(result: TrainResult, validator: PairValidator) -> None:
+    """Validation figures of the model that is kept, with its interval."""
+    scores = validator.scores(validator.embed(result.model), result.model)
+    threshold = best_accuracy_threshold(scores, validator.y)
+    result.final = validator.interval(scores, threshold.value)
+    metric = "probability" if validator.config.loss == "bce" else "cosine"
+    result.model.thresholds = {metric: threshold.value}
+    result.model.metrics.update(
+        val_pair_accuracy=threshold.accuracy,
+        val_pair_accuracy_ci95=[result.final.low, result.final.high],
+        val_identities=result.final.identities,
+        val_pairs=result.final.pairs,
+    )
+
+
+def _warn(
+    result: TrainResult, choice: SplitChoice | None, cfg: TrainConfig, skipped: dict[str, str]
+) -> None:
+    best = result.final.value if result.final else result.best.val_accuracy
+    frozen_acc = result.baselines.get("frozen_backbone")
+    if frozen_acc is not None and best < frozen_acc - 1e-9:
+        result.warnings.append(
+            f"the kept model is worse than the frozen pretrained backbone on the validation "
+            f"pairs ({best:.4f} < {frozen_acc:.4f}); use the pretrained backbone itself "
+            "(--backbone NAME, no training)"
+        )
+    if result.best_epoch == 0 and cfg.n_epochs:
+        result.warnings.append(
+            "no epoch beat the starting point on validation; the untrained starting model was kept"
+        )
+    if choice is not None and not choice.covers_new_identities:
+        result.warnings.append(
+            "validation held out images of the training identities: its figures say nothing "
+            "about identities or kinds of images not trained on; measure on those with "
+            "lookalike eval MODEL DIR"
+        )
+    elif result.final is not None and result.final.identities < MIN_VAL_IDENTITIES:
+        result.warnings.append(
+            f"validation rests on {result.final.identities} identities: too few to predict "
+            "other kinds of images (use --folds K to rotate them)"
+        )
+    if skipped:
+        result.warnings.append(f"{len(skipped)} unreadable image(s) skipped")
 
 
 def write_history(result: TrainResult) -> list[Path]:

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from lookalike.data.augment import augment_batch
+from lookalike.data.augment import Augment, augment_batch
 from lookalike.data.decode import normalize
 from lookalike.data.pairs import make_pairs, make_triplets
 from lookalike.data.sampler import ClassBalancedBatchSampler
@@ -34,7 +35,13 @@ from lookalike.training.checkpoint import Checkpoint, EpochRecord, configure_tra
 from lookalike.training.config import PairStrategy, TrainConfig, TrainData, TripletStrategy
 from lookalike.training.losses import ContrastiveLoss, PairBCELoss, TripletMarginLoss
 from lookalike.training.miners import mine_pairs, mine_triplets
+from lookalike.training.pml import is_pml, pml_loss, pml_miner
 from lookalike.training.validation import PairValidator
+
+if TYPE_CHECKING:
+    from lookalike.data.split import SplitChoice
+    from lookalike.metrics.bootstrap import Interval
+    from lookalike.training.guard import GuardDecision
 
 
 @dataclass
@@ -49,6 +56,11 @@ class TrainResult:
             ``frozen_backbone`` when the backbone has pretrained weights).
         warnings: Things the user should know (for example: training made it worse).
         skipped: Unreadable images (source -> reason), skipped and counted.
+        split: How validation was split, and why.
+        guard: What the guard kept (pretrained starts only).
+        final: Validation pair accuracy of the kept model with its 95 % interval over
+            validation identities (measured before any refit).
+        refit: Whether the kept model was trained again on all the data.
     """
 
     model: SiameseModel
@@ -58,6 +70,10 @@ class TrainResult:
     out_dir: Path
     warnings: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    split: SplitChoice | None = None
+    guard: GuardDecision | None = None
+    final: Interval | None = None
+    refit: bool = False
 
     @property
     def best(self) -> EpochRecord:
@@ -76,6 +92,8 @@ class Trainer:
         out_dir: Model folder to write; ``out_dir/training/`` holds history, plots, checkpoint.
         pretrained: Whether the backbone started from pretrained weights (sets defaults).
         progress: Show a progress bar.
+        on_epoch: Called with each epoch's record as soon as it is measured (epoch 0
+            included), for a one-line-per-epoch report.
     """
 
     def __init__(
@@ -88,11 +106,15 @@ class Trainer:
         *,
         pretrained: bool,
         progress: bool = False,
+        on_epoch: Callable[[EpochRecord], None] | None = None,
     ) -> None:
+        config = config.resolved(train.pixels, pretrained=pretrained)
+        self.augment: Augment = config.augment if config.augment is not None else Augment()
         self.model, self.train_data, self.config = model, train, config
         self.out_dir = Path(out_dir)
         self.work_dir = self.out_dir / "training"
         self.progress = progress
+        self.on_epoch = on_epoch
         self.device = model.device
         cfg = config
         if cfg.loss == "bce" and model.head is None:
@@ -113,6 +135,21 @@ class Trainer:
                 "nothing to train: the backbone is frozen and the model has no projection or "
                 "head; raise train_fraction or add a projection"
             )
+        self.loss_fn: nn.Module
+        self.pml_miner: nn.Module | None = None
+        if is_pml(cfg.loss):
+            assert train.labels is not None  # pml losses need identities (checked by config)
+            self.loss_fn = pml_loss(
+                cfg.loss,
+                cfg.loss_args,
+                num_classes=int(train.labels.max()) + 1,
+                embedding_size=model.embedding_dim,
+            ).to(self.device)
+            proxies = [p for p in self.loss_fn.parameters() if p.requires_grad]
+            if proxies:  # proxy losses: their parameters train with the model
+                groups.append({"params": proxies, "lr": cfg.lr})
+            if is_pml(cfg.miner):
+                self.pml_miner = pml_miner(cfg.miner, cfg.miner_args)
         self.freeze_bn = pretrained
         if cfg.optimizer == "adam":
             self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(
@@ -125,8 +162,9 @@ class Trainer:
             cfg.margin if cfg.margin is not None else (1.0 if cfg.loss == "contrastive" else 0.2)
         )
         self.margin = margin
-        self.loss_fn: nn.Module
-        if cfg.loss == "contrastive":
+        if is_pml(cfg.loss):
+            pass  # built above, before the optimiser
+        elif cfg.loss == "contrastive":
             self.loss_fn = ContrastiveLoss(margin, distance=cfg.distance)
         elif cfg.loss == "triplet":
             self.triplet_loss = TripletMarginLoss(
@@ -145,7 +183,7 @@ class Trainer:
     # -- schedule and steps ------------------------------------------------------------------
 
     def _scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
-        epochs = max(self.config.epochs, 1)
+        epochs = max(self.config.n_epochs, 1)
         if self.config.schedule == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=epochs)
         if self.config.schedule == "step":
@@ -160,7 +198,7 @@ class Trainer:
 
     def _embed(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         pixels = self.train_data.pixels[idx].to(self.device, non_blocking=True)
-        x = normalize(augment_batch(pixels, self.config.augment, generator), self.model.preprocess)
+        x = normalize(augment_batch(pixels, self.augment, generator), self.model.preprocess)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
             out: torch.Tensor = self.model(x)
         return out.float()
@@ -224,6 +262,10 @@ class Trainer:
             idx = torch.as_tensor(batch)
             emb = self._embed(idx, generator)
             labels = self.train_data.labels[idx].to(self.device)
+            if is_pml(cfg.loss):
+                mined = self.pml_miner(emb, labels) if self.pml_miner is not None else None
+                loss: torch.Tensor = self.loss_fn(emb, labels, mined)
+                return loss, len(idx), len(idx)
             if cfg.loss == "triplet":
                 triplets = mine_triplets(
                     emb,
@@ -271,7 +313,7 @@ class Trainer:
         start = time.perf_counter()
         bar = tqdm(
             batches,
-            desc=f"epoch {epoch}/{cfg.epochs}",
+            desc=f"epoch {epoch}/{cfg.n_epochs}",
             unit="batch",
             disable=not self.progress,
             leave=False,
@@ -305,7 +347,7 @@ class Trainer:
         ckpt_path = self.work_dir / "checkpoint.pt"
         state = Checkpoint.load(ckpt_path) if resume and ckpt_path.is_file() else None
         if state is not None:
-            state.restore(self.model, self.optimizer, self.scheduler)
+            state.restore(self.model, self.optimizer, self.scheduler, self.loss_fn)
             history, best_epoch, best_acc, stale = (
                 state.history,
                 state.best_epoch,
@@ -315,14 +357,16 @@ class Trainer:
             start_epoch = state.epoch + 1
         else:
             record = self.validator.record(0, None, 0, 0, 0.0, self.optimizer)
+            self._report(record)
             history, best_epoch, best_acc, stale = [record], 0, record.val_accuracy, 0
             self._save_best(record)
             start_epoch = 1
-        for epoch in range(start_epoch, cfg.epochs + 1):
+        for epoch in range(start_epoch, cfg.n_epochs + 1):
             if cfg.patience is not None and stale >= cfg.patience:
                 break
             loss, scored, passes, seconds = self._train_epoch(epoch)
             record = self.validator.record(epoch, loss, scored, passes, seconds, self.optimizer)
+            self._report(record)
             history.append(record)
             if record.val_accuracy > best_acc + 1e-9:
                 best_epoch, best_acc, stale = epoch, record.val_accuracy, 0
@@ -330,12 +374,21 @@ class Trainer:
             else:
                 stale += 1
             Checkpoint(epoch, history, best_epoch, best_acc, stale).save(
-                ckpt_path, self.model, self.optimizer, self.scheduler, cfg.to_dict()
+                ckpt_path, self.model, self.optimizer, self.scheduler, cfg.to_dict(), self.loss_fn
             )
         best = SiameseModel.load(self.out_dir, device=self.device)
         self.model.load_state_dict(best.state_dict())
         self.model.thresholds, self.model.metrics = best.thresholds, best.metrics
         return TrainResult(self.model, history, best_epoch, {}, self.out_dir)
+
+    def run_epochs(self) -> None:
+        """Train for ``config.epochs`` epochs with no validation, selection or files (refit)."""
+        for epoch in range(1, self.config.n_epochs + 1):
+            self._train_epoch(epoch)
+
+    def _report(self, record: EpochRecord) -> None:
+        if self.on_epoch is not None:
+            self.on_epoch(record)
 
     def _save_best(self, record: EpochRecord) -> None:
         metric = "probability" if self.config.loss == "bce" else "cosine"

@@ -1,4 +1,9 @@
-"""Validation during training: a fixed set of labelled pairs, scored after every epoch."""
+"""Validation during training: a fixed set of labelled pairs, scored after every epoch.
+
+Every accuracy comes with a 95 % interval from a bootstrap over the validation
+*identities* (:mod:`lookalike.metrics.bootstrap`), and :meth:`PairValidator.improvement`
+measures whether one model beats another on the same pairs by more than chance.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import torch
 
 from lookalike.data.decode import normalize
 from lookalike.data.pairs import make_pairs, make_triplets
+from lookalike.metrics.bootstrap import Interval, identity_bootstrap, weighted_accuracy
 from lookalike.metrics.calibration import best_accuracy_threshold
 from lookalike.metrics.distances import cosine_similarity
 from lookalike.model.network import SiameseModel
@@ -36,6 +42,10 @@ class PairValidator:
             self.i, self.j, self.y = make_pairs(
                 val.labels.numpy(), config.val_pairs, positive_fraction=0.5, seed=config.seed + 1
             )
+        self.identities: tuple[np.ndarray, np.ndarray] | None = None
+        if val.labels is not None:
+            labels = val.labels.numpy()
+            self.identities = (labels[self.i], labels[self.j])
         self.triplets = None
         if config.loss == "triplet" and val.labels is not None:
             self.triplets = make_triplets(
@@ -64,6 +74,42 @@ class PairValidator:
         """Validation pair accuracy of any model (by cosine unless it is the BCE head model)."""
         emb = self.embed(model)
         return best_accuracy_threshold(self.scores(emb, model), self.y).accuracy
+
+    def interval(self, scores: np.ndarray, threshold: float, *, rounds: int = 500) -> Interval:
+        """Accuracy at ``threshold`` with its 95 % interval over validation identities."""
+
+        def accuracy(s: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+            return weighted_accuracy(s, y, w, threshold)
+
+        return identity_bootstrap(
+            scores, self.y, self.identities, accuracy, rounds=rounds, seed=self.config.seed
+        )
+
+    def improvement(
+        self, base: np.ndarray, candidate: np.ndarray, *, rounds: int = 500
+    ) -> Interval:
+        """Accuracy of ``candidate`` minus that of ``base`` on the same pairs, with its interval.
+
+        Each model is scored at its own best threshold on these pairs; the interval resamples
+        validation identities, so it is wide when they are few.
+
+        Args:
+            base: (P,) pair scores of the reference model (e.g. the frozen backbone).
+            candidate: (P,) pair scores of the model that would replace it.
+            rounds: Bootstrap rounds.
+        """
+        t_base = best_accuracy_threshold(base, self.y).value
+        t_cand = best_accuracy_threshold(candidate, self.y).value
+
+        def gain(s: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+            return weighted_accuracy(s[:, 1], y, w, t_cand) - weighted_accuracy(
+                s[:, 0], y, w, t_base
+            )
+
+        both = np.stack([base, candidate], axis=1)
+        return identity_bootstrap(
+            both, self.y, self.identities, gain, rounds=rounds, seed=self.config.seed
+        )
 
     def raw_pixel_accuracy(self) -> float:
         """Validation pair accuracy of cosine similarity on raw (normalised) pixels."""
@@ -97,7 +143,9 @@ class PairValidator:
     ) -> EpochRecord:
         """Measure the model now and return the epoch's history record."""
         emb = self.embed()
-        threshold = best_accuracy_threshold(self.scores(emb), self.y)
+        scores = self.scores(emb)
+        threshold = best_accuracy_threshold(scores, self.y)
+        ci = self.interval(scores, threshold.value)
         return EpochRecord(
             epoch=epoch,
             train_loss=train_loss,
@@ -108,4 +156,8 @@ class PairValidator:
             seconds=seconds,
             scored=scored,
             forward_passes=passes,
+            val_ci_low=ci.low,
+            val_ci_high=ci.high,
+            val_identities=ci.identities,
+            val_pairs=ci.pairs,
         )
