@@ -90,6 +90,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     _print_summary(result, calibrated, args)
     print(f"report: {Path(args.out) / 'report.md'} ({len(files)} files)")
+    warning = result.worse_than_frozen()
+    if warning is not None:
+        backbone = model.backbone_name if model.backbone_name != "custom" else "mobilenet_v2"
+        size = model.preprocess.input_size[0]
+        print(
+            f"warning: {warning}; to use the backbone instead: lookalike compare A B "
+            f"--backbone {backbone} --image-size {size}",
+            file=sys.stderr,
+        )
     return 0
 
 

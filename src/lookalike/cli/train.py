@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,20 @@ def _widths(text: str | None) -> tuple[int, ...]:
         ) from exc
 
 
+def _json_arg(text: str | None, flag: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LookalikeError(
+            f"{flag} must be a JSON object, e.g. '{{\"margin\": 0.2}}': {exc}"
+        ) from exc
+    if not isinstance(value, dict):
+        raise LookalikeError(f"{flag} must be a JSON object, got {text!r}")
+    return value
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``lookalike train``: train a model folder from an identity folder or a pairs CSV."""
     from lookalike.data.augment import Augment
@@ -30,6 +46,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lookalike.training.recipes import ModelSpec, load_dataset, train_model
 
     set_threads(args.threads)
+    if not 1 <= args.folds <= 20:
+        raise LookalikeError(f"--folds must be between 1 and 20, got {args.folds}")
     source = args.data_dir if args.dataset == "mnist" and args.data_dir else args.data
     data = load_dataset(source, dataset=args.dataset)
     spec = ModelSpec(
@@ -41,6 +59,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         projection=_widths(args.projection),
     )
     miner = args.miner or ("semihard" if args.loss == "triplet" else "all")
+    loss_args, miner_args = (
+        _json_arg(args.loss_args, "--loss-args"),
+        _json_arg(args.miner_args, "--miner-args"),
+    )
     try:
         config = TrainConfig(
             loss=args.loss,
@@ -62,6 +84,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             augment=Augment.off() if args.no_augment else None,
             guard=not args.no_guard,
+            loss_args=loss_args,
+            miner_args=miner_args,
         )
     except ValueError as exc:
         raise LookalikeError(str(exc)) from exc
@@ -78,6 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         progress=sys.stderr.isatty(),
         on_epoch=_print_epoch,
+        folds=args.folds,
     )
     _print_summary(result, args.out)
     return 0
@@ -104,6 +129,13 @@ def _print_summary(result: Any, out: str) -> None:
         print(f"split by {result.split.kind} ({how}): {result.split.reason}")
     if result.guard is not None:
         print(f"guard: {result.guard.reason}")
+    if result.folds:
+        values = [f.value for f in result.folds]
+        each = ", ".join(f"{f.value:.3f}" for f in result.folds)
+        print(
+            f"{len(values)} folds of held-out identities: validation accuracy "
+            f"{statistics.mean(values):.4f} ± {statistics.pstdev(values):.4f} (sd; folds: {each})"
+        )
     final = result.final
     metric = next(iter(result.model.thresholds), "cosine")
     threshold = result.model.thresholds.get(metric, float("nan"))
@@ -207,11 +239,21 @@ def register(sub: Any) -> None:
     p.add_argument("--channels", type=int, choices=[1, 3])
     p.add_argument("--pooling", default="avg", choices=["avg", "gem", "max", "flatten"])
     p.add_argument("--projection", metavar="W1,W2", help="projection MLP widths, e.g. 128,128")
-    p.add_argument("--loss", default="triplet", choices=["contrastive", "triplet", "bce"])
+    p.add_argument(
+        "--loss",
+        default="triplet",
+        metavar="LOSS",
+        help="contrastive, triplet, bce, or any pytorch-metric-learning loss: pml:ClassName",
+    )
+    p.add_argument(
+        "--loss-args", metavar="JSON", help="arguments of a pml: loss, e.g. '{\"margin\": 0.2}'"
+    )
     p.add_argument("--sampling", default="balanced", choices=["balanced", "pairs", "triplets"])
     p.add_argument(
-        "--miner", help="semihard|hard|all|all_active|random (triplet), all|hard (pairs)"
+        "--miner",
+        help="semihard|hard|all|all_active|random (triplet), all|hard (pairs), or pml:ClassName",
     )
+    p.add_argument("--miner-args", metavar="JSON", help="arguments of a pml: miner")
     p.add_argument("--margin", type=float)
     p.add_argument("--distance", default="euclidean", choices=["euclidean", "cosine"])
     p.add_argument(
@@ -226,7 +268,7 @@ def register(sub: Any) -> None:
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--schedule", default="cosine", choices=["cosine", "step", "none"])
-    p.add_argument("--patience", type=int, default=3, help="early stopping patience (epochs)")
+    p.add_argument("--patience", type=int, default=5, help="early stopping patience (epochs)")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument(
         "--split",
@@ -239,6 +281,13 @@ def register(sub: Any) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="after choosing the epoch, train again on all the data (default: from scratch only)",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=1,
+        metavar="K",
+        help="first train K times on rotated held-out identities and report the spread",
     )
     p.add_argument(
         "--no-guard",

@@ -27,6 +27,7 @@ __all__ = [
     "MIN_VAL_IDENTITIES",
     "SplitChoice",
     "choose_split",
+    "identity_folds",
     "split",
     "split_by_identity",
     "split_by_image",
@@ -195,3 +196,36 @@ def split_by_image(
             "raise val_fraction or add images"
         )
     return data.subset(np.flatnonzero(~in_val)), data.subset(np.flatnonzero(in_val))
+
+
+def identity_folds(
+    data: LabelledImages, folds: int, *, seed: int = 0
+) -> list[tuple[LabelledImages, LabelledImages]]:
+    """K splits that rotate the held-out identities (each identity is held out once).
+
+    Args:
+        data: The images.
+        folds: K, at least 2 and at most half the identities.
+        seed: Seed of the partition.
+
+    Returns:
+        K (train, val) pairs.
+
+    Raises:
+        DataError: Too few identities for K folds of at least 2 identities each.
+        ValueError: ``folds`` < 2.
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    present = np.flatnonzero(data.counts() > 0)
+    if len(present) < 2 * folds:
+        raise DataError(
+            f"{folds} folds need at least {2 * folds} identities (2 held out per fold); "
+            f"found {len(present)}"
+        )
+    groups = np.array_split(np.random.default_rng(seed).permutation(present), folds)
+    out = []
+    for group in groups:
+        held = np.isin(data.labels, group)
+        out.append((data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))))
+    return out

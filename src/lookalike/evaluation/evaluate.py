@@ -161,10 +161,43 @@ class EvalResult:
     labels: np.ndarray | None = None
     classes: list[str] = field(default_factory=list)
 
+    def worse_than_frozen(self) -> str | None:
+        """A warning when the model is worse than its frozen backbone on these images.
+
+        "Worse" means beyond noise: N-way accuracy lower by more than the two intervals
+        combined (when episodes ran), else ROC AUC lower by more than 0.01.
+
+        Returns:
+            The warning (with the figures and their sample sizes), or ``None``.
+        """
+        frozen = self.baselines.get("frozen_backbone")
+        if frozen is None:
+            return None
+        m, f = self.model.summary(), frozen.summary()
+        if m["n_way_accuracy"] is not None and f["n_way_accuracy"] is not None:
+            noise = float(np.hypot(m["n_way_ci95"], f["n_way_ci95"]))
+            if m["n_way_accuracy"] < f["n_way_accuracy"] - noise:
+                episodes = self.model.episodes.episodes if self.model.episodes else 0
+                return (
+                    f"the model is worse than its frozen pretrained backbone on these images: "
+                    f"N-way accuracy {m['n_way_accuracy']:.4f} vs {f['n_way_accuracy']:.4f} "
+                    f"(±{noise:.4f}, {episodes} episodes, {self.identities} identities)"
+                )
+            return None
+        auc, frozen_auc = m["roc_auc"], f["roc_auc"]
+        if auc is not None and frozen_auc is not None and auc < frozen_auc - 0.01:
+            return (
+                f"the model is worse than its frozen pretrained backbone on these images: "
+                f"ROC AUC {auc:.4f} vs {frozen_auc:.4f} on {self.pairs} pairs"
+            )
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON report: the model's headline keys at top level, details below."""
+        warning = self.worse_than_frozen()
         return {
             **self.model.summary(),
+            "warnings": [] if warning is None else [warning],
             "pairs": self.pairs,
             "pair_source": self.pair_source,
             "images": self.images,

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from lookalike.data.augment import Augment
+from lookalike.training import pml
 from lookalike.training.losses import LossName
 from lookalike.training.miners import PairStrategy, TripletStrategy
 from lookalike.training.pml import is_pml
@@ -88,7 +89,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     schedule: Literal["cosine", "step", "none"] = "cosine"
     grad_clip: float | None = 5.0
-    patience: int | None = 3
+    patience: int | None = 5
     augment: Augment | None = None
     val_pairs: int = 1000
     seed: int = 0
@@ -119,6 +120,14 @@ class TrainConfig:
             raise ValueError("pml: losses train on class-balanced batches (sampling='balanced')")
         if is_pml(self.miner) and not is_pml(self.loss):
             raise ValueError("pml: miners go with pml: losses (--loss pml:ClassName)")
+        if is_pml(self.loss):
+            pml.check("losses", str(self.loss), self.loss_args)
+        elif self.loss_args:
+            raise ValueError("loss_args (--loss-args) apply to pml: losses only")
+        if is_pml(self.miner):
+            pml.check("miners", self.miner, self.miner_args)
+        elif self.miner_args:
+            raise ValueError("miner_args (--miner-args) apply to pml: miners only")
         if self.sampling == "triplets" and self.loss != "triplet":
             raise ValueError("sampling='triplets' needs loss='triplet'")
         if self.loss == "triplet" and self.sampling == "pairs":

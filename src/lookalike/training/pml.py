@@ -19,7 +19,7 @@ from torch import nn
 
 from lookalike.errors import LookalikeError
 
-__all__ = ["PML_PREFIX", "is_pml", "pml_loss", "pml_miner"]
+__all__ = ["PML_PREFIX", "check", "is_pml", "pml_loss", "pml_miner"]
 
 PML_PREFIX = "pml:"
 
@@ -44,7 +44,22 @@ def _module(kind: str) -> Any:
         ) from exc
 
 
-def _build(kind: str, name: str, args: dict[str, Any], fill: dict[str, Any]) -> nn.Module:
+def check(kind: str, name: str, args: dict[str, Any]) -> None:
+    """Check a ``pml:`` name and its arguments without building anything.
+
+    Args:
+        kind: ``"losses"`` or ``"miners"``.
+        name: ``pml:ClassName``.
+        args: Constructor arguments.
+
+    Raises:
+        ValueError: An unknown class (the known ones are listed) or arguments it refuses.
+        LookalikeError: pytorch-metric-learning is not installed.
+    """
+    _resolve(kind, name, args)
+
+
+def _resolve(kind: str, name: str, args: dict[str, Any]) -> tuple[Any, Any]:
     if not is_pml(name):
         raise ValueError(f"not a pml name: {name!r} (expected {PML_PREFIX}ClassName)")
     cls_name = name[len(PML_PREFIX) :]
@@ -71,6 +86,11 @@ def _build(kind: str, name: str, args: dict[str, Any], fill: dict[str, Any]) -> 
             f"{name} does not take {', '.join(unknown)}; it takes: "
             + ", ".join(k for k in params if k not in ("args", "kwargs"))
         )
+    return cls, params
+
+
+def _build(kind: str, name: str, args: dict[str, Any], fill: dict[str, Any]) -> nn.Module:
+    cls, params = _resolve(kind, name, args)
     values = dict(args)
     for key, value in fill.items():
         if key in params and key not in values:

@@ -8,6 +8,7 @@ history files and plots.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
@@ -22,10 +23,11 @@ import torch
 from lookalike.data.decode import DecodedImages, decode_all
 from lookalike.data.labelled import LabelledImages
 from lookalike.data.pairs import PairList
-from lookalike.data.split import MIN_VAL_IDENTITIES, SplitChoice, choose_split
+from lookalike.data.split import MIN_VAL_IDENTITIES, SplitChoice, choose_split, identity_folds
 from lookalike.data.split import split as split_data
 from lookalike.errors import DataError
 from lookalike.imaging.preprocess import Preprocess
+from lookalike.metrics.bootstrap import Interval
 from lookalike.metrics.calibration import best_accuracy_threshold
 from lookalike.model.network import SiameseModel
 from lookalike.training.checkpoint import EpochRecord
@@ -156,6 +158,7 @@ def train_model(
     device: str | None = None,
     progress: bool = False,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    folds: int = 1,
 ) -> TrainResult:
     """Train and save a model folder at ``out_dir`` (history and plots in ``out_dir/training``).
 
@@ -175,6 +178,9 @@ def train_model(
         device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"``.
         progress: Progress bars.
         on_epoch: Called with each epoch's validation record (see :class:`Trainer`).
+        folds: With K ≥ 2, first train K times, each time holding out another K-th of the
+            identities, and report the spread of the validation accuracy
+            (``result.folds``); then train the kept model as usual.
 
     Returns:
         The result, with the split, the guard's decision, baselines and warnings filled in.
@@ -201,6 +207,12 @@ def train_model(
         everything = _merge(train, val)
     cfg = cfg.resolved(train.pixels, pretrained=pretrained)
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    fold_results = (
+        _cross_validate(model, start, data, folds, cfg, Path(out_dir), pretrained, progress)
+        if folds > 1 and isinstance(data, LabelledImages)
+        else []
+    )
+    model.load_state_dict(start)
     trainer = Trainer(
         model,
         train,
@@ -213,8 +225,14 @@ def train_model(
     )
     result = trainer.fit(resume=resume)
     result.split = choice
+    result.folds = fold_results
     if guarded:
+        tuned = copy.deepcopy(result.model)
         result.guard = guard(result.model, start, trainer.validator)
+        if result.guard.alpha < 1.0 and result.best_epoch > 0:
+            # What training made, set aside: a user who knows better can still use it.
+            tuned.provenance = {**tuned.provenance, "guard": "set aside by the guard"}
+            tuned.save(Path(out_dir) / "training" / "unguarded")
         if result.guard.alpha == 0.0 and result.best_epoch > 0:
             result.warnings.append(result.guard.reason)
     # Measured before any refit: after it, the validation images are training images.
@@ -247,6 +265,31 @@ def train_model(
     result.model.save(out_dir)
     write_history(result)
     return result
+
+
+def _cross_validate(
+    model: SiameseModel,
+    start: dict[str, torch.Tensor],
+    data: LabelledImages,
+    folds: int,
+    cfg: TrainConfig,
+    out_dir: Path,
+    pretrained: bool,
+    progress: bool,
+) -> list[Interval]:
+    """Validation accuracy (with its interval) of K runs on rotated held-out identities."""
+    found = []
+    for k, (train_set, val_set) in enumerate(identity_folds(data, folds, seed=cfg.seed)):
+        model.load_state_dict(start)
+        train, _ = _decode(train_set, model.preprocess, progress)
+        val, _ = _decode(val_set, model.preprocess, progress)
+        work = out_dir / "training" / f"fold-{k + 1}"
+        trainer = Trainer(model, train, val, cfg, work, pretrained=pretrained, progress=progress)
+        fitted = trainer.fit()
+        scores = trainer.validator.scores(trainer.validator.embed(fitted.model), fitted.model)
+        threshold = best_accuracy_threshold(scores, trainer.validator.y)
+        found.append(trainer.validator.interval(scores, threshold.value))
+    return found
 
 
 def _merge(a: TrainData, b: TrainData) -> TrainData:

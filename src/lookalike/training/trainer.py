@@ -61,6 +61,7 @@ class TrainResult:
         final: Validation pair accuracy of the kept model with its 95 % interval over
             validation identities (measured before any refit).
         refit: Whether the kept model was trained again on all the data.
+        folds: With ``folds`` K ≥ 2: each fold's validation accuracy and interval.
     """
 
     model: SiameseModel
@@ -74,6 +75,7 @@ class TrainResult:
     guard: GuardDecision | None = None
     final: Interval | None = None
     refit: bool = False
+    folds: list[Interval] = field(default_factory=list)
 
     @property
     def best(self) -> EpochRecord:
