@@ -69,7 +69,11 @@ REGIMES = {
         "closed set: 10 digits, 300 train / 100 test images each, test fonts unseen",
         "small_cnn",
         10,
-        (("lookalike train (defaults)", ()), ("--loss contrastive", ("--loss", "contrastive"))),
+        (
+            ("lookalike train (defaults)", ()),
+            ("--loss contrastive", ("--loss", "contrastive")),
+            ("--no-refit", ("--no-refit",)),
+        ),
     ),
     "many": Regime(
         "many",
@@ -115,6 +119,28 @@ def make_data(regime: str, root: Path) -> Path:
             out, seed=0, n_train_chars=8, n_test_chars=150, per_char=60, overwrite=True
         )
     return out
+
+
+def make_photo_edits(root: Path, per_photo: int = 8) -> Path:
+    """Another kind of image entirely: the 21 offline photos, each one identity with
+    ``per_photo - 1`` generated edits (crops, rotations, colour, overlays, JPEG)."""
+    from PIL import Image
+
+    from lookalike.dedup.calibrate import offline_photos
+    from lookalike.dedup.edits import near_duplicates
+
+    test = root / "test"
+    if test.is_dir():
+        return root
+    for k, photo in enumerate(offline_photos()):
+        folder = test / f"photo{k:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(photo)
+        image.thumbnail((256, 256))
+        image.save(folder / "0.png")
+        for n, edit in enumerate(near_duplicates(image, per_photo - 1, seed=k), 1):
+            edit.image.convert("RGB").save(folder / f"{n}.png")
+    return root
 
 
 def _ci_auc(scores: np.ndarray, labels: np.ndarray, ids: tuple[np.ndarray, np.ndarray]) -> str:
@@ -165,19 +191,22 @@ def train(data_dir: Path, out: Path, regime: Regime, size: int | None, flags: tu
     if size:
         cmd += ["--image-size", str(size)]
     cmd += list(flags)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, cpu_before = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
     start = time.perf_counter()
     run = subprocess.run(
         cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}
     )
     seconds = time.perf_counter() - start
-    peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = max(usage.ru_maxrss, before) / 1024
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before
     if run.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{run.stderr[-3000:]}")
-    return seconds, peak, run.stdout + run.stderr
+    return seconds, cpu, peak, run.stdout + run.stderr
 
 
-def run_regime(regime: Regime, work: Path, size: int | None) -> list[str]:
+def run_regime(regime: Regime, work: Path, size: int | None, reuse: bool) -> list[str]:
     data_dir = make_data(regime.name, work / "data")
     test = LabelledImages.from_folder(data_dir / "test")
     rows = []
@@ -190,8 +219,14 @@ def run_regime(regime: Regime, work: Path, size: int | None) -> list[str]:
     log = []
     for name, flags in regime.runs:
         out = work / "models" / f"{regime.name}-{name.replace(' ', '_').strip('-()')}"
-        seconds, peak, text = train(data_dir, out, regime, size, flags)
-        log.append(f"$ lookalike train ... {' '.join(flags)}\n{text}")
+        costs = work / "models" / f"{out.name}.cost.json"
+        if reuse and (out / "config.json").is_file():
+            nan = float("nan")
+            seconds, cpu, peak = json.loads(costs.read_text()) if costs.is_file() else (nan,) * 3
+        else:
+            seconds, cpu, peak, text = train(data_dir, out, regime, size, flags)
+            costs.write_text(json.dumps([seconds, cpu, peak]))
+            log.append(f"$ lookalike train ... {' '.join(flags)}\n{text}")
         model = SiameseModel.load(out)
         emb, labels = embed(model, test)
         threshold = model.thresholds.get("cosine")
@@ -202,7 +237,7 @@ def run_regime(regime: Regime, work: Path, size: int | None) -> list[str]:
             (
                 name,
                 measure(emb, labels, regime.ways, threshold),
-                f"{seconds:.0f} s, {peak:.0f} MB",
+                f"{seconds:.0f} s wall, {cpu / 60:.1f} CPU-min, {peak:.0f} MB",
                 note,
             )
         )
@@ -213,11 +248,30 @@ def run_regime(regime: Regime, work: Path, size: int | None) -> list[str]:
             figures = measure(emb, labels, regime.ways, tuned.thresholds.get("cosine"))
             rows.append(("fine-tuned, set aside by the guard", figures, "same run", ""))
     (work / f"{regime.name}.log").write_text("\n".join(log))
+    if regime.backbone != "small_cnn":  # the same models on photos: a kind never trained on
+        photos = LabelledImages.from_folder(make_photo_edits(work / "data" / "photos") / "test")
+        frozen = SiameseModel.create(regime.backbone, input_size=size)
+        emb, labels = embed(frozen, photos)
+        rows.append(("*on photos:* frozen backbone", measure(emb, labels, 5, None), "", ""))
+        for name, _ in regime.runs:
+            out = work / "models" / f"{regime.name}-{name.replace(' ', '_').strip('-()')}"
+            for what, folder in (("", out), (" (set aside)", out / "training" / "unguarded")):
+                if folder.is_dir():
+                    model = SiameseModel.load(folder)
+                    emb, labels = embed(model, photos)
+                    figures = measure(emb, labels, 5, model.thresholds.get("cosine"))
+                    rows.append((f"*on photos:* {name}{what}", figures, "", ""))
     at = f" at {size} px" if size else ""
     lines = [
         f"### {regime.name}: {regime.what}",
         "",
-        f"Backbone `{regime.backbone}`{at}; {regime.ways}-way 1-shot.",
+        f"Backbone `{regime.backbone}`{at}; {regime.ways}-way 1-shot"
+        + (
+            "; rows *on photos* score the same models on 21 offline photos × 8 generated "
+            "edits (5-way 1-shot), a kind of image none of them was trained on."
+            if regime.backbone != "small_cnn"
+            else "."
+        ),
         "",
         f"| embedding | ROC AUC (95 % CI) | pair accuracy (95 % CI) | {regime.ways}-way 1-shot "
         "| train time, peak RSS | what train kept |",
@@ -234,7 +288,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("bench-quality"))
     parser.add_argument("--regimes", default="closed,many,shifted,few")
     parser.add_argument("--image-size", type=int, default=48, help="for the pretrained backbone")
-    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    parser.add_argument(
+        "--reuse", action="store_true", help="evaluate models already trained in --work again"
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.regimes.split(",") if n.strip()]
     unknown = set(names) - set(REGIMES)
@@ -247,7 +303,7 @@ def main() -> None:
     for name in names:
         regime = REGIMES[name]
         size = None if regime.backbone == "small_cnn" else args.image_size
-        section = run_regime(regime, args.work, size)
+        section = run_regime(regime, args.work, size, args.reuse)
         print("\n".join(section), flush=True)
         (args.work / f"{name}.md").write_text("\n".join(section))
         out += section

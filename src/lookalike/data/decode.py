@@ -122,3 +122,30 @@ def normalize(pixels: Tensor, preprocess: Preprocess) -> Tensor:
     mean = torch.tensor(preprocess.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
     std = torch.tensor(preprocess.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
     return (x - mean) / std
+
+
+def raw_pixel_vectors(
+    pixels: torch.Tensor, preprocess: Preprocess, *, side: int = 32, chunk: int = 512
+) -> np.ndarray:
+    """The raw-pixel baseline's vectors: normalised pixels, area-downsampled, flattened.
+
+    Args:
+        pixels: uint8 (N, C, H, W).
+        preprocess: Normalisation (mean, std) of the model they are compared with.
+        side: Images are area-downsampled to at most this many pixels a side first, so
+            memory stays N × C × side² floats whatever the input size.
+        chunk: Images normalised at a time.
+
+    Returns:
+        float32 (N, C · h · w) with h, w ≤ ``side``.
+    """
+    out = []
+    for s in range(0, len(pixels), chunk):
+        x = normalize(pixels[s : s + chunk], preprocess)
+        if max(x.shape[-2:]) > side:
+            h, w = x.shape[-2:]
+            scale = side / max(h, w)
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            x = torch.nn.functional.adaptive_avg_pool2d(x, size)
+        out.append(x.flatten(1).numpy())
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from lookalike.data.decode import DecodedImages, decode_all, normalize
+from lookalike.data.decode import DecodedImages, decode_all, normalize, raw_pixel_vectors
 from lookalike.data.labelled import LabelledImages
 from lookalike.data.pairs import PairList, make_pairs
 from lookalike.errors import DataError, LookalikeError
@@ -278,16 +278,7 @@ def _embed(model: SiameseModel, pixels: torch.Tensor, batch_size: int) -> np.nda
 
 def _raw_pixels(model: SiameseModel, pixels: torch.Tensor, side: int) -> np.ndarray:
     """Normalised pixels (N, C, H, W) area-downsampled to at most ``side`` a side, flattened."""
-    out = []
-    for s in range(0, len(pixels), 512):
-        x = normalize(pixels[s : s + 512], model.preprocess)
-        if max(x.shape[-2:]) > side:
-            h, w = x.shape[-2:]
-            scale = side / max(h, w)
-            size = (max(1, round(h * scale)), max(1, round(w * scale)))
-            x = torch.nn.functional.adaptive_avg_pool2d(x, size)
-        out.append(x.flatten(1).numpy())
-    return np.concatenate(out).astype(np.float32)
+    return raw_pixel_vectors(pixels, model.preprocess, side=side)
 
 
 def _measure(
