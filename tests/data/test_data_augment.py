@@ -60,6 +60,10 @@ def test_settings_round_trip_and_validation() -> None:
     with pytest.raises(ValueError, match="crop_scale"):
         Augment(crop_scale=(0.0, 1.0))
     with pytest.raises(ValueError, match="unknown"):
-        Augment.from_dict({"rotate": 10})
+        Augment.from_dict({"shear": 10})
+    assert Augment.from_dict({"rotate": 10}).rotate == 10
+    with pytest.raises(ValueError, match="rotate"):
+        Augment(rotate=200)
+    assert Augment.for_channels(1).flip is False and Augment.for_channels(3).flip is True
     with pytest.raises(ValueError, match="uint8"):
         augment_batch(torch.zeros((1, 3, 4, 4)), Augment(), _gen(0))

@@ -92,6 +92,14 @@ class Checkpoint:
         }
         atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
 
+    @property
+    def config(self) -> dict[str, Any] | None:
+        """The settings the checkpoint was written with (``None`` before :meth:`load`)."""
+        if self._states is None:
+            return None
+        saved = self._states.get("config")
+        return dict(saved) if isinstance(saved, dict) else None
+
     @classmethod
     def load(cls, path: Path) -> Checkpoint:
         """Read a checkpoint (``weights_only=True``: plain tensors and containers only).

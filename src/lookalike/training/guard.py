@@ -9,8 +9,9 @@ measured in ``benchmarks/bench_quality.py``:
   much of the pretrained features' generality at little cost on the training kinds.
 * **A statistical guard**: a candidate replaces the pretrained backbone only when its gain
   in validation pair accuracy has a 95 % interval above zero, the interval coming from a
-  bootstrap over validation *identities* (so 2 validation identities can never justify a
-  change). Among the candidates that pass, the *least* change (smallest α) whose accuracy
+  bootstrap over validation *identities*, and only when there are at least
+  :data:`MIN_IDENTITIES` of them (a bootstrap over 2 identities has 3 distinct resamples and
+  proves nothing). Among the candidates that pass, the *least* change (smallest α) whose accuracy
   is within the noise of the best one is kept: when validation cannot tell two models
   apart, the one closer to the pretrained weights is the safer bet on images unlike the
   training ones.
@@ -29,7 +30,10 @@ from lookalike.metrics.calibration import best_accuracy_threshold
 from lookalike.model.network import SiameseModel
 from lookalike.training.validation import PairValidator
 
-__all__ = ["ALPHAS", "Candidate", "GuardDecision", "guard", "interpolate"]
+__all__ = ["ALPHAS", "MIN_IDENTITIES", "Candidate", "GuardDecision", "guard", "interpolate"]
+
+MIN_IDENTITIES = 4
+"""Fewest validation identities on which the guard lets training replace the start."""
 
 ALPHAS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 """Mixing weights of the fine-tuned model tried (1.0 is the fine-tuned model itself)."""
@@ -144,6 +148,14 @@ def guard(
                 validator.improvement(base, scores),
             )
         )
+    identities = candidates[0].gain.identities if candidates else 0
+    if identities < MIN_IDENTITIES:
+        model.load_state_dict(dict(start))
+        reason = (
+            f"kept the pretrained backbone: validation has {identities} identities, too few "
+            f"(< {MIN_IDENTITIES}) to show that training helps (--no-guard keeps it anyway)"
+        )
+        return GuardDecision(0.0, reason, candidates)
     passing = [c for c in candidates if c.significant]
     if not passing:
         model.load_state_dict(dict(start))

@@ -59,6 +59,25 @@ def check(kind: str, name: str, args: dict[str, Any]) -> None:
     _resolve(kind, name, args)
 
 
+def _accepted(cls: type) -> set[str]:
+    """Keyword arguments a pml class accepts: its own and those its bases take through
+    ``**kwargs`` (pml classes pass ``reducer``, ``distance`` … up the chain)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is nn.Module or klass is object:
+            break
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                names.add(param.name)
+        if not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
+            break
+    names.discard("self")
+    return names
+
+
 def _resolve(kind: str, name: str, args: dict[str, Any]) -> tuple[Any, Any]:
     if not is_pml(name):
         raise ValueError(f"not a pml name: {name!r} (expected {PML_PREFIX}ClassName)")
@@ -73,18 +92,16 @@ def _resolve(kind: str, name: str, args: dict[str, Any]) -> tuple[Any, Any]:
             if inspect.isclass(c) and issubclass(c, base) and not n.startswith("Base")
         )
         raise ValueError(
-            f"pytorch-metric-learning has no {kind[:-1]} {cls_name!r}; try one of: "
-            + ", ".join(known)
+            f"pytorch-metric-learning has no {'loss' if kind == 'losses' else 'miner'} "
+            f"{cls_name!r}; try one of: " + ", ".join(known)
         )
     if not isinstance(args, dict):
         raise ValueError(f"{name} arguments must be a JSON object, got {args!r}")
-    params = inspect.signature(cls).parameters
-    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    unknown = [k for k in args if k not in params and not takes_kwargs]
+    params = _accepted(cls)
+    unknown = [k for k in args if k not in params]
     if unknown:
         raise ValueError(
-            f"{name} does not take {', '.join(unknown)}; it takes: "
-            + ", ".join(k for k in params if k not in ("args", "kwargs"))
+            f"{name} does not take {', '.join(unknown)}; it takes: " + ", ".join(sorted(params))
         )
     return cls, params
 

@@ -32,7 +32,7 @@ from lookalike.metrics.calibration import best_accuracy_threshold
 from lookalike.model.network import SiameseModel
 from lookalike.training.checkpoint import EpochRecord
 from lookalike.training.config import TrainConfig, TrainData
-from lookalike.training.guard import guard, interpolate
+from lookalike.training.guard import ALPHAS, guard, interpolate
 from lookalike.training.trainer import Trainer, TrainResult
 from lookalike.training.validation import PairValidator
 from lookalike.viz.curves import plot_history
@@ -159,6 +159,7 @@ def train_model(
     progress: bool = False,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     folds: int = 1,
+    notify: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train and save a model folder at ``out_dir`` (history and plots in ``out_dir/training``).
 
@@ -181,12 +182,15 @@ def train_model(
         folds: With K ≥ 2, first train K times, each time holding out another K-th of the
             identities, and report the spread of the validation accuracy
             (``result.folds``); then train the kept model as usual.
+        notify: Called with a one-line message before each step that takes a while after
+            the epochs (cross-validation folds, guard, refit, baselines), so nothing is silent.
 
     Returns:
         The result, with the split, the guard's decision, baselines and warnings filled in.
     """
     spec = model_spec or ModelSpec()
     cfg = config or TrainConfig()
+    say = notify or (lambda _: None)
     model = _load_start(spec, start_from, head=cfg.loss == "bce").to_device(device)
     pretrained = model.weights_sha256 is not None or start_from is not None
     # The guard compares with the starting model, which must itself be a usable one.
@@ -208,7 +212,7 @@ def train_model(
     cfg = cfg.resolved(train.pixels, pretrained=pretrained)
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     fold_results = (
-        _cross_validate(model, start, data, folds, cfg, Path(out_dir), pretrained, progress)
+        _cross_validate(model, start, data, folds, cfg, Path(out_dir), pretrained, progress, say)
         if folds > 1 and isinstance(data, LabelledImages)
         else []
     )
@@ -227,6 +231,9 @@ def train_model(
     result.split = choice
     result.folds = fold_results
     if guarded:
+        say(
+            f"guard: comparing the pretrained start with {len(ALPHAS)} mixes of the trained weights"
+        )
         tuned = copy.deepcopy(result.model)
         result.guard = guard(result.model, start, trainer.validator)
         if result.guard.alpha < 1.0 and result.best_epoch > 0:
@@ -241,7 +248,12 @@ def train_model(
     alpha = 1.0 if result.guard is None else result.guard.alpha
     result.refit = bool(do_refit and everything is not None and result.best_epoch > 0 and alpha)
     if result.refit and everything is not None:
+        say(
+            f"refit: training again on all {len(everything.pixels)} images "
+            f"for {result.best_epoch} epochs"
+        )
         _refit(result, start, everything, val, cfg, pretrained, alpha)
+    say("baselines: raw pixels and the frozen backbone on the validation pairs")
     result.baselines["raw_pixels"] = trainer.validator.raw_pixel_accuracy()
     if model.weights_sha256 is not None and start_from is None:
         frozen = SiameseModel.create(
@@ -276,10 +288,13 @@ def _cross_validate(
     out_dir: Path,
     pretrained: bool,
     progress: bool,
+    say: Callable[[str], None],
 ) -> list[Interval]:
     """Validation accuracy (with its interval) of K runs on rotated held-out identities."""
     found = []
     for k, (train_set, val_set) in enumerate(identity_folds(data, folds, seed=cfg.seed)):
+        held = int((val_set.counts() > 0).sum())
+        say(f"fold {k + 1} of {folds}: {held} identities held out")
         model.load_state_dict(start)
         train, _ = _decode(train_set, model.preprocess, progress)
         val, _ = _decode(val_set, model.preprocess, progress)

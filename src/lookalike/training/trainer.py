@@ -349,6 +349,7 @@ class Trainer:
         ckpt_path = self.work_dir / "checkpoint.pt"
         state = Checkpoint.load(ckpt_path) if resume and ckpt_path.is_file() else None
         if state is not None:
+            self._check_resumable(state, ckpt_path)
             state.restore(self.model, self.optimizer, self.scheduler, self.loss_fn)
             history, best_epoch, best_acc, stale = (
                 state.history,
@@ -382,6 +383,28 @@ class Trainer:
         self.model.load_state_dict(best.state_dict())
         self.model.thresholds, self.model.metrics = best.thresholds, best.metrics
         return TrainResult(self.model, history, best_epoch, {}, self.out_dir)
+
+    def _check_resumable(self, state: Checkpoint, path: Path) -> None:
+        """Refuse to resume under other settings: the schedule and sampling would not match
+        (a cosine schedule's length is the epoch count, so only ``schedule="none"`` runs may
+        be extended with more epochs).
+
+        Raises:
+            DataError: The checkpoint was written with other settings.
+        """
+        saved = state.config
+        if saved is None:
+            return
+        now = self.config.to_dict()
+        # Stopping rules may change; so may the length when no schedule depends on it.
+        free = {"patience"} | ({"epochs"} if self.config.schedule == "none" else set())
+        changed = sorted(k for k in now if k in saved and saved[k] != now[k] and k not in free)
+        if changed:
+            detail = ", ".join(f"{k} {saved[k]!r} → {now[k]!r}" for k in changed[:4])
+            raise DataError(
+                f"{path} was written with other settings ({detail}); resume with the same "
+                "settings, or start over without --resume"
+            )
 
     def run_epochs(self) -> None:
         """Train for ``config.epochs`` epochs with no validation, selection or files (refit)."""
