@@ -20,6 +20,7 @@ from lookalike.data.augment import Augment
 from lookalike.data.decode import decode_all
 from lookalike.data.labelled import LabelledImages
 from lookalike.data.split import choose_split, split
+from lookalike.errors import DataError
 from lookalike.evaluation.evaluate import EvalResult, SubjectResult
 from lookalike.metrics.episodes import EpisodeReport
 from lookalike.metrics.verification import verify
@@ -620,3 +621,45 @@ def test_cli_eval_warns_when_the_model_is_worse_than_its_frozen_backbone(
     captured = capsys.readouterr()
     assert json.loads(captured.out)["warnings"] == []
     assert "warning" not in captured.err
+
+
+def test_folds_rotate_the_held_out_identities(tmp_path: Path) -> None:
+    from lookalike.data.split import identity_folds
+
+    data = _glyphs(12, 6)
+    folds = identity_folds(data, 3, seed=0)
+    held = [set(np.unique(val.labels).tolist()) for _, val in folds]
+    assert all(len(h) == 4 for h in held)
+    assert set().union(*held) == set(range(12))  # each identity held out exactly once
+    assert not (held[0] & held[1]) and not (held[1] & held[2])
+    messages: list[str] = []
+    result = train_model(
+        data,
+        tmp_path / "m",
+        model_spec=SMALL,
+        config=_config(epochs=1, steps_per_epoch=2, val_pairs=100),
+        refit=False,
+        folds=3,
+        notify=messages.append,
+    )
+    assert len(result.folds) == 3
+    assert all(f.identities == 4 and f.low <= f.value <= f.high for f in result.folds)
+    assert sum("fold" in m for m in messages) == 3
+    assert (tmp_path / "m" / "training" / "fold-3" / "config.json").is_file()
+    with pytest.raises(DataError, match="identities"):
+        identity_folds(_glyphs(5, 3), 3)
+
+
+def test_resume_refuses_other_settings(tmp_path: Path) -> None:
+    data = _glyphs(8, 6)
+    cfg = _config(epochs=1, steps_per_epoch=2, schedule="cosine")
+    train_model(data, tmp_path / "m", model_spec=SMALL, config=cfg, refit=False)
+    with pytest.raises(DataError, match="other settings"):
+        train_model(
+            data,
+            tmp_path / "m",
+            model_spec=SMALL,
+            config=_config(epochs=1, steps_per_epoch=2, lr=1e-2, schedule="cosine"),
+            refit=False,
+            resume=True,
+        )
