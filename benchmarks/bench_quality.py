@@ -72,7 +72,7 @@ REGIMES = {
         (
             ("lookalike train (defaults)", ()),
             ("--loss contrastive", ("--loss", "contrastive")),
-            ("--no-refit", ("--no-refit",)),
+            ("--refit", ("--refit",)),
         ),
     ),
     "many": Regime(

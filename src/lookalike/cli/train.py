@@ -288,7 +288,7 @@ def register(sub: Any) -> None:
         "--refit",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="after choosing the epoch, train again on all the data (default: from scratch only)",
+        help="after choosing the epoch, train again on all the data (default: off)",
     )
     p.add_argument(
         "--folds",

@@ -152,7 +152,7 @@ def train_model(
     config: TrainConfig | None = None,
     split: Literal["auto", "identity", "image"] = "auto",
     val_fraction: float = 0.2,
-    refit: bool | None = None,
+    refit: bool = False,
     start_from: str | os.PathLike[str] | None = None,
     resume: bool = False,
     device: str | None = None,
@@ -172,8 +172,8 @@ def train_model(
             ``"identity"`` holds out identities, ``"image"`` images. Pair data is split by pair.
         val_fraction: Share held out for validation.
         refit: After choosing the epoch count on validation, train again from the start on
-            all the data (training + validation) for that many epochs; ``None``: when the
-            model trains from scratch (cheap, and every image counts).
+            all the data (training + validation) for that many epochs. Off by default: on
+            the closed-set benchmark it changed nothing measurable at twice the CPU time.
         start_from: A model folder to train further instead of building ``model_spec``.
         resume: Continue from ``out_dir/training/checkpoint.pt`` if it exists.
         device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"``.
@@ -244,7 +244,7 @@ def train_model(
             result.warnings.append(result.guard.reason)
     # Measured before any refit: after it, the validation images are training images.
     _final_metrics(result, trainer.validator)
-    do_refit = refit if refit is not None else not pretrained
+    do_refit = bool(refit)
     alpha = 1.0 if result.guard is None else result.guard.alpha
     result.refit = bool(do_refit and everything is not None and result.best_epoch > 0 and alpha)
     if result.refit and everything is not None:
