@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from lookalike.metrics.bootstrap import Interval
@@ -181,8 +180,3 @@ def guard(
         f"{chosen.gain.identities} identities)"
     )
     return GuardDecision(chosen.alpha, reason, candidates)
-
-
-def scores_of(model: SiameseModel, validator: PairValidator) -> np.ndarray:
-    """Validation pair scores (P,) of any model."""
-    return validator.scores(validator.embed(model), model)
