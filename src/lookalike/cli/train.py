@@ -135,7 +135,7 @@ def _print_summary(result: Any, out: str) -> None:
     if result.split is not None:
         how = "chosen from the data" if result.split.chosen else "as asked"
         print(f"split by {result.split.kind} ({how}): {result.split.reason}")
-    if result.guard is not None:
+    if result.guard is not None and result.guard.reason not in result.warnings:
         print(f"guard: {result.guard.reason}")
     if result.folds:
         values = [f.value for f in result.folds]
