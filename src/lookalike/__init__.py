@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from lookalike.inference.select import load_embedder
     from lookalike.inference.source import ModelSource
     from lookalike.model.backbones import list_backbones
+    from lookalike.model.card import ModelCard
     from lookalike.model.layers import PairHead
     from lookalike.model.network import SiameseModel
     from lookalike.training.config import TrainConfig
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
 _LAZY = {
     # models
     "SiameseModel": "lookalike.model.network",
+    "ModelCard": "lookalike.model.card",
     "PairHead": "lookalike.model.layers",
     "Preprocess": "lookalike.imaging.preprocess",
     "list_backbones": "lookalike.model.backbones",
@@ -115,6 +117,7 @@ __all__ = [
     "IndexFolderError",
     "LabelledImages",
     "LookalikeError",
+    "ModelCard",
     "ModelFolderError",
     "ModelSource",
     "ModelSpec",
