@@ -89,6 +89,13 @@ REGIMES = {
         20,
         (("lookalike train (defaults)", ()),),
     ),
+    "kinds": Regime(
+        "kinds",
+        "another kind: MobileNetV2 trained on the 10 digits of `closed`, scored on photos",
+        "mobilenet_v2",
+        10,
+        (("lookalike train (defaults)", ()),),
+    ),
     "few": Regime(
         "few",
         "shifted, few identities: 8 Latin/Greek/Cyrillic letters × 60 → 150 CJK × 10",
@@ -101,6 +108,8 @@ REGIMES = {
 
 def make_data(regime: str, root: Path) -> Path:
     """Generate a regime's data once (``root/<regime>/{train,test}``)."""
+    if regime == "kinds":
+        return make_data("closed", root)
     out = root / regime
     if (out / "manifest.json").is_file():
         return out
