@@ -1,6 +1,6 @@
 """What ``lookalike train`` produces, with its defaults, in four regimes (offline data only).
 
-    python benchmarks/bench_quality.py [--work DIR] [--regimes closed,many,shifted,few]
+    python benchmarks/bench_quality.py [--work DIR] [--regimes closed,many,shifted,few,kinds]
                                        [--image-size 48] [--write]
 
 Regimes (data from ``benchmarks/quality_data.py``: digits and glyphs rendered from the
@@ -14,6 +14,9 @@ fonts Debian packages ship; nothing is downloaded):
 * ``shifted``: train on Latin/Greek/Cyrillic letters, test on CJK ideographs.
 * ``few``: the shifted regime with only 8 training identities (the product-photo failure:
   a handful of categories, a model that looks better on validation and is worse elsewhere).
+* ``kinds``: MobileNetV2 trained on the ``closed`` digits, then scored on photos.
+
+Every pretrained regime also scores its models on 21 offline photos × 8 generated edits.
 
 Every regime reports raw pixels, the frozen backbone (when there is one) and the model
 ``lookalike train DIR --out M [--backbone B --image-size S]`` wrote (a subprocess: the real
@@ -295,7 +298,7 @@ def run_regime(regime: Regime, work: Path, size: int | None, reuse: bool) -> lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("bench-quality"))
-    parser.add_argument("--regimes", default="closed,many,shifted,few")
+    parser.add_argument("--regimes", default="closed,many,shifted,few,kinds")
     parser.add_argument("--image-size", type=int, default=48, help="for the pretrained backbone")
     parser.add_argument(
         "--reuse", action="store_true", help="evaluate models already trained in --work again"
