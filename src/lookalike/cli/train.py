@@ -90,30 +90,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise LookalikeError(str(exc)) from exc
     try:
-        result = _train(train_model, data, spec, config, args)
+        result = train_model(
+            data,
+            args.out,
+            model_spec=spec,
+            config=config,
+            split=args.split,
+            val_fraction=args.val_split,
+            refit=args.refit,
+            start_from=args.model,
+            resume=args.resume,
+            device=args.device,
+            progress=sys.stderr.isatty(),
+            on_epoch=_print_epoch,
+            folds=args.folds,
+            notify=lambda message: print(message, file=sys.stderr, flush=True),
+        )
     except ValueError as exc:  # settings that only the data can refute (e.g. pml arguments)
         raise LookalikeError(str(exc)) from exc
     _print_summary(result, args.out)
     return 0
-
-
-def _train(train_model: Any, data: Any, spec: Any, config: Any, args: argparse.Namespace) -> Any:
-    return train_model(
-        data,
-        args.out,
-        model_spec=spec,
-        config=config,
-        split=args.split,
-        val_fraction=args.val_split,
-        refit=args.refit,
-        start_from=args.model,
-        resume=args.resume,
-        device=args.device,
-        progress=sys.stderr.isatty(),
-        on_epoch=_print_epoch,
-        folds=args.folds,
-        notify=lambda message: print(message, file=sys.stderr, flush=True),
-    )
 
 
 def _print_epoch(record: Any) -> None:

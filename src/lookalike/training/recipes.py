@@ -197,7 +197,6 @@ def train_model(
     guarded = pretrained and cfg.guard and (start_from is not None or not spec.projection)
     skipped: dict[str, str] = {}
     choice: SplitChoice | None = None
-    everything: TrainData | None = None
     if isinstance(data, PairList):
         if cfg.sampling != "pairs":
             cfg = replace(cfg, sampling="pairs", miner="all")
@@ -208,7 +207,6 @@ def train_model(
         train, decoded_train = _decode(train_set, model.preprocess, progress)
         val, decoded_val = _decode(val_set, model.preprocess, progress)
         skipped = {**decoded_train.skipped, **decoded_val.skipped}
-        everything = _merge(train, val)
     cfg = cfg.resolved(train.pixels, pretrained=pretrained)
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     fold_results = (
@@ -246,8 +244,10 @@ def train_model(
     _final_metrics(result, trainer.validator)
     do_refit = bool(refit)
     alpha = 1.0 if result.guard is None else result.guard.alpha
-    result.refit = bool(do_refit and everything is not None and result.best_epoch > 0 and alpha)
-    if result.refit and everything is not None:
+    has_identities = train.labels is not None and val.labels is not None
+    result.refit = bool(do_refit and has_identities and result.best_epoch > 0 and alpha)
+    if result.refit:
+        everything = _merge(train, val)  # only now: it doubles the decoded pixels
         say(
             f"refit: training again on all {len(everything.pixels)} images "
             f"for {result.best_epoch} epochs"
