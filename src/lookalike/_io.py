@@ -24,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import tempfile
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +42,7 @@ __all__ = [
     "blake2b_file",
     "download_verified",
     "offline_mode",
+    "reachable",
     "sha256_file",
 ]
 
@@ -55,6 +58,24 @@ def offline_mode() -> bool:
         os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
         for var in ("LOOKALIKE_OFFLINE", "HF_HUB_OFFLINE")
     )
+
+
+def reachable(url: str, *, timeout_s: float = 3.0) -> bool:
+    """Whether ``url``'s host accepts a TCP connection within ``timeout_s`` seconds.
+
+    A cheap probe before a client library that retries for a minute (the Hugging Face hub
+    client does) is handed a download that cannot work: the caller fails in seconds with its
+    own message instead.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        return False
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------- atomic writes

@@ -7,12 +7,13 @@ model once. :func:`timm_spec` (for ``get_spec``) builds one just to read those f
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from lookalike._io import atomic_write_with, offline_mode, sha256_file
+from lookalike._io import atomic_write_with, offline_mode, reachable, sha256_file
 from lookalike.errors import BackboneError, WeightsError
 from lookalike.imaging.preprocess import Preprocess
 from lookalike.model import weights as W
@@ -89,6 +90,13 @@ def _hub_state(arch: str) -> dict[str, object]:
         raise WeightsError(
             f"pretrained weights for timm model {arch!r} come from the online hub and offline "
             "mode is on; pass an explicit weights file, or use pretrained=False"
+        )
+    hub = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if not reachable(hub):
+        raise WeightsError(
+            f"pretrained weights for timm model {arch!r} come from the online hub and {hub} "
+            "cannot be reached; pass an explicit weights file (--weights), or use "
+            "pretrained=False (--no-pretrained)"
         )
     import timm
     from safetensors.torch import save_file
