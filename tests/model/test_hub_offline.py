@@ -51,7 +51,7 @@ def test_unreachable_hub_fails_without_asking_timm(
 
     monkeypatch.setattr(timm, "create_model", spy)
     start = time.perf_counter()
-    with pytest.raises(WeightsError, match="cannot be reached.*--no-pretrained"):
+    with pytest.raises(WeightsError, match=r"cannot be reached.*--no-pretrained"):
         build_backbone(name, pretrained=True)
     assert asked == []
     assert time.perf_counter() - start < 20  # was ~50 s of hub retries; generous on busy CI
