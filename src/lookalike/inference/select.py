@@ -33,6 +33,7 @@ from lookalike.errors import ExportError, LookalikeError, ModelFolderError
 from lookalike.imaging.preprocess import Preprocess
 from lookalike.inference import export as X
 from lookalike.inference.embedder import BaseEmbedder
+from lookalike.inference.limits import check_threads
 from lookalike.inference.onnx_engine import NumpyPairHead, OnnxEmbedder
 from lookalike.inference.source import ModelSource
 from lookalike.inference.torch_engine import TorchEmbedder
@@ -227,19 +228,19 @@ def load_embedder(
             (not needed when the folder's export is cached).
         engine: ``"auto"``, ``"torch"`` or ``"onnx"`` (see :func:`choose_engine`).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        threads: CPU threads for inference (``None``: the engine's default).
+        threads: CPU threads for inference, 1 to
+            :func:`~lookalike.inference.limits.max_threads` (``None``: the engine's default).
 
     Returns:
         A :class:`TorchEmbedder` or an :class:`OnnxEmbedder`; its ``key`` is the model key.
 
     Raises:
-        LookalikeError: Invalid options, a bad model folder, unavailable weights, or an
-            export that fails under ``engine="onnx"`` (``"auto"`` falls back to torch
-            with a warning).
+        LookalikeError: Invalid options (``threads`` out of range included), a bad model
+            folder, unavailable weights, or an export that fails under ``engine="onnx"``
+            (``"auto"`` falls back to torch with a warning).
     """
     source = ModelSource.of(source)
-    if threads is not None and threads < 1:
-        raise LookalikeError(f"--threads must be at least 1, got {threads}")
+    check_threads(threads)
     choice = choose_engine(engine, device)
     plan = _plan(source)
     if choice == "onnx" and plan.key is not None and plan.preprocess is not None:
