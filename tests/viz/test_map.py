@@ -205,3 +205,38 @@ def test_cli_map_index_uses_stored_vectors(
     assert "drop --model" in capsys.readouterr().err
     assert main(["map", "--index", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert "no index in" in capsys.readouterr().err
+
+
+def test_missing_projection_package_fails_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--method umap`` without umap-learn: one line at once, no model loaded, no eval run."""
+    import importlib.util
+
+    from lookalike.cli import options
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "umap" else real_find_spec(name, *a),
+    )
+
+    def no_model(*_: object) -> None:
+        raise AssertionError("a model was loaded before the method was checked")
+
+    monkeypatch.setattr(options, "load_model", no_model)
+    (tmp_path / "imgs").mkdir()
+    assert (
+        main(["map", str(tmp_path / "imgs"), "--out", str(tmp_path / "m.png"), "--method", "umap"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "pip install umap-learn" in err and err.count("\n") == 1
+    from lookalike.evaluation import evaluate as evaluation
+
+    monkeypatch.setattr(evaluation, "evaluate", no_model)
+    argv = ["eval", str(tmp_path), str(tmp_path / "imgs"), "--map", "umap"]
+    argv += ["--out", str(tmp_path / "report")]
+    assert main(argv) == 2
+    assert "pip install umap-learn" in capsys.readouterr().err

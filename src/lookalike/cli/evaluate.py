@@ -48,7 +48,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lookalike.model.device import set_threads
     from lookalike.model.folder import read_config
     from lookalike.model.network import SiameseModel
+    from lookalike.viz.maps import require_method
 
+    require_method(args.map)  # before minutes of evaluation, not after
     set_threads(args.threads)
     read_config(args.model)  # a clear error before anything heavy when MODEL is not a folder
     if args.criterion == "far" and args.far is None:

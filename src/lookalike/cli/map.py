@@ -15,10 +15,11 @@ from lookalike.errors import LookalikeError
 
 def cmd_map(args: argparse.Namespace) -> int:
     """``lookalike map DIR --out map.png``: thumbnails (or labelled points) on a 2-D map."""
-    from lookalike.viz.maps import map_folder
+    from lookalike.viz.maps import map_folder, require_method
 
     if bool(args.folder) == bool(args.index):
         raise LookalikeError("give either an image folder or --index INDEX_DIR")
+    require_method(args.method)
     if args.thumb_size < 8:
         raise LookalikeError(f"--thumb-size must be at least 8 pixels, got {args.thumb_size}")
     if args.index:

@@ -17,6 +17,7 @@ per image takes seconds.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -331,9 +332,30 @@ def project_2d(embeddings: npt.ArrayLike, method: Method = "pca", *, seed: int =
     raise LookalikeError(f"unknown projection {method!r}: use pca, tsne or umap")
 
 
-def _check(method: str, style: str, thumb_px: int) -> None:
+_METHOD_PACKAGES = {"tsne": ("sklearn", "scikit-learn"), "umap": ("umap", "umap-learn")}
+"""The package each non-PCA projection imports: (module, what to ``pip install``)."""
+
+
+def require_method(method: str) -> None:
+    """Check, before any work, that ``method`` is known and its package is installed.
+
+    Raises:
+        LookalikeError: An unknown method, or one whose package is missing (with the
+            ``pip install`` that fixes it).
+    """
     if method not in ("pca", "tsne", "umap"):
         raise LookalikeError(f"unknown projection {method!r}: use pca, tsne or umap")
+    if method in _METHOD_PACKAGES:
+        module, package = _METHOD_PACKAGES[method]
+        if importlib.util.find_spec(module) is None:
+            raise LookalikeError(
+                f"the {method} map needs {package}, which is not installed: "
+                f"pip install {package} (or use --method pca)"
+            )
+
+
+def _check(method: str, style: str, thumb_px: int) -> None:
+    require_method(method)
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     if thumb_px < 8:
