@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from lookalike._version import __version__
-from lookalike.cli import compare, evaluate, explain, index, models, serve, train
+from lookalike.cli import compare, evaluate, explain, export, index, models, serve, train
 from lookalike.cli import map as map_
 from lookalike.errors import LookalikeError
 
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lookalike {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for command in (compare, models, train, evaluate, serve, explain, map_, index):
+    for command in (compare, models, train, evaluate, serve, explain, map_, index, export):
         command.register(sub)
     return parser
 

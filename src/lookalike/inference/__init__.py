@@ -13,7 +13,8 @@
   reported (:class:`EmbedResult`; :func:`iter_embed_files` hands over each forward pass);
   :func:`save_embeddings`;
 * :func:`compare` — two images → :class:`Comparison` (cosine, euclidean, P(same), verdict);
-* :mod:`lookalike.inference.export` — the ONNX export and its cache keys.
+* :mod:`lookalike.inference.export` — the ONNX export and its cache keys;
+  :func:`export_onnx` — a model as standalone ONNX files (:mod:`lookalike.inference.standalone`).
 
 Names are imported lazily: ``import lookalike.inference`` does not import torch.
 """
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
         load_embedder,
     )
     from lookalike.inference.source import ModelSource
+    from lookalike.inference.standalone import export_onnx
     from lookalike.inference.torch_engine import TorchEmbedder
 
 _LAZY = {
@@ -65,6 +67,7 @@ _LAZY = {
     "save_embeddings": "lookalike.inference.pipeline",
     "Comparison": "lookalike.inference.comparison",
     "compare": "lookalike.inference.comparison",
+    "export_onnx": "lookalike.inference.standalone",
 }
 
 __all__ = [
@@ -84,6 +87,7 @@ __all__ = [
     "choose_engine",
     "compare",
     "embed_files",
+    "export_onnx",
     "iter_embed_files",
     "load_embedder",
     "save_embeddings",

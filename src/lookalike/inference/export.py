@@ -18,6 +18,39 @@ version, so an upgrade re-exports. Files are written through a temporary file an
 ONNX metadata, and a file that does not load or carries another key counts as absent and
 is exported again.
 
+Standalone files (:func:`lookalike.inference.standalone.export_onnx`, also
+``lookalike.inference.export_onnx``; ``lookalike export MODEL --onnx OUT.onnx``) are the
+same graph with the model's whole description in the ONNX ``metadata_props``, so an ONNX
+Runtime user needs nothing from lookalike (``session.get_modelmeta().custom_metadata_map``):
+
+==========================  ==========================================================
+``lookalike.format``        :data:`STANDALONE_FORMAT` (``lookalike.onnx/1``)
+``lookalike.key``           the model key (sha256 hex; the engine cache's key)
+``lookalike.name``          the model's name (a folder path or a backbone name)
+``lookalike.preprocess``    JSON: ``input_size`` [H, W] px, ``channels`` (3 RGB, 1 gray),
+                            ``mean``/``std`` (one per channel, on pixels scaled to [0, 1]),
+                            ``resize`` (``squash``: whole image to H×W; ``center_crop``:
+                            shorter side to size/``crop_fraction``, centre crop),
+                            ``crop_fraction``, ``interpolation`` (bilinear/bicubic).
+                            The input is ``(x / 255 − mean) / std``, NCHW float32.
+``lookalike.input``         the input's name, ``images`` (N, C, H, W) float32
+``lookalike.output``        the output's name, ``embeddings`` (N, D) float32
+``lookalike.embedding_dim`` D
+``lookalike.normalized``    ``true`` when the graph L2-normalises the embeddings
+``lookalike.thresholds``    JSON ``{score: threshold}``: the model's calibrated thresholds
+                            (``cosine``: same when ≥; ``euclidean``: same when ≤;
+                            ``probability``: same when ≥; ``dedup``: cosine) or ``{}``
+``lookalike.head``          the pair head's file name (``OUT.head.onnx``), or empty
+``lookalike.version``       the lookalike version that wrote the file
+``lookalike.quantization``  int8 files only: JSON with the scheme, the calibration and
+                            the measured agreement with float32
+                            (:mod:`lookalike.inference.quantize`)
+==========================  ==========================================================
+
+The pair head file (``OUT.head.onnx``) maps ``emb_a``, ``emb_b`` (N, D) float32 to
+``probability`` (N,) float32, P(same); its metadata repeats ``lookalike.format``
+(:data:`HEAD_FORMAT`), ``lookalike.key`` and ``lookalike.embedding_dim``.
+
 Only :func:`export_model` and :func:`module_key` import torch (and the exporter needs the
 ``onnx`` package: ``pip install lookalike[onnx]``).
 """
@@ -26,12 +59,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from lookalike._io import atomic_write_bytes
+from lookalike._version import __version__
 from lookalike.errors import ExportError
 from lookalike.model.card import EXPORT_FORMAT, OPSET
 from lookalike.model.weights import cache_dir
@@ -50,14 +88,32 @@ __all__ = [
     "cache_dir",
     "cache_path",
     "export_model",
+    "head_onnx",
+    "head_path",
     "module_key",
+    "read_metadata",
+    "with_metadata",
     "write_atomic",
 ]
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
+HEAD_INPUTS = ("emb_a", "emb_b")
+HEAD_OUTPUT = "probability"
+META_FORMAT = "lookalike.format"
 META_KEY = "lookalike.key"
+META_NAME = "lookalike.name"
 META_PREPROCESS = "lookalike.preprocess"
+META_INPUT = "lookalike.input"
+META_OUTPUT = "lookalike.output"
+META_EMBEDDING_DIM = "lookalike.embedding_dim"
+META_NORMALIZED = "lookalike.normalized"
+META_THRESHOLDS = "lookalike.thresholds"
+META_HEAD = "lookalike.head"
+META_VERSION = "lookalike.version"
+META_QUANTIZATION = "lookalike.quantization"
+STANDALONE_FORMAT = "lookalike.onnx/1"
+HEAD_FORMAT = "lookalike.onnx.head/1"
 
 
 def module_key(model: SiameseModel) -> str:
@@ -116,12 +172,7 @@ def export_model(model: SiameseModel, *, key: str | None = None) -> bytes:
 
     import torch
 
-    try:
-        import onnx
-    except ImportError as exc:
-        raise ExportError(
-            "ONNX export needs the onnx package: pip install lookalike[onnx]"
-        ) from exc
+    onnx = _onnx()
     net = model if model.device.type == "cpu" else copy.deepcopy(model).cpu()
     was_training = net.training
     net.eval()
@@ -152,10 +203,141 @@ def export_model(model: SiameseModel, *, key: str | None = None) -> bytes:
     finally:
         net.train(was_training)
     proto = onnx.load_from_string(exported)
-    meta = {META_PREPROCESS: json.dumps(model.preprocess.to_dict(), sort_keys=True)}
+    meta = {
+        META_PREPROCESS: json.dumps(model.preprocess.to_dict(), sort_keys=True),
+        META_INPUT: INPUT_NAME,
+        META_OUTPUT: OUTPUT_NAME,
+        META_EMBEDDING_DIM: str(model.embedding_dim),
+        META_NORMALIZED: "true" if model.normalize else "false",
+        META_VERSION: __version__,
+    }
     if key is not None:
         meta[META_KEY] = key
     for name, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = name, value
+    data: bytes = proto.SerializeToString()
+    return data
+
+
+def _onnx() -> Any:
+    """The ``onnx`` package.
+
+    Raises:
+        ExportError: It is not installed.
+    """
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ExportError(
+            "ONNX export needs the onnx package: pip install lookalike[onnx]"
+        ) from exc
+    return onnx
+
+
+def with_metadata(data: bytes, meta: Mapping[str, str]) -> bytes:
+    """Return the ONNX model ``data`` with ``meta`` set in its ``metadata_props``.
+
+    Entries already present under the same keys are replaced; others are kept.
+
+    Args:
+        data: A serialised ONNX model.
+        meta: Key → value (strings).
+
+    Returns:
+        The serialised model.
+
+    Raises:
+        ExportError: The ``onnx`` package is missing or ``data`` is not an ONNX model.
+    """
+    onnx = _onnx()
+    try:
+        proto = onnx.load_from_string(data)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ExportError(f"not an ONNX model: {exc}") from exc
+    kept = [(e.key, e.value) for e in proto.metadata_props if e.key not in meta]
+    del proto.metadata_props[:]
+    for name, value in [*kept, *meta.items()]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = name, str(value)
+    out: bytes = proto.SerializeToString()
+    return out
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file (needs ``onnx``; the weights are not loaded).
+
+    Raises:
+        ExportError: ``onnx`` is missing or the file is not an ONNX model.
+    """
+    onnx = _onnx()
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ExportError(f"cannot read ONNX model {path}: {exc}") from exc
+    return {e.key: e.value for e in proto.metadata_props}
+
+
+def head_path(path: str | os.PathLike[str]) -> Path:
+    """Where the pair head of the standalone file ``path`` goes (``OUT.head.onnx``)."""
+    file = Path(path)
+    stem = file.name[: -len(".onnx")] if file.name.endswith(".onnx") else file.name
+    return file.with_name(f"{stem}.head.onnx")
+
+
+def head_onnx(
+    layers: Sequence[tuple[np.ndarray, np.ndarray]], *, meta: Mapping[str, str] | None = None
+) -> bytes:
+    """Build the pair head as an ONNX graph (torch-free).
+
+    ``emb_a``, ``emb_b`` (N, D) float32 → |emb_a − emb_b| → Gemm, Relu, …, Gemm → Sigmoid →
+    ``probability`` (N,) float32, exactly :class:`lookalike.inference.NumpyPairHead`.
+
+    Args:
+        layers: (weight (out, in), bias (out,)) per Linear layer, first to last; the last
+            has one output.
+        meta: Metadata to record.
+
+    Returns:
+        The serialised ONNX model.
+
+    Raises:
+        ExportError: ``onnx`` is missing.
+        ValueError: No layers, or the last has more than one output.
+    """
+    onnx = _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    if not layers or np.asarray(layers[-1][0]).shape[0] != 1:
+        raise ValueError("a pair head needs Linear layers ending in one output")
+    dim = int(np.asarray(layers[0][0]).shape[1])
+    a, b = HEAD_INPUTS
+    nodes = [helper.make_node("Sub", [a, b], ["diff"]), helper.make_node("Abs", ["diff"], ["x0"])]
+    inits = []
+    for i, (weight, bias) in enumerate(layers):
+        w, c = f"w{i}", f"b{i}"
+        inits += [
+            numpy_helper.from_array(np.asarray(weight, np.float32), w),
+            numpy_helper.from_array(np.asarray(bias, np.float32), c),
+        ]
+        out = f"g{i}" if i < len(layers) - 1 else "logit2d"
+        nodes.append(helper.make_node("Gemm", [f"x{i}", w, c], [out], transB=1))
+        if i < len(layers) - 1:
+            nodes.append(helper.make_node("Relu", [out], [f"x{i + 1}"]))
+    nodes += [
+        helper.make_node("Sigmoid", ["logit2d"], ["p2d"]),
+        helper.make_node("Squeeze", ["p2d", "axis1"], [HEAD_OUTPUT]),
+    ]
+    inits.append(numpy_helper.from_array(np.array([1], np.int64), "axis1"))
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", dim]) for n in (a, b)]
+    output = helper.make_tensor_value_info(HEAD_OUTPUT, TensorProto.FLOAT, ["batch"])
+    graph = helper.make_graph(nodes, "lookalike_pair_head", inputs, [output], inits)
+    proto = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lookalike"
+    )
+    proto.ir_version = min(proto.ir_version, 8)  # readable by older runtimes (opset 17)
+    onnx.checker.check_model(proto)
+    for name, value in (meta or {}).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = name, value
     data: bytes = proto.SerializeToString()

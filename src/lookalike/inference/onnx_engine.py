@@ -142,6 +142,19 @@ class OnnxEmbedder(BaseEmbedder):
         self.session = session
         self.head = head
         self.path = path
+        self._data: bytes | None = None  # the serialised model when it has no file
+
+    def onnx_bytes(self) -> bytes:
+        """The serialised ONNX model this engine runs (from its file, or kept in memory).
+
+        Raises:
+            LookalikeError: It has neither (a session built by hand from bytes).
+        """
+        if self._data is not None:
+            return self._data
+        if self.path is None:
+            raise LookalikeError("this ONNX engine was built without a file or bytes")
+        return self.path.read_bytes()
 
     @classmethod
     def open(
@@ -231,6 +244,8 @@ class OnnxEmbedder(BaseEmbedder):
                 warnings.warn(
                     f"cannot cache the ONNX export in {path.parent}: {exc}", RuntimeWarning, 2
                 )
+        if embedder.path is None:
+            embedder._data = data
         return embedder
 
     def embed_batch(self, batch: np.ndarray) -> np.ndarray:

@@ -1,0 +1,95 @@
+"""``lookalike export``: the model as files to ship (standalone ONNX, int8, a static page).
+
+* ``lookalike export MODEL --onnx OUT.onnx`` writes the embedding network (and
+  ``OUT.head.onnx`` when the model has a pair head) with its description in the ONNX
+  metadata (:func:`lookalike.inference.standalone.export_onnx`);
+* ``--int8 --calibration DIR`` quantises it, calibrated on DIR's images, prints the
+  agreement with float32 on held-out images and refuses a model below the floor unless
+  ``--force`` (:func:`lookalike.inference.quantize.export_int8`);
+* ``--web OUT_DIR`` builds the static in-browser page (:mod:`lookalike.web`).
+
+MODEL is a model folder or a registered backbone name (default: the default backbone); the
+usual ``--model``/``--backbone`` options work too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from lookalike.cli import options
+from lookalike.errors import LookalikeError
+from lookalike.inference.source import ModelSource
+
+
+def _source(args: argparse.Namespace) -> ModelSource:
+    """The model: the positional MODEL (a folder or a backbone name) or the model options."""
+    if args.target is None:
+        return options.model_source(args)
+    if args.model or args.backbone:
+        raise LookalikeError("give the model either as MODEL or with --model/--backbone")
+    as_folder = Path(args.target).is_dir()
+    base = options.model_source(args)
+    return ModelSource(
+        folder=args.target if as_folder else None,
+        backbone=None if as_folder else args.target,
+        pretrained=base.pretrained,
+        weights=base.weights,
+        image_size=base.image_size,
+    )
+
+
+def _web(args: argparse.Namespace, source: ModelSource) -> None:
+    if importlib.util.find_spec("lookalike.web") is None:
+        raise LookalikeError("--web is not available in this version of lookalike yet")
+    import lookalike.web as web
+
+    build_site = getattr(web, "build_site", None)
+    if build_site is None:
+        raise LookalikeError("--web is not available in this version of lookalike yet")
+    out = build_site(source, args.web)
+    print(f"static page -> {out or args.web}")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``lookalike export``."""
+    if not args.onnx and not args.web:
+        raise LookalikeError("nothing to export: give --onnx OUT.onnx and/or --web OUT_DIR")
+    if args.int8 and not args.onnx:
+        raise LookalikeError("--int8 quantises the ONNX file: give --onnx OUT.onnx")
+    source = _source(args)
+    if args.onnx:
+        if args.int8:
+            _int8(args, source)
+        else:
+            from lookalike.inference.export import head_path
+            from lookalike.inference.standalone import export_onnx
+
+            out = export_onnx(source, args.onnx)
+            print(f"ONNX (float32) -> {out}")
+            head = head_path(out)
+            if head.is_file():
+                print(f"pair head -> {head}")
+    if args.web:
+        _web(args, source)
+    return 0
+
+
+def _int8(args: argparse.Namespace, source: ModelSource) -> None:
+    raise LookalikeError("--int8 is not available yet")
+
+
+def register(sub: Any) -> None:
+    """Add ``export``."""
+    p = sub.add_parser("export", help="write the model as standalone ONNX (float32 or int8)")
+    p.add_argument("target", nargs="?", metavar="MODEL", help="a model folder or backbone name")
+    p.add_argument("--onnx", metavar="OUT.onnx", help="write the embedding network here")
+    p.add_argument("--web", metavar="OUT_DIR", help="write the static in-browser page here")
+    q = p.add_argument_group("int8 quantisation")
+    q.add_argument("--int8", action="store_true", help="quantise the ONNX file to int8")
+    q.add_argument("--calibration", metavar="DIR", help="images to calibrate and check on")
+    q.add_argument("--force", action="store_true", help="write it even below the floor")
+    options.add_model(p)
+    p.set_defaults(handler=cmd_export)
