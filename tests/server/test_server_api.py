@@ -29,6 +29,9 @@ from lookalike.server import create_app, training_routes
 from lookalike.server.state import ServerState
 from server_helpers import glyph, labelled_pairs, png_bytes, small_model_dir
 
+LOCAL = "http://localhost"
+"""The server answers loopback host names only (TestClient's default is ``testserver``)."""
+
 A = png_bytes(glyph(1))
 A_NOISY = png_bytes(glyph(1, noise_seed=3))
 B = png_bytes(glyph(2))
@@ -42,7 +45,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def client(model_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(model_dir, data_dir=tmp_path / "data")
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as test_client:
         yield test_client
 
 
@@ -130,7 +133,7 @@ def test_engines_agree(model_dir: Path, tmp_path: Path) -> None:
     scores = {}
     for engine in ("torch", "onnx"):
         app = create_app(model_dir, data_dir=tmp_path / engine, engine=engine)
-        with TestClient(app) as client:
+        with TestClient(app, base_url=LOCAL) as client:
             assert client.get("/api/health").json()["engine"] == engine
             scores[engine] = client.post("/api/compare", files=two(A, B)).json()
     assert scores["onnx"]["cosine"] == pytest.approx(scores["torch"]["cosine"], abs=1e-4)
@@ -162,7 +165,7 @@ def test_uploads_over_the_limit_get_413(model_dir: Path, tmp_path: Path) -> None
     app = create_app(model_dir, data_dir=tmp_path / "d", max_upload_bytes=2000)
     big = png_bytes(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
     assert len(big) > 2000 and len(A) < 2000
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as client:
         assert client.post("/api/compare", files=two(A, A)).status_code == 200
         detail = assert_error(client.post("/api/compare", files=two(A, big)), 413, "too large")
         assert "max-upload-mb" in detail
@@ -240,7 +243,7 @@ def test_search_and_thumbnails_stay_inside_the_index_root(model_dir: Path, tmp_p
     Image.fromarray(glyph(9)).save(root / "not-indexed.png")
     # No model named: the server serves the model the index recorded.
     app = create_app(index_dir=tmp_path / "index", data_dir=tmp_path / "d")
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as client:
         health = client.get("/api/health").json()
         assert health["has_index"] is True and health["index_size"] == 6
         query = png_bytes(glyph(3))
@@ -328,11 +331,11 @@ def test_pair_label_and_images_are_validated(client: TestClient) -> None:
 
 def test_pairs_and_head_survive_a_restart(model_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    with TestClient(create_app(model_dir, data_dir=data)) as client:
+    with TestClient(create_app(model_dir, data_dir=data), base_url=LOCAL) as client:
         ids = add_pairs(client, 8)
         train(client, steps=100)
         before = client.post("/api/compare", files=two(A, A_NOISY)).json()
-    with TestClient(create_app(model_dir, data_dir=data)) as client:
+    with TestClient(create_app(model_dir, data_dir=data), base_url=LOCAL) as client:
         assert [p["id"] for p in client.get("/api/pairs").json()["pairs"]] == ids
         assert client.get(f"/api/pairs/{ids[0]}/image/a").status_code == 200
         assert client.get("/api/health").json()["has_head"] is True
@@ -340,7 +343,7 @@ def test_pairs_and_head_survive_a_restart(model_dir: Path, tmp_path: Path) -> No
     assert after["probability"] == pytest.approx(before["probability"], abs=1e-5)
     # Another model: the stored head does not fit it and is not attached.
     other = small_model_dir(tmp_path / "other")
-    with TestClient(create_app(other, data_dir=data)) as client:
+    with TestClient(create_app(other, data_dir=data), base_url=LOCAL) as client:
         assert client.get("/api/health").json()["has_head"] is False
         assert len(client.get("/api/pairs").json()["pairs"]) == 8
 
@@ -481,7 +484,7 @@ def test_download_references_a_pretrained_backbone(tmp_path: Path) -> None:
     model.head = PairHead(model.embedding_dim)
     model.thresholds["probability"] = 0.5
     app = create_app(model=model, reference_backbone=True, data_dir=tmp_path / "d", engine="torch")
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         response = client.get("/api/head/download")
     assert response.status_code == 200
     assert len(response.content) < 2_000_000  # MobileNetV2's 14 MB of weights are not in it

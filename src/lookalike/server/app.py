@@ -5,8 +5,14 @@ is ``static/index.html`` + ``app.js`` + ``app.css``, and ``/docs`` is a small pa
 renders ``/openapi.json`` itself instead of FastAPI's CDN-hosted Swagger UI.
 
 Errors always reach the client as JSON ``{"detail": "message"}``: validation errors are
-turned into one readable line, library errors keep their message, and anything unexpected
-becomes a generic 500 (the traceback goes to the server log only).
+turned into one readable line, library errors keep their message (with the server's paths
+rewritten out of it: :mod:`lookalike.server.redact`), and anything unexpected becomes a
+generic 500 (the traceback goes to the server log only).
+
+Before any endpoint, three ASGI guards run, outermost first: who may ask
+(:class:`~lookalike.server.guard.RequestGuard`: Host allow-list, Origin check, token), how
+many heavy requests run at once (:class:`~lookalike.server.limits.BusyLimit`) and how large
+a body may be (:class:`~lookalike.server.uploads.BodyLimit`).
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lookalike._version import __version__
-from lookalike.errors import DataError, ImageError, LookalikeError
+from lookalike.errors import ImageError, LookalikeError
 from lookalike.inference.source import ModelSource
 from lookalike.model.network import SiameseModel
+from lookalike.server.guard import AccessPolicy, RequestGuard
+from lookalike.server.limits import BusyLimit, ServeLimits
+from lookalike.server.pairs_store import PairStoreFullError
 from lookalike.server.routes import router
 from lookalike.server.state import ServerState, load_served_model
 from lookalike.server.training_routes import router as training_router
-from lookalike.server.uploads import BodyLimit
+from lookalike.server.uploads import BodyLimit, is_size_error
 
 log = logging.getLogger("lookalike.server")
 
@@ -55,6 +64,8 @@ def create_app(
     device: str | None = None,
     engine: str = "auto",
     threads: int | None = None,
+    access: AccessPolicy | None = None,
+    limits: ServeLimits | None = None,
 ) -> FastAPI:
     """Build the web app.
 
@@ -75,6 +86,9 @@ def create_app(
             available, else torch), ``"torch"`` or ``"onnx"``. Training and explanations
             always use the torch model.
         threads: ONNX Runtime intra-op threads (``None``: its default).
+        access: Who may talk to the server (default: loopback host names, no token).
+        limits: Heavy requests at once and the pair store's size (the connection limits
+            in it are applied by :func:`lookalike.server.runner.make_config`).
 
     Returns:
         The application (run it with uvicorn).
@@ -109,6 +123,7 @@ def create_app(
         index_dir=index_dir,
         engine=engine,
         threads=threads,
+        limits=limits,
     )
 
     @asynccontextmanager
@@ -144,7 +159,10 @@ def create_app(
             response.headers["Cache-Control"] = "no-store"
         return response
 
+    # The last added runs first: the guard refuses strangers before anything is read.
     app.add_middleware(BodyLimit, max_file_bytes=max_upload_bytes)
+    app.add_middleware(BusyLimit, limits=limits or ServeLimits())
+    app.add_middleware(RequestGuard, policy=access or AccessPolicy())
     return app
 
 
@@ -164,11 +182,12 @@ def _add_pages(app: FastAPI) -> None:
         return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
 
-def _error(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
-
-
 def _add_error_handlers(app: FastAPI) -> None:
+    state: ServerState = app.state.lookalike
+
+    def _error(status: int, detail: str) -> JSONResponse:
+        return JSONResponse({"detail": state.redact(detail)}, status_code=status)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
@@ -181,17 +200,17 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(422, describe_validation(exc))
 
-    @app.exception_handler(ImageError)
-    async def image_error(_: Request, exc: ImageError) -> JSONResponse:
-        return _error(422, str(exc))
-
-    @app.exception_handler(DataError)
-    async def data_error(_: Request, exc: DataError) -> JSONResponse:
-        return _error(400, str(exc))
-
     @app.exception_handler(LookalikeError)
     async def lookalike_error(_: Request, exc: LookalikeError) -> JSONResponse:
-        return _error(400, str(exc))
+        if is_size_error(exc):
+            status = 413
+        elif isinstance(exc, PairStoreFullError):
+            status = 409
+        elif isinstance(exc, ImageError):
+            status = 422
+        else:
+            status = 400  # DataError and the rest: the request asked for what cannot be
+        return _error(status, str(exc))
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -46,9 +46,10 @@ ImageB = Annotated[UploadFile, File(description="Image B")]
 
 IMAGE_ERRORS: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorResponse, "description": "Empty upload or bad request"},
-    413: {"model": ErrorResponse, "description": "Upload larger than the limit"},
+    413: {"model": ErrorResponse, "description": "Upload (bytes or pixels) over the limit"},
     415: {"model": ErrorResponse, "description": "Not an image"},
     422: {"model": ErrorResponse, "description": "Missing field or undecodable image"},
+    503: {"model": ErrorResponse, "description": "Busy: too many image requests at once"},
 }
 """The error responses of an endpoint that reads uploaded images (for the OpenAPI schema)."""
 

@@ -9,6 +9,9 @@ Layout of the data folder::
 Images are written through a temporary file and a rename, so a crash never leaves a
 half-written image under its final name; SQLite makes each pair insert or delete atomic.
 An image file is removed when the last pair that uses it is deleted.
+
+The store is bounded: at most ``max_pairs`` pairs and ``max_bytes`` of images; an add past
+either raises :class:`PairStoreFullError` (the API answers 409 with the reason).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from lookalike._io import atomic_write_bytes
+from lookalike.errors import LookalikeError
 
 Label = Literal["same", "different"]
 Side = Literal["a", "b"]
@@ -51,6 +55,10 @@ CREATE TABLE IF NOT EXISTS pairs (
     b_name TEXT NOT NULL
 )
 """
+
+
+class PairStoreFullError(LookalikeError):
+    """The pair store holds as many pairs, or as many bytes of images, as it may."""
 
 
 @dataclass(frozen=True)
@@ -94,16 +102,27 @@ class PairStore:
 
     Args:
         root: The data folder (created when missing).
+        max_pairs: Most pairs kept.
+        max_bytes: Most bytes of stored images.
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        max_pairs: int = 10_000,
+        max_bytes: int = 2 * 2**30,
+    ) -> None:
         self.root = Path(root)
         self.images = self.root / "images"
         self.images.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "pairs.sqlite3"
+        self.max_pairs = max_pairs
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         with self._connect() as db:
             db.execute(_SCHEMA)
+        self._bytes = sum(_size(entry) for entry in os.scandir(self.images))
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -114,21 +133,49 @@ class PairStore:
         finally:
             db.close()
 
-    def _write_image(self, image: StoredImage) -> str:
+    @staticmethod
+    def _file_name(image: StoredImage) -> str:
         suffix = MEDIA_TYPES.get(image.format, ("", ".img"))[1]
-        name = hashlib.sha256(image.data).hexdigest() + suffix
+        return hashlib.sha256(image.data).hexdigest() + suffix
+
+    def _write_image(self, image: StoredImage) -> str:
+        name = self._file_name(image)
         target = self.images / name
         if not target.exists():
             atomic_write_bytes(target, image.data)
+            self._bytes += len(image.data)
         return name
+
+    def _check_room(self, a: StoredImage, b: StoredImage) -> None:
+        """Raise :class:`PairStoreFullError` unless one more pair of these images fits."""
+        count = len(self)
+        if count >= self.max_pairs:
+            raise PairStoreFullError(
+                f"the pair store is full: it holds {count} pairs, the limit is "
+                f"{self.max_pairs} (lookalike serve --max-pairs); delete pairs to add more"
+            )
+        new = {self._file_name(i): len(i.data) for i in (a, b)}
+        added = sum(n for name, n in new.items() if not (self.images / name).exists())
+        if self._bytes + added > self.max_bytes:
+            raise PairStoreFullError(
+                f"the pair store is full: its images take {self._bytes / 2**20:.1f} MB and "
+                f"these would add {added / 2**20:.1f} MB, past the limit of "
+                f"{self.max_bytes / 2**20:.0f} MB (lookalike serve --max-pair-mb); delete "
+                "pairs to add more"
+            )
 
     def add(self, a: StoredImage, b: StoredImage, label: Label) -> Pair:
         """Store both images (once each, by content) and the labelled pair.
 
         Returns:
             The new pair.
+
+        Raises:
+            PairStoreFullError: ``max_pairs`` pairs are stored, or the images would take the
+                store past ``max_bytes``.
         """
         with self._lock:
+            self._check_room(a, b)
             pair = Pair(
                 id=uuid.uuid4().hex,
                 created=time.time(),
@@ -189,7 +236,9 @@ class PairStore:
                     for name in row
                 }
             for name in {pair.a_file, pair.b_file} - used:
-                (self.images / name).unlink(missing_ok=True)
+                path = self.images / name
+                self._bytes -= _size(path)
+                path.unlink(missing_ok=True)
         return True
 
     def image_path(self, pair: Pair, side: Side) -> Path:
@@ -209,6 +258,14 @@ def media_type(file_name: str) -> str:
         if known == suffix:
             return media
     return "application/octet-stream"
+
+
+def _size(entry: os.DirEntry[str] | Path) -> int:
+    """A file's size in bytes, 0 when it is gone."""
+    try:
+        return entry.stat().st_size
+    except OSError:
+        return 0
 
 
 def _display_name(name: str) -> str:

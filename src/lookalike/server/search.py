@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -74,18 +74,25 @@ class IndexService:
         return self._call(lambda: self._index.search(vector[None, :], k)[0])
 
     def file(self, path: str) -> Path | None:
-        """The file of an indexed relative path, or ``None`` when it is not an indexed file
-        inside the index root (absolute paths, ``..`` and symbolic links leading out are
-        refused)."""
-        if not path or Path(path).is_absolute() or "\\" in path:
+        """The file of an indexed relative path, or ``None`` when it is not one.
+
+        Only paths the index holds are served: absolute paths, ``..`` and anything the
+        index does not hold are refused. A path inside the root that is a symbolic link
+        to a file elsewhere is served, as the index itself followed it: the index, not
+        the link's target, decides what a hit may show.
+        """
+        if not path or "\\" in path or "\0" in path:
+            return None
+        relative = PurePosixPath(path)
+        if relative.is_absolute() or any(part in ("", ".", "..") for part in path.split("/")):
             return None
         if not self._call(lambda: path in self._index):
             return None
-        root = self.root.resolve()
-        target = self._index.resolve(path).resolve()
-        if not target.is_relative_to(root) or not target.is_file():
+        target = self._index.resolve(path)
+        try:
+            return target if target.is_file() else None
+        except OSError:  # a name too long, a permission refused on the way
             return None
-        return target
 
     def close(self) -> None:
         """Close the index and stop its thread."""

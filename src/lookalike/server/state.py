@@ -43,7 +43,9 @@ from lookalike.model.layers import PairHead
 from lookalike.model.network import SiameseModel
 from lookalike.server.batcher import EmbedBatcher
 from lookalike.server.jobs import Job, JobRunner
+from lookalike.server.limits import ServeLimits
 from lookalike.server.pairs_store import Pair, PairStore
+from lookalike.server.redact import Redactor
 from lookalike.server.search import IndexService
 
 log = logging.getLogger("lookalike.server")
@@ -76,6 +78,10 @@ class ServerState:
             CPU when it is installed and the export works, else torch).
         threads: ONNX Runtime intra-op threads (``None``: its default); torch's are set
             process-wide with :func:`lookalike.model.device.set_threads`.
+        limits: The bounds of the pair store (``max_pairs``, ``max_pair_bytes``).
+
+    Attributes:
+        redact: Rewrites the server's paths out of messages sent to clients.
 
     Raises:
         LookalikeError: An unknown ``engine``, or ``"onnx"`` where it cannot run.
@@ -92,11 +98,15 @@ class ServerState:
         index_dir: str | os.PathLike[str] | None = None,
         engine: str = "auto",
         threads: int | None = None,
+        limits: ServeLimits | None = None,
     ) -> None:
         self.name = name
         self.reference_backbone = reference_backbone
         self.data_dir = Path(data_dir)
-        self.pairs = PairStore(self.data_dir)
+        limits = limits or ServeLimits()
+        self.pairs = PairStore(
+            self.data_dir, max_pairs=limits.max_pairs, max_bytes=limits.max_pair_bytes
+        )
         self.jobs = JobRunner()
         self.head_dir = self.data_dir / "head"
         self._swap_lock = threading.Lock()
@@ -118,6 +128,14 @@ class ServerState:
             )
             if index_dir is not None
             else None
+        )
+        self.redact = Redactor(
+            {
+                "DATA_DIR": self.data_dir,
+                "INDEX_DIR": index_dir,
+                "INDEX_ROOT": self.index.root if self.index is not None else None,
+                "MODEL_DIR": source.folder if source is not None else None,
+            }
         )
 
     @property

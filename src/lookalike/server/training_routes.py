@@ -24,6 +24,7 @@ from lookalike.server.schemas import (
     PairListResponse,
     TrainRequest,
 )
+from lookalike.server.state import ServerState
 
 router = APIRouter(prefix="/api")
 
@@ -47,7 +48,10 @@ def _pair_info(pair: Pair) -> PairInfo:
     "/pairs",
     response_model=PairInfo,
     status_code=201,
-    responses=IMAGE_ERRORS,
+    responses={
+        **IMAGE_ERRORS,
+        409: {"model": ErrorResponse, "description": "The pair store is full"},
+    },
     summary="Add a labelled pair",
 )
 def add_pair(
@@ -57,7 +61,8 @@ def add_pair(
     b: ImageB,
     label: Annotated[Literal["same", "different"], Form(description="same or different")],
 ) -> PairInfo:
-    """Store both images (by content hash) and the label; pairs survive a restart."""
+    """Store both images (by content hash) and the label; pairs survive a restart. The
+    store is bounded (``lookalike serve --max-pairs``, ``--max-pair-mb``): when full, 409."""
     ua, ub = read_for_model(state, a, "a", limit), read_for_model(state, b, "b", limit)
     pair = state.pairs.add(
         StoredImage(ua.data, ua.name, ua.format), StoredImage(ub.data, ub.name, ub.format), label
@@ -138,7 +143,7 @@ def train_head(
     return JobCreated(id=job.id, url=f"/api/jobs/{job.id}")
 
 
-def _job_info(snap: JobSnapshot) -> JobInfo:
+def _job_info(state: ServerState, snap: JobSnapshot) -> JobInfo:
     return JobInfo(
         id=snap.id,
         state=snap.state,
@@ -148,7 +153,7 @@ def _job_info(snap: JobSnapshot) -> JobInfo:
         loss=snap.loss,
         started=snap.started,
         finished=snap.finished,
-        error=snap.error,
+        error=None if snap.error is None else state.redact(snap.error),
         **snap.result,
     )
 
@@ -164,7 +169,7 @@ def job(state: StateDep, job_id: str) -> JobInfo:
     snap = state.jobs.get(job_id)
     if snap is None:
         raise HTTPException(404, f"no job with id {job_id!r}")
-    return _job_info(snap)
+    return _job_info(state, snap)
 
 
 @router.get(

@@ -23,6 +23,7 @@ from PIL import Image
 
 from lookalike.errors import ImageError
 from lookalike.imaging.images import load_image
+from lookalike.server.asgi import send_json
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -100,21 +101,8 @@ class BodyLimit:
 
 
 async def _send_413(send: Send, limit: int) -> None:
-    import json
-
-    body = json.dumps({"detail": _too_large(limit).detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    detail = str(_too_large(limit).detail)
+    await send_json(send, 413, detail, [(b"connection", b"close")])
 
 
 @dataclass(frozen=True)
@@ -152,7 +140,8 @@ def read_image(
             file is still read and checked).
 
     Raises:
-        HTTPException: 413 too large, 400 empty, 415 not an image, 422 corrupt or truncated.
+        HTTPException: 413 too large (bytes, or pixels: see :func:`is_size_error`), 400
+            empty, 415 not an image, 422 corrupt or truncated.
     """
     buffer = bytearray()
     while chunk := upload.file.read(_CHUNK):
@@ -165,7 +154,15 @@ def read_image(
         raise HTTPException(status_code=400, detail=f"{field} ({name}) is an empty file")
     try:
         image = load_image(data, max_pixels=MAX_PIXELS, draft_size=draft_size)
+    except MemoryError as exc:
+        raise HTTPException(
+            status_code=413, detail=f"{field} ({name}) is too large to decode in memory"
+        ) from exc
     except ImageError as exc:
+        if is_size_error(exc):
+            raise HTTPException(
+                status_code=413, detail=f"{field} ({name}) is too large: {exc.cause}"
+            ) from exc
         if _opens(data):
             raise HTTPException(
                 status_code=422,
@@ -177,6 +174,34 @@ def read_image(
             "(PNG, JPEG, GIF, WebP, BMP, TIFF, ...)",
         ) from exc
     return Upload(data, name, _format(data), image)
+
+
+_SIZE_ERROR_NAMES = ("ImageTooLarge",)  # lookalike.errors.ImageTooLarge, where it exists
+_SIZE_WORDS = (
+    "decompression-bomb",
+    "decompression bomb",
+    "too large",
+    "too big",
+    "too many pixels",
+    "aspect ratio",
+    "exceeds the limit",
+)
+
+
+def is_size_error(exc: BaseException) -> bool:
+    """Whether a library error refuses an image for its size (answered 413, not 415/422).
+
+    That is a size error class of :mod:`lookalike.errors`, or an :class:`ImageError` whose
+    cause is a size limit (the pixel-count, aspect-ratio or decoded-size guard of
+    :func:`lookalike.imaging.images.load_image`).
+    """
+    from lookalike import errors
+
+    kinds = tuple(getattr(errors, n) for n in _SIZE_ERROR_NAMES if hasattr(errors, n))
+    if kinds and isinstance(exc, kinds):
+        return True
+    cause = str(getattr(exc, "cause", exc)).lower()
+    return isinstance(exc, errors.LookalikeError) and any(w in cause for w in _SIZE_WORDS)
 
 
 def _opens(data: bytes) -> bool:
