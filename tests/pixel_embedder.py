@@ -1,11 +1,14 @@
 """A deterministic stand-in model for index and dedup tests: a 4×4 RGB thumbnail, centred and
 L2-normalised (48 numbers), with the :class:`~lookalike.inference.embedder.Embedder` members.
 
-It records the name of every file it opens (``seen``), so tests can tell what was embedded.
+It records the name of every file it opens (``seen``), so tests can tell what was embedded; the
+index decodes the bytes it has hashed, not a path, and those are recorded as their BLAKE2b-128
+hex digest (the index's content hash): :func:`seen_names` turns them back into file names.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +23,8 @@ DIM = 48
 
 @dataclass(frozen=True)
 class RecordingPreprocess(Preprocess):
-    """4×4 RGB pixels in [0, 1]; each file opened is added to ``seen`` (its name)."""
+    """4×4 RGB pixels in [0, 1]; each file opened is added to ``seen`` (its name; for bytes,
+    their content hash)."""
 
     input_size: tuple[int, int] = (4, 4)
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
@@ -33,6 +37,8 @@ class RecordingPreprocess(Preprocess):
         out = super().load(source, max_pixels=max_pixels)
         if isinstance(source, (str, Path)):
             self.seen.append(Path(source).name)
+        elif isinstance(source, bytes):
+            self.seen.append(hashlib.blake2b(source, digest_size=16).hexdigest())
         return out
 
 
@@ -61,3 +67,14 @@ class PixelEmbedder:
 
     def pair_probability(self, emb_a: np.ndarray, emb_b: np.ndarray) -> np.ndarray | None:
         return None
+
+
+def seen_names(embedder: PixelEmbedder, root: Path) -> list[str]:
+    """What ``embedder`` embedded, as file names: a content hash becomes the first name (in
+    sorted order) of the files under ``root`` holding that content."""
+    names: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            digest = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+            names.setdefault(digest, path.name)
+    return [names.get(item, item) for item in embedder.seen]

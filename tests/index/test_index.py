@@ -24,7 +24,7 @@ from lookalike.index import faiss_structures as vi
 from lookalike.index import update as iu
 from lookalike.index.index import Index
 from lookalike.inference.pipeline import embed_files
-from pixel_embedder import DIM, PixelEmbedder
+from pixel_embedder import DIM, PixelEmbedder, seen_names
 
 faiss = pytest.importorskip("faiss")
 
@@ -111,7 +111,7 @@ def test_incremental_update_equals_rebuild_and_search_equals_brute_force(tmp_pat
     assert report.updated == [files[3].relative_to(root).as_posix()]
     assert sorted(report.removed) == sorted(f.relative_to(root).as_posix() for f in files[5:8:2])
     assert report.unchanged == 9 and report.skipped == []
-    assert sorted(embed.seen) == sorted(["new1.png", "new2.jpg", files[3].name])
+    assert sorted(seen_names(embed, root)) == sorted(["new1.png", "new2.jpg", files[3].name])
 
     fresh = build(root, tmp_path / "fresh")
     assert index.paths() == fresh.paths()
@@ -157,7 +157,7 @@ def test_moved_and_copied_files_are_not_embedded_again(tmp_path: Path) -> None:
     shutil.copy2(root / "twin1.png", root / "twin2.png")  # new content, twice
     embed.seen.clear()
     report = index.update(embed)
-    assert embed.seen == ["twin1.png"]  # the one new content, once
+    assert seen_names(embed, root) == ["twin1.png"]  # the one new content, once
     assert report.embedded == 1
     assert report.reused_from_cache == 4  # moved file, two copies, the twin
     assert report.removed == [old]
@@ -178,7 +178,7 @@ def test_moved_and_copied_files_are_not_embedded_again(tmp_path: Path) -> None:
     files[3].unlink()
     embed.seen.clear()
     report = index.update(embed)
-    assert embed.seen == [files[2].name]
+    assert seen_names(embed, root) == [files[2].name]
     assert report.updated == [files[2].relative_to(root).as_posix()]
     gone = files[3].relative_to(root).as_posix()
     hits = index.search(before[gone], k=100)[0]

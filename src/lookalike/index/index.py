@@ -33,6 +33,13 @@ embedding), :mod:`lookalike.index.sync` (FAISS in step with SQLite, the lock) an
 collections, since it supports removal — and IVF-SQ8, one byte per dimension, from 200,000
 images; and HNSW, which cannot remove and is rebuilt on change).
 
+**Errors and repair.** A damaged database, a full disk or an unreadable index file is one
+:class:`~lookalike.errors.IndexFolderError` naming the file and the fix
+(:func:`lookalike.index.store.database_error`), never a raw ``sqlite3`` error. A damaged index
+is recreated from its images with ``create(..., overwrite=True)`` (``lookalike index DIR
+--index IDX --rebuild``); ``update(verify=True)`` (``--verify``) hashes and embeds every file
+again and repairs stale rows and wrong cached vectors in place.
+
 **Root.** File paths are stored relative to the root. The root itself is stored twice:
 relative to the index folder and absolute. :meth:`Index.open` tries the relative location first
 (so a collection moved or copied together with its index keeps working), then the absolute one
@@ -42,11 +49,12 @@ relative to the index folder and absolute. :meth:`Index.open` tries the relative
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -54,7 +62,7 @@ import numpy.typing as npt
 from lookalike.errors import IndexFolderError, LookalikeError
 from lookalike.index import faiss_structures as vi
 from lookalike.index import update as iu
-from lookalike.index.store import SCHEMA_VERSION, Snapshot, Store
+from lookalike.index.store import SCHEMA_VERSION, Snapshot, Store, database_errors
 from lookalike.index.sync import SyncedVectors, flock
 from lookalike.index.update import Changes, UpdateReport
 from lookalike.inference.embedder import Embedder
@@ -66,6 +74,19 @@ __all__ = ["DB_NAME", "Hit", "Index", "Snapshot", "UpdateReport"]
 DB_NAME = "index.sqlite"
 
 FloatArray = npt.NDArray[np.float32]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _guarded(method: Callable[Concatenate[Index, _P], _R]) -> Callable[Concatenate[Index, _P], _R]:
+    """Run an :class:`Index` method with its database errors turned into one line."""
+
+    @functools.wraps(method)
+    def run(self: Index, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with database_errors(self.folder / DB_NAME, self.root):
+            return method(self, *args, **kwargs)
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -158,8 +179,35 @@ class Index:
             kind=kind, ivf_threshold=ivf_threshold, sq8_threshold=sq8_threshold, nprobe=nprobe
         )
         folder = Path(index_dir)
-        folder.mkdir(parents=True, exist_ok=True)
         root_path = Path(root).absolute()
+        with database_errors(folder / DB_NAME, root_path):
+            folder.mkdir(parents=True, exist_ok=True)
+            return cls._create(
+                folder,
+                root_path,
+                config,
+                overwrite,
+                meta={
+                    "model_key": model_key,
+                    "model_source": model_source.to_dict() if model_source else None,
+                    "dim": int(dim),
+                    "config": config.to_dict(),
+                    "include": list(include),
+                    "exclude": list(exclude),
+                    **_root_meta(folder, root_path),
+                },
+            )
+
+    @classmethod
+    def _create(
+        cls,
+        folder: Path,
+        root_path: Path,
+        config: vi.VectorIndexConfig,
+        overwrite: bool,
+        meta: dict[str, Any],
+    ) -> Index:
+        """:meth:`create` once its arguments are checked (errors not yet translated)."""
         with flock(folder):
             db = folder / DB_NAME
             state = Store.probe(db)
@@ -177,17 +225,17 @@ class Index:
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{db}{suffix}").unlink(missing_ok=True)
                 vi.remove_files(folder, None)
-            meta = {
-                "model_key": model_key,
-                "model_source": model_source.to_dict() if model_source else None,
-                "dim": int(dim),
-                "config": config.to_dict(),
-                "include": list(include),
-                "exclude": list(exclude),
-                **_root_meta(folder, root_path),
-            }
             store = Store(db, create=True, meta=meta)
-        return cls(folder, store, root_path)
+        return cls._opened(folder, store, root_path)
+
+    @classmethod
+    def _opened(cls, folder: Path, store: Store, root: Path) -> Index:
+        """The index over an open store (closed again if its meta cannot be read)."""
+        try:
+            return cls(folder, store, root)
+        except BaseException:
+            store.close()
+            raise
 
     @classmethod
     def open(
@@ -217,6 +265,20 @@ class Index:
         """
         folder = Path(index_dir)
         db = folder / DB_NAME
+        given = Path(root).absolute() if root is not None else None
+        with database_errors(db, given):
+            return cls._open(folder, given, model_key, model_source)
+
+    @classmethod
+    def _open(
+        cls,
+        folder: Path,
+        root: Path | None,
+        model_key: str | None,
+        model_source: ModelSource | None,
+    ) -> Index:
+        """:meth:`open` with its database errors not yet translated."""
+        db = folder / DB_NAME
         if not db.is_file():
             raise IndexFolderError(f"no index in {folder} (no {DB_NAME}); create one first")
         store = Store(db)
@@ -236,27 +298,28 @@ class Index:
                     "rebuild the index for this one (a new index folder, or create with "
                     "overwrite=True)"
                 )
-            where = Path(root).absolute() if root is not None else _stored_root(folder, store)
+            where = root if root is not None else _stored_root(folder, store)
         except BaseException:
             store.close()
             raise
-        return cls(folder, store, where)
+        return cls._opened(folder, store, where)
 
     @staticmethod
     def recorded_source(index_dir: str | os.PathLike[str]) -> ModelSource | None:
         """The model source an index recorded, without opening it (``None``: none recorded).
 
         Raises:
-            IndexFolderError: No index in ``index_dir``.
+            IndexFolderError: No index in ``index_dir``, or a damaged one.
         """
         db = Path(index_dir) / DB_NAME
-        if Store.probe(db) != "index":
+        if Store.probe(db) in ("absent", "empty"):
             raise IndexFolderError(f"no index in {index_dir} (no {DB_NAME}); create one first")
-        store = Store(db)
-        try:
-            source = store.meta("model_source")
-        finally:
-            store.close()
+        with database_errors(db):
+            store = Store(db)
+            try:
+                source = store.meta("model_source")
+            finally:
+                store.close()
         return ModelSource.from_dict(source) if source else None
 
     @classmethod
@@ -286,7 +349,7 @@ class Index:
         Raises:
             IndexFolderError: As for :meth:`open` and :meth:`create`, or a ``dim`` mismatch.
         """
-        if Store.probe(Path(index_dir) / DB_NAME) in ("absent", "empty"):
+        if Store.probe(Path(index_dir) / DB_NAME) in ("absent", "empty"):  # never raises
             return cls.create(
                 index_dir, root, model_key=model_key, dim=dim, model_source=model_source, **settings
             )
@@ -311,28 +374,34 @@ class Index:
 
     # ------------------------------------------------------------------ inspecting
 
+    @_guarded
     def __len__(self) -> int:
         return self._store.count()
 
+    @_guarded
     def __contains__(self, path: object) -> bool:
         if not isinstance(path, (str, os.PathLike)):
             return False
         return self._store.has(self._relative(path))
 
     @property
+    @_guarded
     def generation(self) -> str:
         """The database generation (changes whenever the set of vectors changes)."""
         return self._store.generation
 
     @property
+    @_guarded
     def kind(self) -> str:
         """The FAISS structure in use now: ``"flat"``, ``"ivf"`` or ``"hnsw"``."""
         return vi.kind_of(self._sync.current())
 
+    @_guarded
     def paths(self) -> list[str]:
         """Every indexed relative path, sorted."""
         return sorted(self._store.rows())
 
+    @_guarded
     def vectors(
         self, paths: Sequence[str] | None = None, *, ids: Sequence[int] | None = None
     ) -> Snapshot:
@@ -358,6 +427,7 @@ class Index:
             chosen = [path for path, _ in self._store.lookup(ids).values()]
         return self._store.snapshot(self.dim, chosen)
 
+    @_guarded
     def structure(self) -> Any:
         """The FAISS structure of the committed generation (``faiss_structures``).
 
@@ -371,6 +441,7 @@ class Index:
         """The file system path of an indexed relative path."""
         return iu.resolve(self.root, path)
 
+    @_guarded
     def set_labels(self, labels: Mapping[str, str | None]) -> int:
         """Set (or clear, with ``None``) the label of indexed files.
 
@@ -385,6 +456,7 @@ class Index:
 
     # ------------------------------------------------------------------ searching
 
+    @_guarded
     def search(
         self, vectors: npt.ArrayLike, k: int = 10, *, nprobe: int | None = None
     ) -> list[list[Hit]]:
@@ -438,6 +510,7 @@ class Index:
 
     # ------------------------------------------------------------------ changing
 
+    @_guarded
     def update(
         self,
         embedder: Embedder,
@@ -446,6 +519,7 @@ class Index:
         exclude: Sequence[str] | None = None,
         batch_size: int = 64,
         progress: bool = True,
+        verify: bool = False,
     ) -> UpdateReport:
         """Make the index mirror the image files under the root.
 
@@ -469,14 +543,20 @@ class Index:
             exclude: Glob patterns a file must match none of (as for ``include``).
             batch_size: Images per forward pass, and per committed transaction.
             progress: Show a progress bar while embedding (on stderr, when it is a terminal).
+            verify: Also hash every file again whatever its size and time say, and embed
+                every distinct content again, repairing stale rows and cached vectors that
+                do not match their content (:mod:`lookalike.index.update`); as slow as
+                embedding the whole collection, but ids and labels are kept.
 
         Returns:
-            What changed.
+            What changed (with ``verified`` and ``repaired`` when verifying). Files and
+            sub-folders that cannot be read are reported in ``skipped`` and left out.
 
         Raises:
             IndexFolderError: If the root folder is missing, another process is updating the
-                index, or the model returns vectors of the wrong size.
-            DataError: If a folder under the root cannot be listed.
+                index, the model returns vectors of the wrong size, or the database is
+                damaged or its disk full (the message names the fix).
+            DataError: If the root folder itself cannot be listed.
             ValueError: If ``batch_size`` is below 1, or the model returns another number
                 of rows than images.
         """
@@ -499,8 +579,12 @@ class Index:
 
             report.removed = sorted(set(rows) - set(found))
             commit(Changes(deletes=report.removed))
-            todo = iu.hash_changed(
-                self.root, found, rows, report, lambda h: self._store.cached(h, self.dim), commit
+
+            def cached(hashes: set[str]) -> dict[str, FloatArray]:
+                return self._store.cached(hashes, self.dim)
+
+            todo, recheck = iu.hash_changed(
+                self.root, found, rows, report, cached, commit, verify=verify
             )
             iu.embed_missing(
                 self.root,
@@ -514,10 +598,13 @@ class Index:
                 model_key=self.model_key,
                 batch_size=batch_size,
                 progress=progress,
+                recheck=recheck,
+                cached=cached,
             )
             self._sync.finish()
         return report
 
+    @_guarded
     def remove(self, paths: Sequence[str | os.PathLike[str]]) -> list[str]:
         """Drop files from the index (their files are left alone).
 

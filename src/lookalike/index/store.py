@@ -14,15 +14,26 @@ Tables:
 
 The database runs in WAL mode; every change happens inside one ``BEGIN IMMEDIATE`` transaction,
 so a process killed at any point leaves the last committed state.
+
+**File names.** Paths are Python's file-system strings: a name that is not valid UTF-8 holds
+its undecodable bytes as lone surrogates (``surrogateescape``), which SQLite cannot store as
+text. Such a path is stored as a BLOB of its bytes (:func:`os.fsencode`), every other path as
+text, so each name has exactly one stored form and the ``UNIQUE`` column still holds.
+
+**Errors.** :func:`database_errors` turns every SQLite failure (a damaged file, a full disk, a
+read-only folder, a lock held too long) into one :class:`~lookalike.errors.IndexFolderError`
+that names the database and the fix.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +43,16 @@ import numpy.typing as npt
 
 from lookalike.errors import IndexFolderError
 
-__all__ = ["FORMAT", "SCHEMA_VERSION", "FileRow", "Snapshot", "Store"]
+__all__ = [
+    "FORMAT",
+    "SCHEMA_VERSION",
+    "FileRow",
+    "Snapshot",
+    "Store",
+    "database_error",
+    "database_errors",
+    "rebuild_command",
+]
 
 FORMAT = "lookalike-index"
 SCHEMA_VERSION = 1
@@ -98,27 +118,29 @@ class Store:
 
     Raises:
         IndexFolderError: If the file is not a complete lookalike index (when opening) or
-            cannot be opened.
+            cannot be opened (damaged, unreadable: see :func:`database_error`).
     """
 
     def __init__(
         self, path: Path, *, create: bool = False, meta: dict[str, Any] | None = None
     ) -> None:
         self.path = path
-        try:
+        with database_errors(path):
             self.conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.Error as exc:
-            raise IndexFolderError(f"cannot open index database {path}: {exc}") from exc
         try:
-            if create:
-                self._create(meta or {})
-            elif self.meta("format") != FORMAT:
+            with database_errors(path):
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+                if create:
+                    self._create(meta or {})
+                    return
+                found = self.meta("format")
+            if found != FORMAT:
                 raise IndexFolderError(
                     f"{path.parent} is not a complete lookalike index (its creation was "
-                    "interrupted, or it is another program's file); create the index again"
+                    "interrupted, or it is another program's file); create the index again: "
+                    f"{rebuild_command(path.parent)}"
                 )
         except BaseException:
             self.conn.close()
@@ -175,9 +197,19 @@ class Store:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback()  # SQLite keeps a transaction whose COMMIT failed open
+            raise
+
+    def _rollback(self) -> None:
+        """Roll back the open transaction, if SQLite has not already (it does on a full disk)."""
+        if self.conn.in_transaction:
+            with suppress(sqlite3.Error):  # the original error is the one worth reporting
+                self.conn.execute("ROLLBACK")
 
     # ------------------------------------------------------------------ meta
 
@@ -214,11 +246,11 @@ class Store:
     def rows(self) -> dict[str, FileRow]:
         """Every indexed file, by relative path."""
         cursor = self.conn.execute("SELECT path, id, size, mtime_ns, content_hash FROM files")
-        return {path: FileRow(i, size, mtime, h) for path, i, size, mtime, h in cursor}
+        return {_name(path): FileRow(i, size, mtime, h) for path, i, size, mtime, h in cursor}
 
     def has(self, path: str) -> bool:
         """Whether a relative path is indexed."""
-        row = self.conn.execute("SELECT 1 FROM files WHERE path = ?", (path,)).fetchone()
+        row = self.conn.execute("SELECT 1 FROM files WHERE path = ?", (_stored(path),)).fetchone()
         return row is not None
 
     def count(self) -> int:
@@ -252,7 +284,7 @@ class Store:
             else:
                 rows = []
                 for start in range(0, len(paths), 500):
-                    chunk = list(paths[start : start + 500])
+                    chunk = [_stored(p) for p in paths[start : start + 500]]
                     marks = ",".join("?" * len(chunk))
                     rows += self.conn.execute(sql + f" WHERE f.path IN ({marks})", chunk)
                 rows.sort()
@@ -264,8 +296,8 @@ class Store:
         return Snapshot(
             generation,
             np.asarray([r[0] for r in rows], dtype=np.int64),
-            [r[1] for r in rows],
-            [r[2] for r in rows],
+            [_name(r[1]) for r in rows],
+            [_label(r[2]) for r in rows],
             vectors,
         )
 
@@ -324,15 +356,18 @@ class Store:
             for i, path, label in self.conn.execute(
                 f"SELECT id, path, label FROM files WHERE id IN ({marks})", chunk
             ):
-                found[int(i)] = (path, label)
+                found[int(i)] = (_name(path), _label(label))
         return found
 
     # ------------------------------------------------------------------ writing (in a transaction)
 
-    def put_vector(self, content_hash: str, vector: npt.NDArray[np.float32]) -> None:
-        """Cache a vector under its content hash (kept if already there)."""
+    def put_vector(
+        self, content_hash: str, vector: npt.NDArray[np.float32], *, replace: bool = False
+    ) -> None:
+        """Cache a vector under its content hash (kept if already there, unless ``replace``)."""
         self.conn.execute(
-            "INSERT OR IGNORE INTO embeddings(hash, vector) VALUES (?, ?)",
+            f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO embeddings(hash, vector) "
+            "VALUES (?, ?)",
             (content_hash, np.ascontiguousarray(vector, dtype="<f4").tobytes()),
         )
 
@@ -340,7 +375,7 @@ class Store:
         """Add a file row and return its new id."""
         cursor = self.conn.execute(
             "INSERT INTO files(path, size, mtime_ns, content_hash) VALUES (?, ?, ?, ?)",
-            (path, size, mtime_ns, content_hash),
+            (_stored(path), size, mtime_ns, content_hash),
         )
         return int(cursor.lastrowid or 0)
 
@@ -359,7 +394,10 @@ class Store:
         """Set labels by relative path; returns how many rows changed."""
         changed = 0
         for path, label in labels.items():
-            cursor = self.conn.execute("UPDATE files SET label = ? WHERE path = ?", (label, path))
+            cursor = self.conn.execute(
+                "UPDATE files SET label = ? WHERE path = ?",
+                (None if label is None else _stored(label), _stored(path)),
+            )
             changed += cursor.rowcount
         return changed
 
@@ -374,8 +412,111 @@ class Store:
 def _vector(blob: bytes, dim: int) -> npt.NDArray[np.float32]:
     """Decode a stored vector, checking its length."""
     if len(blob) != 4 * dim:
-        raise IndexFolderError(
-            f"a stored embedding has {len(blob) // 4} values, not {dim}: the index is damaged; "
-            "create it again"
-        )
+        raise sqlite3.DatabaseError(f"a stored embedding has {len(blob) // 4} values, not {dim}")
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def _stored(name: str) -> str | bytes:
+    """A path (or label) as stored: text when it is valid UTF-8, else its bytes."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name)
+    return name
+
+
+def _name(value: str | bytes) -> str:
+    """A stored path back as Python's file-system string."""
+    return value if isinstance(value, str) else os.fsdecode(value)
+
+
+def _label(value: str | bytes | None) -> str | None:
+    """A stored label (``None``: unset)."""
+    return None if value is None else _name(value)
+
+
+# --------------------------------------------------------------------------- errors
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def rebuild_command(folder: Path, root: Path | None = None) -> str:
+    """The command that recreates an index from its images (``DIR`` when the root is unknown)."""
+    return f"lookalike index {root if root is not None else 'DIR'} --index {folder} --rebuild"
+
+
+def database_error(
+    db: Path, exc: sqlite3.Error | OSError, root: Path | None = None
+) -> IndexFolderError:
+    """One line for a failure of an index database: what it is, which file, and the fix.
+
+    Args:
+        db: The database file.
+        exc: What SQLite (or the operating system) raised.
+        root: The indexed folder, when known (named in the rebuild command).
+
+    Returns:
+        The error to raise: a full disk (free space and run again), a damaged file (rebuild
+        it with :func:`rebuild_command`), a read-only or unreadable file (permissions), or a
+        database another process keeps locked.
+    """
+    folder = db.parent
+    rebuild = rebuild_command(folder, root)
+    detail = str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
+    if isinstance(exc, OSError):
+        if exc.errno in _FULL_ERRNOS:
+            return IndexFolderError(
+                f"the disk holding the index {db} is full ({detail}): free some space and run "
+                f"the same command again (finished batches are kept); if the index is then "
+                f"reported damaged, rebuild it: {rebuild}"
+            )
+        where = exc.filename if exc.filename else folder
+        return IndexFolderError(f"cannot use the index in {folder}: {detail} ({where})")
+    code = getattr(exc, "sqlite_errorcode", None)
+    name = getattr(exc, "sqlite_errorname", "")
+    text = detail.lower()
+    if code == sqlite3.SQLITE_FULL or "disk is full" in text:
+        return IndexFolderError(
+            f"the disk holding the index {db} is full ({detail}): free some space and run the "
+            f"same command again (finished batches are kept); if the index is then reported "
+            f"damaged, rebuild it: {rebuild}"
+        )
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN) or (
+        "readonly" in text or "unable to open" in text
+    ):
+        return IndexFolderError(
+            f"cannot open or write the index database {db} ({detail}): check that its folder "
+            "exists and that you may read and write it"
+        )
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in text:
+        return IndexFolderError(
+            f"the index database {db} stayed locked by another process ({detail}); wait for it "
+            "to finish and try again"
+        )
+    if name.startswith("SQLITE_IOERR") or "disk i/o" in text:
+        return IndexFolderError(
+            f"cannot read or write the index database {db} ({detail}): check the disk; if the "
+            f"index is then reported damaged, rebuild it: {rebuild}"
+        )
+    return IndexFolderError(
+        f"the index database {db} is damaged ({detail}); rebuild it from the images: {rebuild}"
+    )
+
+
+@contextmanager
+def database_errors(db: Path, root: Path | None = None) -> Iterator[None]:
+    """Turn SQLite errors and file-system errors inside into :func:`database_error`'s one line.
+
+    Args:
+        db: The database file.
+        root: The indexed folder, when known.
+
+    Raises:
+        IndexFolderError: Instead of :class:`sqlite3.Error` or :class:`OSError`.
+    """
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise database_error(db, exc, root) from exc
+    except OSError as exc:
+        raise database_error(db, exc, root) from exc

@@ -166,7 +166,7 @@ class SyncedVectors:
         self._generation = None  # until the structure matches the new generation
         with self.store.transaction():
             for digest, vector in batch.vectors.items():
-                self.store.put_vector(digest, vector)
+                self.store.put_vector(digest, vector, replace=digest in batch.replace)
             for rel, size, mtime, digest in batch.touched:
                 self.store.update_file(rows[rel].id, size, mtime, digest)
                 new_rows[rel] = FileRow(rows[rel].id, size, mtime, digest)
@@ -209,8 +209,17 @@ class SyncedVectors:
             vi.remove_files(self.folder, self._file)
 
     def _write(self, generation: str) -> None:
-        """Write the structure for ``generation`` and delete older files (lock held)."""
-        self._file = vi.write_file(self.structure, self.folder, generation)
+        """Write the structure for ``generation`` and delete older files (lock held).
+
+        The file only saves the next process a rebuild from SQLite, so a write that fails (a
+        full disk: FAISS reports the callback's ``OSError`` as a ``RuntimeError``) leaves no
+        file and is not an error; the database stays the source of truth.
+        """
+        try:
+            self._file = vi.write_file(self.structure, self.folder, generation)
+        except (OSError, RuntimeError):
+            self._file = None
+            return
         vi.remove_files(self.folder, self._file)
 
 

@@ -10,6 +10,20 @@ The steps, each a function here, are driven by the index, which owns the databas
    :func:`lookalike.inference.pipeline.iter_embed_files` (decoding overlaps inference), and
    hands each forward pass to ``commit`` to be committed in its own transaction.
 
+**A vector is always stored under the hash of the bytes it was computed from.** Step 2 hashes
+a file to look its content up in the cache; a file that must be embedded is then read once
+more, in step 3, and that one read is both hashed and decoded (:class:`VerifiedReader`). A
+file rewritten between the two steps is therefore indexed with its *new* content's hash and
+vector (and modification time ``-1``, so the next update looks at it again), never with the
+new vector under the old hash, where an untouched identical copy would inherit it. Other
+files that shared the old content are embedded in a further round from one of them.
+
+**Verification.** With ``verify``, every file is hashed again whatever its size and time say,
+and every distinct content is embedded again from its bytes: a file row whose content hash is
+stale, and a cached vector that does not match its content (cosine below
+:data:`VERIFY_COSINE`: one written by an older version under the race above), are repaired
+and reported in :attr:`UpdateReport.repaired`.
+
 A file modified less than :data:`RACY_SECONDS` before the scan may be modified again within
 the same timestamp tick without its size or time changing; such a file is stored with
 modification time ``-1``, so the next update hashes it again (as git does for "racily clean"
@@ -18,18 +32,23 @@ files). Hashing is cheap; it is embedded again only if its content changed.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import stat
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lookalike._io import blake2b_file
-from lookalike.errors import IndexFolderError
+from lookalike.errors import ImageError, IndexFolderError
 from lookalike.imaging.files import iter_image_files
+from lookalike.imaging.preprocess import Preprocess
 from lookalike.index.store import FileRow
 from lookalike.inference.embedder import Embedder
 from lookalike.inference.pipeline import EmbedResult, iter_embed_files
@@ -37,8 +56,10 @@ from lookalike.metrics.distances import unit_rows
 
 __all__ = [
     "RACY_SECONDS",
+    "VERIFY_COSINE",
     "Changes",
     "UpdateReport",
+    "VerifiedReader",
     "checked_vectors",
     "embed_missing",
     "hash_changed",
@@ -47,6 +68,11 @@ __all__ = [
 ]
 
 RACY_SECONDS = 2.0
+VERIFY_COSINE = 0.995
+"""A cached vector whose cosine with its content's fresh embedding is below this is wrong."""
+MAX_READ_BYTES = 256 << 20
+"""Files up to this size are read into memory once to be hashed and decoded; larger ones are
+hashed before and after they are decoded from disk, and used only if both hashes agree."""
 _HASH_CHUNK = 1 << 20
 
 FloatArray = npt.NDArray[np.float32]
@@ -68,6 +94,10 @@ class UpdateReport:
         reused_from_cache: Files indexed without embedding, their content's vector being
             cached or embedded for another file in this run (moved, renamed, copied files).
         embedded: Images actually embedded.
+        verified: Files hashed again by a verifying update (``verify=True``), whatever their
+            size and time; ``None`` for a normal update.
+        repaired: Relative paths a verifying update found wrong and repaired: a stale
+            content hash, or a cached vector that did not match the file's content.
     """
 
     added: list[str] = field(default_factory=list)
@@ -77,14 +107,19 @@ class UpdateReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     reused_from_cache: int = 0
     embedded: int = 0
+    verified: int | None = None
+    repaired: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line with the counts."""
-        return (
+        line = (
             f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
             f"{self.unchanged} unchanged, {len(self.skipped)} skipped; "
             f"{self.embedded} embedded, {self.reused_from_cache} reused from the cache"
         )
+        if self.verified is not None:
+            line += f"; verified {self.verified}, repaired {len(self.repaired)}"
+        return line
 
 
 @dataclass
@@ -93,12 +128,16 @@ class Changes:
 
     Attributes:
         vectors: ``{content hash: unit vector (D,)}`` for every hash in ``upserts``.
-        upserts: ``(path, size, mtime_ns, hash)`` of files to add or whose content changed.
+        upserts: ``(path, size, mtime_ns, hash)`` of files to add, whose content changed, or
+            whose content's vector is replaced.
         touched: ``(path, size, mtime_ns, hash)`` of indexed files whose content is unchanged.
         deletes: Paths to drop.
+        replace: Hashes whose cached vector is replaced by the one in ``vectors`` (a
+            verifying update found it wrong); other cached vectors are kept.
     """
 
     vectors: dict[str, FloatArray] = field(default_factory=dict)
+    replace: set[str] = field(default_factory=set)
     upserts: list[tuple[str, int, int, str]] = field(default_factory=list)
     touched: list[tuple[str, int, int, str]] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
@@ -119,18 +158,24 @@ def scan(root: Path, include: Sequence[str], exclude: Sequence[str], report: Upd
         root: The indexed folder.
         include: Glob patterns on the relative path, one of which must match (if any).
         exclude: Glob patterns none of which may match.
-        report: Receives files that cannot be examined, in ``skipped``.
+        report: Receives files and sub-folders that cannot be examined, in ``skipped`` (a
+            folder with a trailing ``/``); indexed files under such a folder are dropped.
 
     Returns:
         ``{relative path: (size, mtime_ns)}``; a file modified within :data:`RACY_SECONDS`
         of now gets time ``-1`` so that the next update checks it again.
 
     Raises:
-        DataError: If a folder under ``root`` cannot be listed.
+        DataError: If ``root`` itself cannot be listed.
     """
     racy = time.time_ns() - int(RACY_SECONDS * 1e9)
     found: Found = {}
-    for path in iter_image_files(root, include=include, exclude=exclude):
+
+    def unreadable(path: Path, reason: str) -> None:
+        rel = path.relative_to(root).as_posix()
+        report.skipped.append((rel + "/" if "folder" in reason else rel, reason))
+
+    for path in iter_image_files(root, include=include, exclude=exclude, on_error=unreadable):
         rel = path.relative_to(root).as_posix()
         try:
             st = path.stat()
@@ -150,6 +195,11 @@ def hash_file(path: Path) -> str:
     return blake2b_file(path, digest_size=16, chunk=_HASH_CHUNK)
 
 
+def hash_bytes(data: bytes) -> str:
+    """BLAKE2b-128 hex digest of bytes (equal to :func:`hash_file` of a file holding them)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 def hash_changed(
     root: Path,
     found: Found,
@@ -157,25 +207,35 @@ def hash_changed(
     report: UpdateReport,
     cached: Callable[[set[str]], dict[str, FloatArray]],
     commit: Commit,
-) -> dict[str, str]:
+    *,
+    verify: bool = False,
+) -> tuple[dict[str, str], dict[str, str]]:
     """Hash new and changed files; commit at once those needing no embedding.
 
     Args:
         root: The indexed folder.
         found: From :func:`scan`.
         rows: The indexed files by relative path (updated by ``commit``).
-        report: Updated with unchanged, skipped, added/updated and reused files.
+        report: Updated with unchanged, skipped, added/updated and reused files (and, when
+            verifying, ``verified`` and the stale rows in ``repaired``).
         cached: Looks up cached vectors by content hash.
         commit: Commits a :class:`Changes`.
+        verify: Hash every file, whatever its size and time say.
 
     Returns:
-        ``{relative path: hash}`` of the files still to embed.
+        ``({relative path: hash} of the files still to embed, {relative path: hash} of the
+        files indexed with a cached vector})``; the second is filled only when verifying
+        (those vectors are then checked by :func:`embed_missing`).
     """
     changes = Changes()
     todo: dict[str, str] = {}
+    indexed: dict[str, str] = {}
+    if verify:
+        report.verified = 0
     for rel, (size, mtime) in sorted(found.items()):
         row = rows.get(rel)
-        if row is not None and mtime >= 0 and (row.size, row.mtime_ns) == (size, mtime):
+        same_stat = row is not None and mtime >= 0 and (row.size, row.mtime_ns) == (size, mtime)
+        if same_stat and not verify:
             report.unchanged += 1
             continue
         try:
@@ -185,12 +245,17 @@ def hash_changed(
             if row is not None:
                 changes.deletes.append(rel)
             continue
+        if verify:
+            report.verified = (report.verified or 0) + 1
         if row is not None and row.content_hash == digest:
             report.unchanged += 1
+            indexed[rel] = digest
             if (row.size, row.mtime_ns) != (size, mtime):
                 changes.touched.append((rel, size, mtime, digest))
         else:
             todo[rel] = digest
+            if same_stat:  # only a verifying update gets here: the row's hash was stale
+                report.repaired.append(rel)
     hits = cached(set(todo.values()))
     changes.vectors.update(hits)
     for rel, digest in list(todo.items()):
@@ -198,9 +263,74 @@ def hash_changed(
             changes.upserts.append((rel, *found[rel], digest))
             (report.updated if rel in rows else report.added).append(rel)
             report.reused_from_cache += 1
+            indexed[rel] = digest
             del todo[rel]
     commit(changes)
-    return todo
+    return todo, (indexed if verify else {})
+
+
+class VerifiedReader:
+    """Opens files for the embedding pipeline, hashing exactly the bytes it decodes.
+
+    Each call reads the file once (through a non-blocking open of a regular file, so a file
+    replaced by a pipe cannot hang it), records the BLAKE2b-128 of those bytes in
+    :attr:`read` and decodes the same bytes. A file larger than :data:`MAX_READ_BYTES` is
+    hashed, decoded from disk and hashed again, and refused unless both hashes agree.
+
+    Args:
+        preprocess: The model's preprocessing.
+
+    Attributes:
+        read: ``{path: (hash, size in bytes)}`` of every file read, decoded or not.
+    """
+
+    def __init__(self, preprocess: Preprocess) -> None:
+        self.preprocess = preprocess
+        self.read: dict[str, tuple[str, int]] = {}
+
+    def __call__(self, name: str) -> npt.NDArray[Any]:
+        """Read, hash and decode one file into the model's input (C, H, W), float32.
+
+        Raises:
+            ImageError: The file cannot be read or decoded, or changed while it was decoded.
+        """
+        data = self._bytes(name)
+        if data is None:
+            return self._large(name)
+        self.read[name] = (hash_bytes(data), len(data))
+        try:
+            return self.preprocess.load(data)
+        except ImageError as exc:
+            raise ImageError(name, exc.cause) from exc
+
+    def _bytes(self, name: str) -> bytes | None:
+        """The file's bytes, or ``None`` when it is larger than :data:`MAX_READ_BYTES`."""
+        try:
+            fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            with os.fdopen(fd, "rb") as fp:
+                st = os.fstat(fp.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise ImageError(name, "is not a regular file")
+                if st.st_size > MAX_READ_BYTES:
+                    return None
+                return fp.read()
+        except OSError as exc:
+            raise ImageError(name, f"cannot read file: {exc.strerror or exc}") from exc
+
+    def _large(self, name: str) -> npt.NDArray[Any]:
+        """Hash, decode from disk, hash again: the decoded pixels are those of that hash."""
+        try:
+            path = Path(name)
+            before = hash_file(path)
+            array = self.preprocess.load(name)
+            after = hash_file(path)
+            size = path.stat().st_size
+        except OSError as exc:
+            raise ImageError(name, f"cannot read file: {exc.strerror or exc}") from exc
+        if before != after:
+            raise ImageError(name, "the file changed while it was read; index it again")
+        self.read[name] = (after, size)
+        return array
 
 
 def embed_missing(
@@ -216,21 +346,31 @@ def embed_missing(
     model_key: str,
     batch_size: int,
     progress: bool,
+    recheck: dict[str, str] | None = None,
+    cached: Callable[[set[str]], dict[str, FloatArray]] | None = None,
 ) -> None:
     """Embed each distinct new content once, committing each forward pass.
+
+    Each content is embedded from one of its files, read by a :class:`VerifiedReader`. When
+    that file no longer holds the content it was hashed with, it is indexed with what it holds
+    now, and the other files of the old content are embedded in a further round.
 
     Args:
         root: The indexed folder.
         embedder: The model.
-        todo: From :func:`hash_changed`.
+        todo: Files to index whose content has no cached vector, from :func:`hash_changed`.
         found: From :func:`scan`.
         rows: The indexed files by relative path (updated by ``commit``).
-        report: Updated with what was embedded, added, updated and skipped.
+        report: Updated with what was embedded, added, updated, skipped and repaired.
         commit: Commits a :class:`Changes`.
         dim: Embedding size D the index holds.
         model_key: The index's model, named when the embeddings have the wrong size.
         batch_size: Distinct contents per forward pass and per transaction.
         progress: Show a progress bar on stderr (only when it is a terminal).
+        recheck: Indexed files whose content has a cached vector to check (a verifying
+            update): each content is embedded again, and a cached vector whose cosine with
+            the new one is below :data:`VERIFY_COSINE` is replaced.
+        cached: Looks up cached vectors by content hash (needed with ``recheck``).
 
     Raises:
         IndexFolderError: If the model returns vectors of the wrong size.
@@ -238,36 +378,129 @@ def embed_missing(
     """
     from tqdm import tqdm
 
-    by_hash: dict[str, list[str]] = {}
-    for rel, digest in todo.items():
-        by_hash.setdefault(digest, []).append(rel)
-    pending = list(by_hash)
-    files = [str(resolve(root, by_hash[h][0])) for h in pending]
-    position = {name: i for i, name in enumerate(files)}
-    chunks = iter_embed_files(embedder, files, batch_size=batch_size)
-    bar = tqdm(total=len(pending), unit="img", desc="indexing", disable=None if progress else True)
-    with closing(chunks), bar:
-        for chunk in chunks:
-            vectors, failures = checked_vectors(chunk, dim=dim, model_key=model_key)
-            changes = Changes()
-            done = {*chunk.indices, *(position[name] for name, _ in chunk.failures)}
-            for i in sorted(done):  # in input order, as the files were listed
-                name, digest = files[i], pending[i]
-                members = by_hash[digest]
-                if name in failures:
-                    report.skipped += [(rel, failures[name]) for rel in members]
-                    changes.deletes += [rel for rel in members if rel in rows]
-                    continue
-                changes.vectors[digest] = vectors[name]
-                report.embedded += 1
-                report.reused_from_cache += len(members) - 1
-                for rel in members:
-                    changes.upserts.append((rel, *found[rel], digest))
-                    (report.updated if rel in rows else report.added).append(rel)
-            commit(changes)
-            bar.update(len(chunk.indices) + len(chunk.failures))
+    groups: dict[str, list[str]] = {}
+    for rel, digest in [*todo.items(), *(recheck or {}).items()]:
+        groups.setdefault(digest, []).append(rel)
+    known = set((recheck or {}).values())
+    step = _Round(root, embedder, found, rows, report, commit, known, cached, dim, model_key)
+    bar = tqdm(total=len(groups), unit="img", desc="indexing", disable=None if progress else True)
+    with bar:
+        while groups:
+            groups = step.run(groups, batch_size, bar)
     report.added.sort()
     report.updated.sort()
+    report.repaired.sort()
+
+
+@dataclass
+class _Round:
+    """One pass of :func:`embed_missing` over the contents left to embed."""
+
+    root: Path
+    embedder: Embedder
+    found: Found
+    rows: dict[str, FileRow]
+    report: UpdateReport
+    commit: Commit
+    known: set[str]
+    cached: Callable[[set[str]], dict[str, FloatArray]] | None
+    dim: int
+    model_key: str
+
+    def run(self, groups: dict[str, list[str]], batch_size: int, bar: Any) -> dict[str, list[str]]:
+        """Embed each group's content from its first file.
+
+        Args:
+            groups: ``{content hash: relative paths}`` to embed.
+            batch_size: Contents per forward pass.
+            bar: The progress bar.
+
+        Returns:
+            The groups to embed again, from their other files: those whose first file
+            changed since it was hashed.
+        """
+        pending = list(groups)
+        files = [str(resolve(self.root, groups[h][0])) for h in pending]
+        position = {name: i for i, name in enumerate(files)}
+        reader = VerifiedReader(self.embedder.preprocess)
+        chunks = iter_embed_files(self.embedder, files, batch_size=batch_size, load=reader)
+        again: dict[str, list[str]] = {}
+        with closing(chunks):
+            for chunk in chunks:
+                vectors, failures = checked_vectors(chunk, dim=self.dim, model_key=self.model_key)
+                done = sorted({*chunk.indices, *(position[name] for name, _ in chunk.failures)})
+                stored = self._stored({pending[i] for i in done})
+                changes = Changes()
+                for i in done:  # in input order, as the files were listed
+                    name, digest = files[i], pending[i]
+                    first, *others = groups[digest]
+                    read = reader.read.get(name)
+                    if read is None or read[0] != digest:  # changed since hashed, or unreadable
+                        if others:
+                            again[digest] = others
+                        self._changed(changes, first, read, vectors.get(name), failures.get(name))
+                    elif name in failures:
+                        self._skip(changes, groups[digest], failures[name])
+                    else:
+                        self._embedded(changes, digest, groups[digest], vectors[name], stored)
+                self.commit(changes)
+                bar.update(len(done))
+        bar.total += len(again)
+        return again
+
+    def _stored(self, digests: set[str]) -> dict[str, FloatArray]:
+        """The cached vectors of those contents that are checked (a verifying update)."""
+        checked = digests & self.known
+        return self.cached(checked) if checked and self.cached is not None else {}
+
+    def _embedded(
+        self,
+        changes: Changes,
+        digest: str,
+        members: list[str],
+        vector: FloatArray,
+        stored: dict[str, FloatArray],
+    ) -> None:
+        """Index a content's files with its fresh vector (or check its cached one)."""
+        self.report.embedded += 1
+        if digest in self.known:
+            old = stored.get(digest)
+            if old is not None and float(np.dot(old, vector)) >= VERIFY_COSINE:
+                return
+            changes.replace.add(digest)
+            self.report.repaired += members
+        else:
+            self.report.reused_from_cache += len(members) - 1
+            for rel in members:
+                (self.report.updated if rel in self.rows else self.report.added).append(rel)
+        changes.vectors[digest] = vector
+        changes.upserts += [(rel, *self.found[rel], digest) for rel in members]
+
+    def _skip(self, changes: Changes, members: list[str], reason: str) -> None:
+        """Files whose content cannot be embedded: reported, and dropped if indexed."""
+        self.report.skipped += [(rel, reason) for rel in members]
+        changes.deletes += [rel for rel in members if rel in self.rows]
+
+    def _changed(
+        self,
+        changes: Changes,
+        rel: str,
+        read: tuple[str, int] | None,
+        vector: FloatArray | None,
+        reason: str | None,
+    ) -> None:
+        """A file that no longer holds the content it was hashed with: index what it holds.
+
+        Stored with modification time ``-1``, so the next update hashes it again.
+        """
+        if read is None or vector is None:
+            self._skip(changes, [rel], reason or "cannot read file")
+            return
+        digest, size = read
+        self.report.embedded += 1
+        (self.report.updated if rel in self.rows else self.report.added).append(rel)
+        changes.vectors[digest] = vector
+        changes.upserts.append((rel, size, -1, digest))
 
 
 def checked_vectors(
