@@ -52,3 +52,22 @@ class IndexFolderError(LookalikeError):
 
 class ExportError(LookalikeError):
     """A model could not be exported to ONNX (an unsupported operation, or a missing package)."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image is refused for its size, read from its header before any pixel is decoded.
+
+    The cause names the limit: too many pixels (decompression-bomb guard), too extreme an
+    aspect ratio, or too many decoded bytes (width × height × bands × bytes per sample). A
+    server answers it with 413; the other :class:`ImageError` cases mean the data is not a
+    (readable) image.
+
+    Attributes:
+        source: As for :class:`ImageError`.
+        cause: As for :class:`ImageError`.
+        limit: Which limit was exceeded: ``"pixels"``, ``"aspect"`` or ``"bytes"``.
+    """
+
+    def __init__(self, source: str | Path, cause: str, *, limit: str) -> None:
+        super().__init__(source, cause)
+        self.limit = limit

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from lookalike.errors import ImageError
+from lookalike.errors import ImageError, ImageTooLargeError
 from lookalike.imaging.images import DEFAULT_MAX_PIXELS, image_name, load_image
 
 WHITE = (255, 255, 255)
@@ -328,10 +328,14 @@ def test_animated_first_frame(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
 def test_extreme_sizes(tmp_path: Path, size: tuple[int, int], fmt: str) -> None:
     path = save(tmp_path, f"x.{fmt.lower()}", Image.new("RGB", size, (0, 128, 0)), format=fmt)
-    img = load_image(path)
+    img = load_image(path, max_aspect=None)
     assert img.size == size
     assert img.mode == "RGB"
-    assert load_image(path, mode="L", draft_size=(1, 1)).size == size
+    assert load_image(path, mode="L", draft_size=(1, 1), max_aspect=None).size == size
+    if size != (1, 1):  # 5000:1 is past the default aspect limit
+        with pytest.raises(ImageTooLargeError) as exc_info:
+            load_image(path)
+        assert exc_info.value.limit == "aspect"
 
 
 # --------------------------------------------------------------------------- in-memory sources
@@ -591,3 +595,157 @@ def test_draft_size_follows_exif_orientation(tmp_path: Path) -> None:
 def test_draft_size_ignored_for_png(tmp_path: Path) -> None:
     path = save(tmp_path, "big.png", Image.new("RGB", (800, 600)))
     assert load_image(path, draft_size=(100, 75)).size == (800, 600)
+
+
+# --------------------------------------------------------------------------- hardening (issue 14)
+
+
+def tiny_strip_png() -> bytes:
+    """The reproducer of issue 14: a 10000×1 PNG of about 100 bytes."""
+    return encode(Image.new("L", (10000, 1), 0), "PNG", optimize=True)
+
+
+def test_extreme_aspect_ratio_is_refused_for_its_size() -> None:
+    from lookalike.imaging.preprocess import Preprocess
+
+    data = tiny_strip_png()
+    assert len(data) < 200
+    for call in (lambda: load_image(data), lambda: Preprocess().load(data)):
+        with pytest.raises(ImageTooLargeError) as exc_info:
+            call()
+        assert exc_info.value.limit == "aspect"
+        assert "aspect ratio of 1e+04:1, more than the limit of 50:1" in exc_info.value.cause
+    assert load_image(data, max_aspect=None).size == (10000, 1)
+    assert load_image(data, max_aspect=10000).size == (10000, 1)
+    for source in (Image.new("L", (10000, 1)), np.zeros((1, 10000), np.uint8)):
+        with pytest.raises(ImageTooLargeError):
+            load_image(source)
+
+
+def test_decoded_bytes_limit_reads_the_header_before_decoding(tmp_path: Path) -> None:
+    # A 16-bit grayscale PNG header with no pixel data: 3000×3000×2 bytes = 17.2 MiB.
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", 3000, 3000, 16, 0, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+    with pytest.raises(ImageTooLargeError) as exc_info:
+        load_image(data, max_decoded_bytes=16 * 2**20)
+    assert exc_info.value.limit == "bytes"
+    assert "17.17 MiB decoded, more than the limit of 16 MiB" in exc_info.value.cause
+    with pytest.raises(ImageError) as other:  # past the limit: the missing data is found
+        load_image(data, max_decoded_bytes=18 * 2**20)
+    assert not isinstance(other.value, ImageTooLargeError)
+
+
+def test_decoded_bytes_count_bands_and_sample_size() -> None:
+    from lookalike.imaging.limits import decoded_bytes
+
+    assert decoded_bytes("L", 10, 10) == 100
+    assert decoded_bytes("RGB", 10, 10) == 300
+    assert decoded_bytes("RGBA", 10, 10) == 400
+    assert decoded_bytes("I;16", 10, 10) == 200
+    assert decoded_bytes("F", 10, 10) == 400
+    assert decoded_bytes("array:3:<f8", 10, 10) == 2400
+    assert decoded_bytes("no such mode", 10, 10) == 1600
+    float_array = np.zeros((100, 100, 3))  # 240,000 bytes
+    with pytest.raises(ImageTooLargeError) as exc_info:
+        load_image(float_array, max_decoded_bytes=200_000)
+    assert "as a 3-band float64 array" in exc_info.value.cause
+    assert load_image(float_array, max_decoded_bytes=240_000).size == (100, 100)
+
+
+def test_decoded_bytes_of_a_jpeg_are_counted_at_its_draft_scale(tmp_path: Path) -> None:
+    data = encode(noise(1600, 1200), "JPEG", quality=80)  # 5.5 MiB decoded at full size
+    limit = 2 * 2**20
+    with pytest.raises(ImageTooLargeError):
+        load_image(data, max_decoded_bytes=limit)
+    assert load_image(data, max_decoded_bytes=limit, draft_size=(224, 224)).size == (400, 300)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "params"),
+    [
+        ("EPS", {}),
+        ("ICO", {}),
+        ("PCX", {}),
+        ("TGA", {}),
+        ("SGI", {}),
+        ("DDS", {}),
+        ("QOI", {}),
+        ("SPIDER", {}),
+    ],
+)
+def test_formats_outside_the_allow_list_are_refused(fmt: str, params: dict[str, Any]) -> None:
+    img = Image.new("L" if fmt == "SPIDER" else "RGB", (16, 16), 90)
+    if fmt == "SPIDER":
+        img = img.convert("F")
+    data = encode(img, fmt, **params)
+    with Image.open(io.BytesIO(data)) as probe:  # Pillow itself reads every one of them
+        assert probe.format == fmt
+    with pytest.raises(ImageError) as exc_info:
+        load_image(data)
+    assert "not a recognised image format" in exc_info.value.cause
+    assert "JPEG, PNG, GIF, WebP" in exc_info.value.cause
+
+
+def test_allow_list_keeps_what_people_use() -> None:
+    from lookalike.imaging.limits import ALLOWED_FORMATS, pillow_formats
+
+    assert {"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"} <= set(pillow_formats())
+    assert not {"EPS", "PDF", "PS", "SPIDER", "DDS"} & set(ALLOWED_FORMATS)
+    # A phone's multi-picture JPEG is opened as MPO by the JPEG plugin.
+    data = encode(noise(32, 24), "MPO", save_all=True, append_images=[noise(32, 24, seed=1)])
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    assert load_image(data).size == (32, 24)
+
+
+def test_every_size_refusal_is_image_too_large(tmp_path: Path) -> None:
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_header_only(40000, 40000))  # past Pillow's own limit
+    for max_pixels in (None, DEFAULT_MAX_PIXELS):
+        with pytest.raises(ImageTooLargeError) as exc_info:
+            load_image(path, max_pixels=max_pixels)
+        assert exc_info.value.limit == "pixels"
+    with pytest.raises(ImageTooLargeError):
+        load_image(png_header_only(12000, 12000))
+
+
+_PEAK_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from PIL import Image
+from lookalike.imaging.preprocess import Preprocess
+data = Path(sys.argv[1]).read_bytes()
+pre = Preprocess()
+pre.load(Image.new("RGB", (64, 64)))  # warm up the code path
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = pre.load(data)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+assert out.shape == (3, 224, 224)
+print((after - before) * 1024)
+"""
+
+
+def test_peak_memory_of_a_float_tiff_is_bounded_by_its_decoded_size(tmp_path: Path) -> None:
+    """Issue 14: a float TIFF cost 7× its decoded size; now about the decoded size + the result."""
+    import subprocess
+    import sys
+
+    side = 3000  # 34 MiB decoded as float32, 0.2 MiB on disk
+    values = np.tile(np.linspace(-1.0, 3.0, side, dtype=np.float32), (side, 1))
+    path = save(tmp_path, "f.tif", Image.fromarray(values, mode="F"), compression="tiff_deflate")
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    grown = int(result.stdout.strip().splitlines()[-1])
+    decoded = side * side * 4
+    # decoded F image + its 8-bit L copy + the RGB image (4 bytes a pixel) + blocks
+    assert grown < 3 * decoded, f"peak grew {grown / 2**20:.0f} MiB for {decoded / 2**20:.0f}"

@@ -5,10 +5,18 @@ or a numpy array into a fully decoded 8-bit ``"RGB"`` or ``"L"`` PIL image. It
 
 * reports every failure as :class:`~lookalike.errors.ImageError`, naming the image
   and the cause in words;
-* refuses decompression bombs from the image header, before any pixel is decoded;
+* decodes only the formats of :data:`lookalike.imaging.limits.ALLOWED_FORMATS` (never
+  Ghostscript's EPS/PS/PDF, nor Pillow's rarely used parsers);
+* refuses, from the image header and before any pixel is decoded, images with too many
+  pixels (decompression bombs), too extreme an aspect ratio or too many decoded bytes
+  (:mod:`lookalike.imaging.limits`), as :class:`~lookalike.errors.ImageTooLargeError`;
 * applies the EXIF orientation and takes the first frame of animations;
 * converts every pixel mode correctly: 16-bit and float images are scaled rather
-  than clipped, and transparent pixels are composited on white.
+  than clipped (a block of rows at a time, :mod:`lookalike.imaging._scale`), and
+  transparent pixels are composited on white.
+
+Peak memory while decoding is bounded by the limits: about the decoded size (see
+:func:`~lookalike.imaging.limits.decoded_bytes`) plus the 8-bit result.
 
 Listing the image files of a folder, without decoding them, is
 :mod:`lookalike.imaging.files`.
@@ -21,19 +29,29 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import stat
 import warnings
 from pathlib import Path
-from typing import IO, Any, Literal, Union
+from typing import IO, Any, Literal, NamedTuple, Union
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from lookalike.errors import ImageError
+from lookalike.errors import ImageError, ImageTooLargeError
+from lookalike.imaging import _scale
+from lookalike.imaging.limits import (
+    DEFAULT_MAX_ASPECT,
+    DEFAULT_MAX_DECODED_BYTES,
+    DEFAULT_MAX_PIXELS,
+    check_limit_options,
+    check_size,
+    pillow_formats,
+)
 
 __all__ = [
+    "DEFAULT_MAX_ASPECT",
+    "DEFAULT_MAX_DECODED_BYTES",
     "DEFAULT_MAX_PIXELS",
     "ImageSource",
     "image_name",
@@ -44,9 +62,6 @@ ImageSource = Union[  # noqa: UP007 - a runtime alias; ``X | Y`` fails for os.Pa
     str, os.PathLike[str], bytes, bytearray, memoryview, Image.Image, npt.NDArray[Any]
 ]
 """Anything :func:`load_image` accepts."""
-
-DEFAULT_MAX_PIXELS: int = 100_000_000
-"""Default limit on width × height (about 10000 × 10000)."""
 
 _MODES = ("RGB", "L")
 _ORIENTATION_TAG = 0x0112
@@ -93,6 +108,8 @@ def load_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     mode: Literal["RGB", "L"] = "RGB",
     draft_size: tuple[int, int] | None = None,
+    max_aspect: float | None = DEFAULT_MAX_ASPECT,
+    max_decoded_bytes: int | None = DEFAULT_MAX_DECODED_BYTES,
 ) -> Image.Image:
     """Open, fully decode and convert an image.
 
@@ -116,34 +133,41 @@ def load_image(
             keeping the image at least this large, which is much faster. The size
             refers to the image after its EXIF orientation is applied. Ignored for
             other formats.
+        max_aspect: Largest ratio of the longest side to the shortest, checked from the
+            header; ``None`` disables it.
+        max_decoded_bytes: Largest decoded size (width × height × bands × bytes per
+            sample, :func:`~lookalike.imaging.limits.decoded_bytes`), checked from the
+            header (for a JPEG, at the scale ``draft_size`` decodes it); ``None`` disables it.
 
     Returns:
         A fully loaded PIL image in ``mode``, with the EXIF orientation applied,
         the first frame of an animation, and any transparency composited on white.
 
     Raises:
+        ImageTooLargeError: If the image exceeds ``max_pixels``, ``max_aspect`` or
+            ``max_decoded_bytes`` (an :class:`ImageError`; its ``limit`` says which).
         ImageError: If the image cannot be read: a missing, empty or unreadable
-            file, a non-image, truncated or corrupt data, an image larger than
-            ``max_pixels``, an unsupported pixel mode, or an invalid array.
-        ValueError: If ``max_pixels``, ``mode`` or ``draft_size`` is invalid.
+            file, a non-image or a format not allowed, truncated or corrupt data, an
+            unsupported pixel mode, or an invalid array.
+        ValueError: If a limit, ``mode`` or ``draft_size`` is invalid.
     """
-    _check_options(max_pixels, mode, draft_size)
+    _check_options(mode, draft_size)
+    check_limit_options(max_pixels, max_aspect, max_decoded_bytes)
+    limits = _Limits(max_pixels, max_aspect, max_decoded_bytes)
     name = image_name(source)
     if isinstance(source, Image.Image):
-        return _from_pil(source, name, max_pixels=max_pixels, mode=mode)
+        return _from_pil(source, name, limits=limits, mode=mode)
     if isinstance(source, np.ndarray):
-        return _from_array(source, name, max_pixels=max_pixels, mode=mode)
+        return _from_array(source, name, limits=limits, mode=mode)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if not data:
             raise ImageError(name, "data is empty")
-        return _decode(
-            io.BytesIO(data), name, max_pixels=max_pixels, mode=mode, draft_size=draft_size
-        )
+        return _decode(io.BytesIO(data), name, limits=limits, mode=mode, draft_size=draft_size)
     if isinstance(source, (str, os.PathLike)):
         path = Path(name)
         with _open_file(path, name) as fp:
-            return _decode(fp, name, max_pixels=max_pixels, mode=mode, draft_size=draft_size)
+            return _decode(fp, name, limits=limits, mode=mode, draft_size=draft_size)
     raise ImageError(
         name,
         f"unsupported source type {type(source).__name__}; expected a path, bytes, "
@@ -154,21 +178,36 @@ def load_image(
 # --------------------------------------------------------------------------- options
 
 
-def _check_options(max_pixels: int | None, mode: str, draft_size: tuple[int, int] | None) -> None:
-    """Validate the keyword arguments of :func:`load_image`.
+class _Limits(NamedTuple):
+    """The three size limits of :func:`load_image` (``None``: off)."""
+
+    pixels: int | None
+    aspect: float | None
+    decoded_bytes: int | None
+
+    def check(self, name: str, width: int, height: int, mode: str) -> None:
+        """Refuse an image whose header exceeds a limit (see :func:`check_size`)."""
+        check_size(
+            name,
+            width,
+            height,
+            mode,
+            max_pixels=self.pixels,
+            max_aspect=self.aspect,
+            max_decoded_bytes=self.decoded_bytes,
+        )
+
+
+def _check_options(mode: str, draft_size: tuple[int, int] | None) -> None:
+    """Validate the non-limit keyword arguments of :func:`load_image`.
 
     Args:
-        max_pixels: As for :func:`load_image`.
         mode: As for :func:`load_image`.
         draft_size: As for :func:`load_image`.
 
     Raises:
         ValueError: If one is invalid.
     """
-    if max_pixels is not None and (
-        isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1
-    ):
-        raise ValueError(f"max_pixels must be a positive integer or None, not {max_pixels!r}")
     if mode not in _MODES:
         raise ValueError(f"mode must be 'RGB' or 'L', not {mode!r}")
     if draft_size is not None and (
@@ -178,27 +217,6 @@ def _check_options(max_pixels: int | None, mode: str, draft_size: tuple[int, int
     ):
         raise ValueError(
             f"draft_size must be None or a (width, height) of positive integers, not {draft_size!r}"
-        )
-
-
-def _check_pixels(width: int, height: int, max_pixels: int | None, name: str) -> None:
-    """Refuse an image larger than ``max_pixels``.
-
-    Args:
-        width: Image width.
-        height: Image height.
-        max_pixels: The limit, or ``None`` for none.
-        name: The image's printable name.
-
-    Raises:
-        ImageError: If ``width * height > max_pixels``.
-    """
-    pixels = width * height
-    if max_pixels is not None and pixels > max_pixels:
-        raise ImageError(
-            name,
-            f"image has {width}×{height} = {pixels} pixels, more than the limit of "
-            f"{max_pixels} (decompression-bomb guard); pass a larger max_pixels to allow it",
         )
 
 
@@ -271,31 +289,31 @@ def _sniff_format(fp: IO[bytes]) -> str | None:
 # --------------------------------------------------------------------------- decoding
 
 
-def _pillow_bomb_cause(exc: Exception) -> str:
-    """Describe Pillow's own refusal of a decompression bomb.
+def _pillow_bomb(name: str, exc: Exception) -> ImageTooLargeError:
+    """Pillow's own refusal of a decompression bomb, as :class:`ImageTooLargeError`.
 
     Args:
+        name: The image's printable name.
         exc: Pillow's ``DecompressionBombError``.
 
     Returns:
-        The cause, in words, with how to allow the image.
+        The error, with how to allow the image.
     """
-    match = re.search(r"\((\d+) pixels\)", str(exc))
-    size = f"{match.group(1)} pixels" if match else "too many pixels"
     limit = Image.MAX_IMAGE_PIXELS
     pil_limit = f"{2 * limit}" if limit is not None else "its limit"
-    return (
-        f"image has {size}, more than Pillow's own limit of {pil_limit} "
+    cause = (
+        f"{_describe(exc)}: more than Pillow's own limit of {pil_limit} pixels "
         "(decompression-bomb guard); to allow it, raise PIL.Image.MAX_IMAGE_PIXELS "
         "in your program and pass a larger max_pixels (or None)"
     )
+    return ImageTooLargeError(name, cause, limit="pixels")
 
 
 def _decode(
     fp: IO[bytes],
     name: str,
     *,
-    max_pixels: int | None,
+    limits: _Limits,
     mode: str,
     draft_size: tuple[int, int] | None,
 ) -> Image.Image:
@@ -304,7 +322,7 @@ def _decode(
     Args:
         fp: The encoded image, seekable, kept open by the caller until this returns.
         name: The image's printable name.
-        max_pixels: As for :func:`load_image`.
+        limits: As for :func:`load_image`.
         mode: As for :func:`load_image`.
         draft_size: As for :func:`load_image`.
 
@@ -312,15 +330,16 @@ def _decode(
         The decoded image in ``mode``.
 
     Raises:
-        ImageError: If the image cannot be decoded, or is too large.
+        ImageTooLargeError: If the header exceeds a limit.
+        ImageError: If the image cannot be decoded or its format is not allowed.
     """
     with warnings.catch_warnings():
         # Our own check below replaces Pillow's warning; its hard error is caught.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            img: Image.Image = Image.open(fp)
+            img: Image.Image = Image.open(fp, formats=pillow_formats())
         except Image.DecompressionBombError as exc:
-            raise ImageError(name, _pillow_bomb_cause(exc)) from exc
+            raise _pillow_bomb(name, exc) from exc
         except UnidentifiedImageError as exc:
             fmt = _sniff_format(fp)
             if fmt is not None:
@@ -329,21 +348,19 @@ def _decode(
                     "header cannot be read"
                 )
                 raise ImageError(name, cause) from exc
-            raise ImageError(name, "not a recognised image format") from exc
+            raise ImageError(name, _NOT_ALLOWED) from exc
         except Exception as exc:  # Pillow raises many types on malformed headers.
             raise ImageError(name, f"truncated or corrupt image data: {_describe(exc)}") from exc
 
         width, height = img.size
-        if width < 1 or height < 1:
-            raise ImageError(name, f"image has an invalid size {width}×{height}")
-        _check_pixels(width, height, max_pixels, name)
-
+        limits._replace(decoded_bytes=None).check(name, width, height, img.mode)
         if draft_size is not None and img.format in ("JPEG", "MPO"):
             orientation = _orientation(img)
             w, h = draft_size
             if orientation in (5, 6, 7, 8):  # stored transposed: swap the request
                 w, h = h, w
             img.draft(mode, (w, h))
+        limits.check(name, *img.size, img.mode)  # a JPEG's decoded size is known after draft
 
         try:
             img.load()
@@ -351,12 +368,18 @@ def _decode(
             if orientation in (2, 3, 4, 5, 6, 7, 8):
                 img = ImageOps.exif_transpose(img)
         except Image.DecompressionBombError as exc:
-            raise ImageError(name, _pillow_bomb_cause(exc)) from exc
+            raise _pillow_bomb(name, exc) from exc
         except MemoryError as exc:
             raise ImageError(name, "not enough memory to decode the image") from exc
         except Exception as exc:  # Pillow raises many types on malformed data.
             raise ImageError(name, f"truncated or corrupt image data: {_describe(exc)}") from exc
     return _convert(img, mode, name)
+
+
+_NOT_ALLOWED = (
+    "not a recognised image format (lookalike reads JPEG, PNG, GIF, WebP, BMP, TIFF, "
+    "PPM/PGM/PBM and AVIF)"
+)
 
 
 def _describe(exc: BaseException) -> str:
@@ -389,26 +412,23 @@ def _orientation(img: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _from_pil(source: Image.Image, name: str, *, max_pixels: int | None, mode: str) -> Image.Image:
+def _from_pil(source: Image.Image, name: str, *, limits: _Limits, mode: str) -> Image.Image:
     """Convert a PIL image supplied by the caller, without modifying it.
 
     Args:
         source: The image (its current frame is used).
         name: Its printable name.
-        max_pixels: As for :func:`load_image`.
+        limits: As for :func:`load_image`.
         mode: As for :func:`load_image`.
 
     Returns:
         A new image in ``mode``.
 
     Raises:
-        ImageError: If the image is too large, cannot be loaded or has an
-            unsupported mode.
+        ImageTooLargeError: If the image exceeds a limit.
+        ImageError: If the image cannot be loaded or has an unsupported mode.
     """
-    width, height = source.size
-    if width < 1 or height < 1:
-        raise ImageError(name, f"image has an invalid size {width}×{height}")
-    _check_pixels(width, height, max_pixels, name)
+    limits.check(name, *source.size, source.mode)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -417,7 +437,7 @@ def _from_pil(source: Image.Image, name: str, *, max_pixels: int | None, mode: s
             if _orientation(img) in (2, 3, 4, 5, 6, 7, 8):
                 img = ImageOps.exif_transpose(img)
         except Image.DecompressionBombError as exc:
-            raise ImageError(name, _pillow_bomb_cause(exc)) from exc
+            raise _pillow_bomb(name, exc) from exc
         except Exception as exc:
             raise ImageError(name, f"cannot read the pixel data: {_describe(exc)}") from exc
     result = _convert(img, mode, name)
@@ -490,22 +510,33 @@ def _to_8bit(img: Image.Image) -> Image.Image | None:
     if src == "LAB":
         return _lab_to_rgb(img)
     if src == "I" or src.startswith("I;16") or src == "F":
-        values = np.asarray(img)
-        if src == "F":
-            gray = _float_to_u8(values)
-        elif src == "I":
-            gray = _int_to_u8(values)
-        elif values.dtype.kind == "u":
-            gray = _u16_to_u8(values)
-        else:
-            gray = _int_to_u8(values)
-        out = Image.fromarray(gray)
-        transparency = img.info.get("transparency")
-        if isinstance(transparency, int) and not isinstance(transparency, bool):
-            mask = np.where(values == transparency, 0, 255).astype(np.uint8)
-            out.putalpha(Image.fromarray(mask))
-        return out
+        return _numeric_to_8bit(img)
     return None
+
+
+def _numeric_to_8bit(img: Image.Image) -> Image.Image:
+    """Scale a loaded ``"I"``, ``"I;16*"`` or ``"F"`` image to ``"L"`` (``"LA"`` with a tRNS value).
+
+    The pixels are read a block of rows at a time (:mod:`lookalike.imaging._scale`), never
+    copied whole.
+
+    Args:
+        img: The image.
+
+    Returns:
+        The 8-bit image.
+    """
+    width, height = img.size
+
+    def rows(start: int, stop: int) -> npt.NDArray[Any]:
+        return np.asarray(img.crop((0, start, width, stop)))
+
+    dtype = rows(0, 1).dtype
+    out = Image.fromarray(_scale.to_u8(rows, (height, width), dtype))
+    transparency = img.info.get("transparency")
+    if isinstance(transparency, int) and not isinstance(transparency, bool):
+        out.putalpha(Image.fromarray(_scale.equal_mask(rows, (height, width), transparency)))
+    return out
 
 
 def _lab_to_rgb(img: Image.Image) -> Image.Image | None:
@@ -548,77 +579,23 @@ def _finish(img: Image.Image, mode: str) -> Image.Image:
 # --------------------------------------------------------------------------- numpy
 
 
-def _u16_to_u8(values: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
-    """Scale 16-bit values 0..65535 to 0..255, rounding (``round(v / 257)``).
-
-    Args:
-        values: Unsigned or non-negative integer values at most 65535.
-
-    Returns:
-        The 8-bit values.
-    """
-    wide = values.astype(np.uint32)
-    return ((wide + 128) // 257).astype(np.uint8)
-
-
-def _int_to_u8(values: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
-    """Scale integer values as for Pillow mode ``"I"``.
-
-    Kept when the maximum is at most 255, scaled as 16-bit when at most 65535,
-    min-max scaled to 0..255 otherwise; negative values become 0 in the first two
-    cases.
-
-    Args:
-        values: Integer values, not empty.
-
-    Returns:
-        The 8-bit values.
-    """
-    wide = values.astype(np.int64)
-    high = int(wide.max())
-    if high <= 255:
-        return np.clip(wide, 0, 255).astype(np.uint8)
-    if high <= 65535:
-        return _u16_to_u8(np.clip(wide, 0, 65535))
-    low = int(wide.min())
-    scaled = (wide - low).astype(np.float64) * (255.0 / (high - low))
-    return np.floor(scaled + 0.5).astype(np.uint8)
-
-
-def _float_to_u8(values: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
-    """Scale float values as for Pillow mode ``"F"``.
-
-    NaN becomes 0; then values all within [0, 1] are multiplied by 255, others are
-    clipped to [0, 255]; the result is rounded half up.
-
-    Args:
-        values: Float values, not empty.
-
-    Returns:
-        The 8-bit values.
-    """
-    work = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=np.inf, neginf=-np.inf)
-    if float(work.min()) >= 0.0 and float(work.max()) <= 1.0:
-        work = work * 255.0
-    return np.floor(np.clip(work, 0.0, 255.0) + 0.5).astype(np.uint8)
-
-
 def _from_array(
-    array: npt.NDArray[np.generic], name: str, *, max_pixels: int | None, mode: str
+    array: npt.NDArray[np.generic], name: str, *, limits: _Limits, mode: str
 ) -> Image.Image:
     """Build an image from a numpy array (the array is copied, never shared).
 
     Args:
         array: ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)``.
         name: Its printable name.
-        max_pixels: As for :func:`load_image`.
+        limits: As for :func:`load_image` (the decoded size is the array's).
         mode: As for :func:`load_image`.
 
     Returns:
         The image in ``mode``.
 
     Raises:
-        ImageError: For an unsupported shape or dtype, an empty or too large array.
+        ImageTooLargeError: For an array exceeding a limit.
+        ImageError: For an unsupported shape or dtype, or an empty array.
     """
     shape = array.shape
     if array.ndim not in (2, 3) or (array.ndim == 3 and shape[2] not in (1, 3, 4)):
@@ -636,18 +613,9 @@ def _from_array(
             "another integer type or float",
         )
     height, width = int(shape[0]), int(shape[1])
-    _check_pixels(width, height, max_pixels, name)
-
-    if kind == "b":
-        data = np.where(array, np.uint8(255), np.uint8(0))
-    elif kind == "u" and array.dtype.itemsize == 1:
-        data = np.array(array, dtype=np.uint8, copy=True)
-    elif kind == "u" and array.dtype.itemsize == 2:
-        data = _u16_to_u8(array)
-    elif kind in "iu":
-        data = _int_to_u8(array)
-    else:
-        data = _float_to_u8(array)
+    bands = shape[2] if array.ndim == 3 else 1
+    limits.check(name, width, height, f"array:{bands}:{array.dtype.str}")
+    data = _scale.to_u8(lambda start, stop: array[start:stop], shape, array.dtype)
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[:, :, 0]
     img = Image.fromarray(np.ascontiguousarray(data))

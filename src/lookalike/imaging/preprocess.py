@@ -14,7 +14,12 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from lookalike.imaging.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
+from lookalike.imaging.images import ImageSource, load_image
+from lookalike.imaging.limits import (
+    DEFAULT_MAX_ASPECT,
+    DEFAULT_MAX_DECODED_BYTES,
+    DEFAULT_MAX_PIXELS,
+)
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -150,23 +155,39 @@ class Preprocess:
         return out
 
     def load(
-        self, source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+        self,
+        source: ImageSource,
+        *,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        max_aspect: float | None = DEFAULT_MAX_ASPECT,
+        max_decoded_bytes: int | None = DEFAULT_MAX_DECODED_BYTES,
     ) -> np.ndarray:
         """Open an image safely and preprocess it.
 
         Args:
             source: A path, bytes, PIL image or numpy array.
             max_pixels: Decompression-bomb guard passed to :func:`load_image`.
+            max_aspect: Aspect-ratio limit passed to :func:`load_image`.
+            max_decoded_bytes: Decoded-size limit passed to :func:`load_image` (a JPEG is
+                decoded at about the input size, so only its reduced size counts).
 
         Returns:
             float32 array of shape (channels, height, width).
 
         Raises:
+            ImageTooLargeError: The image exceeds a limit (checked from its header).
             ImageError: The image cannot be read.
         """
         mode: Literal["RGB", "L"] = "L" if self.channels == 1 else "RGB"
         height, width = self.input_size
-        image = load_image(source, max_pixels=max_pixels, mode=mode, draft_size=(width, height))
+        image = load_image(
+            source,
+            max_pixels=max_pixels,
+            max_aspect=max_aspect,
+            max_decoded_bytes=max_decoded_bytes,
+            mode=mode,
+            draft_size=(width, height),
+        )
         return self.image_to_array(image)
 
     def batch(self, sources: Sequence[ImageSource]) -> np.ndarray:
