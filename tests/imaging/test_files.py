@@ -117,3 +117,32 @@ def test_iter_image_files_bad_root(tmp_path: Path) -> None:
     a_file.write_bytes(b"x")
     with pytest.raises(DataError, match=r"f\.png"):
         iter_image_files(a_file)
+
+
+def test_iter_image_files_reports_entries_it_cannot_examine(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    try:
+        (tmp_path / "self.png").symlink_to("self.png")  # ELOOP, whoever runs the test
+    except OSError:
+        pytest.skip("symbolic links not supported here")
+    errors: list[tuple[str, str]] = []
+    found = iter_image_files(tmp_path, on_error=lambda p, why: errors.append((p.name, why)))
+    assert rel(list(found), tmp_path) == ["a.png"]
+    assert [name for name, _ in errors] == ["self.png"] and "symbolic links" in errors[0][1]
+
+
+def test_shown_path_is_printable_and_leaves_normal_names_alone() -> None:
+    import json
+    import os
+
+    from lookalike.imaging.files import shown_path
+
+    assert shown_path("photos/café ü.jpg") == "photos/café ü.jpg"
+    odd = os.fsdecode(b"caf\xe9.jpg")
+    assert shown_path(odd) == "caf\\xe9.jpg"
+    assert shown_path(Path("a") / odd) == "a/caf\\xe9.jpg"
+    assert shown_path("two\nlines\t.png") == "two\\x0alines\\x09.png"
+    for name in (odd, "\ud800.png"):  # never raises, always encodable
+        shown = shown_path(name)
+        shown.encode("utf-8")
+        assert json.loads(json.dumps(shown, ensure_ascii=False)) == shown

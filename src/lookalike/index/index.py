@@ -305,8 +305,14 @@ class Index:
         return cls._opened(folder, store, where)
 
     @staticmethod
-    def recorded_source(index_dir: str | os.PathLike[str]) -> ModelSource | None:
+    def recorded_source(
+        index_dir: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
+    ) -> ModelSource | None:
         """The model source an index recorded, without opening it (``None``: none recorded).
+
+        Args:
+            index_dir: The index folder.
+            root: The indexed folder, if known (named in the fix for a damaged database).
 
         Raises:
             IndexFolderError: No index in ``index_dir``, or a damaged one.
@@ -314,7 +320,7 @@ class Index:
         db = Path(index_dir) / DB_NAME
         if Store.probe(db) in ("absent", "empty"):
             raise IndexFolderError(f"no index in {index_dir} (no {DB_NAME}); create one first")
-        with database_errors(db):
+        with database_errors(db, None if root is None else Path(root)):
             store = Store(db)
             try:
                 source = store.meta("model_source")

@@ -117,26 +117,23 @@ class Store:
         meta: The initial ``meta`` values when creating.
 
     Raises:
-        IndexFolderError: If the file is not a complete lookalike index (when opening) or
-            cannot be opened (damaged, unreadable: see :func:`database_error`).
+        IndexFolderError: If the file is not a complete lookalike index (when opening).
+        sqlite3.Error: If it cannot be opened (damaged, unreadable): callers wrap their
+            work in :func:`database_errors`, which knows the indexed folder.
     """
 
     def __init__(
         self, path: Path, *, create: bool = False, meta: dict[str, Any] | None = None
     ) -> None:
         self.path = path
-        with database_errors(path):
-            self.conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        self.conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
         try:
-            with database_errors(path):
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=NORMAL")
-                self.conn.execute("PRAGMA foreign_keys=ON")
-                if create:
-                    self._create(meta or {})
-                    return
-                found = self.meta("format")
-            if found != FORMAT:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            if create:
+                self._create(meta or {})
+            elif self.meta("format") != FORMAT:
                 raise IndexFolderError(
                     f"{path.parent} is not a complete lookalike index (its creation was "
                     "interrupted, or it is another program's file); create the index again: "
