@@ -1,12 +1,26 @@
-"""For the server tests: a tiny model folder, and generated images a pair head can learn."""
+"""For the server tests: a tiny model folder, generated images a pair head can learn, an
+index of them, and the fixtures ``model_dir`` and ``client`` the API test modules share
+(import ``model_dir_fixture`` and ``client_fixture``)."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pytest
 from PIL import Image
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+    from lookalike.server.state import ServerState
+
+LOCAL = "http://localhost"
+"""The test clients' base URL: the server answers loopback host names only (TestClient's
+default, ``testserver``, is refused)."""
 
 
 def small_model_dir(root: Path) -> Path:
@@ -46,3 +60,52 @@ def labelled_pairs(n: int) -> list[tuple[bytes, bytes, str]]:
         else:
             pairs.append((png_bytes(glyph(i)), png_bytes(glyph(100 + i)), "different"))
     return pairs
+
+
+def glyph_index(model_dir: Path, tmp_path: Path, n: int, extra: Path | None = None) -> Path:
+    """Index ``n`` glyph images (``tmp_path/photos/g{k}.png``) into ``tmp_path/index`` with
+    the model in ``model_dir``, recording it as the source; ``extra`` adds
+    ``elsewhere.png``, a symbolic link to that file. Returns the image folder."""
+    from lookalike.index.index import Index
+    from lookalike.inference import ModelSource, load_embedder
+    from lookalike.model.network import SiameseModel
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    for k in range(n):
+        Image.fromarray(glyph(k)).save(root / f"g{k}.png")
+    if extra is not None:
+        (root / "elsewhere.png").symlink_to(extra)
+    model = SiameseModel.load(model_dir)
+    source = ModelSource(folder=str(model_dir))
+    key = load_embedder(source, model=model, engine="torch").key
+    assert key is not None
+    with Index.create(
+        tmp_path / "index", root, model_key=key, dim=model.embedding_dim, model_source=source
+    ) as index:
+        index.update(model)
+    return root
+
+
+def state_of(client: TestClient) -> ServerState:
+    """The server state behind a test client."""
+    state: ServerState = client.app.state.lookalike  # type: ignore[attr-defined]
+    return state
+
+
+@pytest.fixture(scope="module", name="model_dir")
+def model_dir_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small model folder, once per test module."""
+    return small_model_dir(tmp_path_factory.mktemp("server-model"))
+
+
+@pytest.fixture(name="client")
+def client_fixture(model_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
+    """A test client of a fresh server (data in ``tmp_path/data``), on ``localhost``."""
+    from fastapi.testclient import TestClient
+
+    from lookalike.server import create_app
+
+    app = create_app(model_dir, data_dir=tmp_path / "data")
+    with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as test_client:
+        yield test_client

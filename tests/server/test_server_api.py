@@ -23,35 +23,24 @@ from PIL import Image
 
 from lookalike.cli import main
 from lookalike.errors import IndexFolderError, LookalikeError
-from lookalike.inference import ModelSource, load_embedder
+from lookalike.inference import ModelSource
 from lookalike.model.network import SiameseModel
 from lookalike.server import create_app, training_routes
-from lookalike.server.state import ServerState
-from server_helpers import glyph, labelled_pairs, png_bytes, small_model_dir
-
-LOCAL = "http://localhost"
-"""The server answers loopback host names only (TestClient's default is ``testserver``)."""
+from server_helpers import (
+    LOCAL,
+    client_fixture,  # noqa: F401 (the client fixture)
+    glyph,
+    glyph_index,
+    labelled_pairs,
+    model_dir_fixture,  # noqa: F401 (the model_dir fixture)
+    png_bytes,
+    small_model_dir,
+    state_of,
+)
 
 A = png_bytes(glyph(1))
 A_NOISY = png_bytes(glyph(1, noise_seed=3))
 B = png_bytes(glyph(2))
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return small_model_dir(tmp_path_factory.mktemp("server-model"))
-
-
-@pytest.fixture()
-def client(model_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(model_dir, data_dir=tmp_path / "data")
-    with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as test_client:
-        yield test_client
-
-
-def state_of(client: TestClient) -> ServerState:
-    state: ServerState = client.app.state.lookalike  # type: ignore[attr-defined]
-    return state
 
 
 def two(
@@ -218,27 +207,8 @@ def test_search_without_an_index_is_409(client: TestClient) -> None:
     assert_error(client.get("/api/index/image", params={"path": "x.png"}), 409, "no index")
 
 
-def _glyph_index(model_dir: Path, tmp_path: Path, n: int) -> Path:
-    """Index ``n`` glyph images with the model in ``model_dir``, recording it as the source."""
-    from lookalike.index.index import Index
-
-    root = tmp_path / "photos"
-    root.mkdir()
-    for k in range(n):
-        Image.fromarray(glyph(k)).save(root / f"g{k}.png")
-    model = SiameseModel.load(model_dir)
-    source = ModelSource(folder=str(model_dir))
-    key = load_embedder(source, model=model, engine="torch").key
-    assert key is not None
-    with Index.create(
-        tmp_path / "index", root, model_key=key, dim=model.embedding_dim, model_source=source
-    ) as index:
-        index.update(model)
-    return root
-
-
 def test_search_and_thumbnails_stay_inside_the_index_root(model_dir: Path, tmp_path: Path) -> None:
-    root = _glyph_index(model_dir, tmp_path, 6)
+    root = glyph_index(model_dir, tmp_path, 6)
     (tmp_path / "secret.png").write_bytes(A)
     Image.fromarray(glyph(9)).save(root / "not-indexed.png")
     # No model named: the server serves the model the index recorded.
@@ -267,7 +237,7 @@ def test_search_and_thumbnails_stay_inside_the_index_root(model_dir: Path, tmp_p
 def test_server_refuses_an_index_built_with_another_model(model_dir: Path, tmp_path: Path) -> None:
     """The CLI's refusal, in words: serving model A over an index of model B is an error."""
     other_dir = small_model_dir(tmp_path / "other")
-    root = _glyph_index(other_dir, tmp_path, 3)
+    root = glyph_index(other_dir, tmp_path, 3)
     source = ModelSource(folder=str(other_dir))
     with pytest.raises(IndexFolderError) as refused:
         create_app(model_dir, index_dir=tmp_path / "index", data_dir=tmp_path / "d")

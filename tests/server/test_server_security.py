@@ -28,31 +28,21 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from lookalike.server import create_app
-from lookalike.server.state import ServerState
-from server_helpers import glyph, labelled_pairs, png_bytes, small_model_dir
+from server_helpers import (
+    LOCAL,
+    client_fixture,  # noqa: F401 (the client fixture)
+    glyph,
+    glyph_index,
+    labelled_pairs,
+    model_dir_fixture,  # noqa: F401 (the model_dir fixture)
+    png_bytes,
+    state_of,
+)
 
-LOCAL = "http://localhost"
 EVIL = "http://evil.example"
 A = png_bytes(glyph(1))
 B = png_bytes(glyph(2))
 TOKEN = "correct-horse-battery-staple-42"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return small_model_dir(tmp_path_factory.mktemp("security-model"))
-
-
-@pytest.fixture()
-def client(model_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(model_dir, data_dir=tmp_path / "data")
-    with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as test_client:
-        yield test_client
-
-
-def state_of(client: TestClient) -> ServerState:
-    state: ServerState = client.app.state.lookalike  # type: ignore[attr-defined]
-    return state
 
 
 def two(a: bytes = A, b: bytes = B) -> dict[str, tuple[str, bytes]]:
@@ -109,7 +99,7 @@ def test_own_page_and_clients_without_origin_keep_working(client: TestClient) ->
 
 
 def test_rebound_host_names_are_refused(model_dir: Path, tmp_path: Path) -> None:
-    root = _glyph_index(model_dir, tmp_path, 3)
+    root = glyph_index(model_dir, tmp_path, 3)
     app = create_app(model_dir, index_dir=tmp_path / "index", data_dir=tmp_path / "d")
     with TestClient(app, base_url=LOCAL) as client:
         url = "/api/index/image?path=g0.png"
@@ -413,33 +403,11 @@ def test_error_messages_lose_absolute_paths(tmp_path: Path) -> None:
     assert redact("C:\\Users\\bob\\pics\\a.png is missing") == ".../a.png is missing"
 
 
-def _glyph_index(model_dir: Path, tmp_path: Path, n: int, extra: Path | None = None) -> Path:
-    from lookalike.index.index import Index
-    from lookalike.inference import ModelSource, load_embedder
-    from lookalike.model.network import SiameseModel
-
-    root = tmp_path / "photos"
-    root.mkdir()
-    for k in range(n):
-        Image.fromarray(glyph(k)).save(root / f"g{k}.png")
-    if extra is not None:
-        (root / "elsewhere.png").symlink_to(extra)
-    model = SiameseModel.load(model_dir)
-    source = ModelSource(folder=str(model_dir))
-    key = load_embedder(source, model=model, engine="torch").key
-    assert key is not None
-    with Index.create(
-        tmp_path / "index", root, model_key=key, dim=model.embedding_dim, model_source=source
-    ) as index:
-        index.update(model)
-    return root
-
-
 def test_search_links_to_symlinked_files_work(model_dir: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     Image.fromarray(glyph(42)).save(outside / "kept-elsewhere.png")
-    _glyph_index(model_dir, tmp_path, 3, extra=outside / "kept-elsewhere.png")
+    glyph_index(model_dir, tmp_path, 3, extra=outside / "kept-elsewhere.png")
     app = create_app(model_dir, index_dir=tmp_path / "index", data_dir=tmp_path / "d")
     with TestClient(app, base_url=LOCAL) as client:
         query = {"image": ("q.png", png_bytes(glyph(42)))}
