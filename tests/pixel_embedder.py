@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from lookalike.imaging.images import DEFAULT_MAX_PIXELS, ImageSource
 from lookalike.imaging.preprocess import Preprocess
@@ -78,3 +79,17 @@ def seen_names(embedder: PixelEmbedder, root: Path) -> list[str]:
             digest = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
             names.setdefault(digest, path.name)
     return [names.get(item, item) for item in embedder.seen]
+
+
+def random_image(seed: int, size: tuple[int, int] = (40, 32)) -> Image.Image:
+    """A smooth random colour image, different for every seed."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
+
+
+def write(path: Path, seed: int) -> Path:
+    """Save :func:`random_image` ``seed`` at ``path`` (its folders created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    random_image(seed).save(path)
+    return path

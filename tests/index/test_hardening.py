@@ -19,28 +19,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from lookalike.errors import DataError, IndexFolderError
 from lookalike.imaging.files import iter_image_files
 from lookalike.imaging.images import ImageSource
 from lookalike.index import update as iu
 from lookalike.index.index import Index
-from pixel_embedder import DIM, PixelEmbedder
+from pixel_embedder import DIM, PixelEmbedder, random_image, write
 
 faiss = pytest.importorskip("faiss")
-
-
-def random_image(seed: int, size: tuple[int, int] = (40, 32)) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
-    return Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
-
-
-def write(path: Path, seed: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    random_image(seed).save(path)
-    return path
 
 
 def age(root: Path) -> None:

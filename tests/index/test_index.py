@@ -24,24 +24,11 @@ from lookalike.index import faiss_structures as vi
 from lookalike.index import update as iu
 from lookalike.index.index import Index
 from lookalike.inference.pipeline import embed_files
-from pixel_embedder import DIM, PixelEmbedder, seen_names
+from pixel_embedder import DIM, PixelEmbedder, random_image, seen_names, write
 
 faiss = pytest.importorskip("faiss")
 
 TESTS = Path(__file__).resolve().parents[1]
-
-
-def random_image(seed: int, size: tuple[int, int] = (40, 32)) -> Image.Image:
-    """A smooth random colour image, different for every seed."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
-    return Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
-
-
-def write(path: Path, seed: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    random_image(seed).save(path)
-    return path
 
 
 def make_tree(root: Path, n: int = 12, seed: int = 0) -> list[Path]:
