@@ -713,18 +713,22 @@ def test_every_size_refusal_is_image_too_large(tmp_path: Path) -> None:
 
 
 _PEAK_SCRIPT = """
-import resource, sys
+import sys
 from pathlib import Path
 from PIL import Image
 from lookalike.imaging.preprocess import Preprocess
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
 data = Path(sys.argv[1]).read_bytes()
 pre = Preprocess()
 pre.load(Image.new("RGB", (64, 64)))  # warm up the code path
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = status("VmRSS:")
+Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the RSS now
 out = pre.load(data)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 assert out.shape == (3, 224, 224)
-print((after - before) * 1024)
+print(status("VmHWM:") - before)
 """
 
 
@@ -749,3 +753,44 @@ def test_peak_memory_of_a_float_tiff_is_bounded_by_its_decoded_size(tmp_path: Pa
     decoded = side * side * 4
     # decoded F image + its 8-bit L copy + the RGB image (4 bytes a pixel) + blocks
     assert grown < 3 * decoded, f"peak grew {grown / 2**20:.0f} MiB for {decoded / 2**20:.0f}"
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_compositing_on_white_matches_pillow_paste_bit_for_bit(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike.imaging import _scale
+
+    monkeypatch.setattr(_scale, "BLOCK_BYTES", 90 * 8 * 4 * 3)  # 3 rows a block
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 256, (70, 90, len(mode)), dtype=np.uint8)
+    values[:5, :, -1] = 0
+    values[5:10, :, -1] = 255
+    img = Image.fromarray(values)
+    assert img.mode == mode
+    base = mode[:-1]
+    expected = Image.new(base, img.size, 255 if base == "L" else WHITE)
+    expected.paste(img.convert(base), mask=img.getchannel("A"))
+    got = load_image(img, mode="L" if base == "L" else "RGB")
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+
+
+def test_block_wise_conversion_equals_whole_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lookalike.imaging import _scale
+
+    rng = np.random.default_rng(4)
+    sources: list[np.ndarray] = [
+        rng.random((41, 23), dtype=np.float32),  # within [0, 1]: scaled by 255
+        rng.normal(100, 200, (41, 23)).astype(np.float32),  # clipped
+        rng.integers(-5, 300, (41, 23)).astype(np.int32),  # kept / clipped
+        rng.integers(0, 60000, (41, 23)).astype(np.int32),  # 16-bit scaled
+        rng.integers(-(10**6), 10**6, (41, 23)).astype(np.int32),  # min-max scaled
+        rng.integers(0, 65536, (41, 23)).astype(np.uint16),
+    ]
+    sources[0][3, 4] = np.nan
+    whole = [np.asarray(load_image(a, mode="L")) for a in sources]
+    whole_pil = [np.asarray(load_image(Image.fromarray(a), mode="L")) for a in sources]
+    monkeypatch.setattr(_scale, "BLOCK_BYTES", 23 * 8 * 2)  # 2 rows a block
+    for a, w, wp in zip(sources, whole, whole_pil, strict=True):
+        np.testing.assert_array_equal(np.asarray(load_image(a, mode="L")), w)
+        np.testing.assert_array_equal(np.asarray(load_image(Image.fromarray(a), mode="L")), wp)

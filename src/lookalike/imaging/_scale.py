@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BLOCK_BYTES", "RowReader", "equal_mask", "to_u8"]
+__all__ = ["BLOCK_BYTES", "RowReader", "equal_mask", "row_blocks", "to_u8"]
 
 BLOCK_BYTES = 4 * 2**20
 """Float64 working memory per block of rows."""
@@ -31,7 +31,7 @@ RowReader = Callable[[int, int], npt.NDArray[Any]]
 """Rows ``[start, stop)`` of the source as an array ``(rows, W)`` or ``(rows, W, C)``."""
 
 
-def _blocks(height: int, row_values: int) -> Iterator[tuple[int, int]]:
+def row_blocks(height: int, row_values: int) -> Iterator[tuple[int, int]]:
     """Row ranges covering ``height`` rows, each about :data:`BLOCK_BYTES` of float64."""
     step = max(1, BLOCK_BYTES // max(1, row_values * 8))
     for start in range(0, height, step):
@@ -50,7 +50,7 @@ def _float_clean(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
 def _extremes(read: RowReader, height: int, row_values: int, kind: str) -> tuple[float, float]:
     """The minimum and maximum over all rows (after NaN → 0 for floats)."""
     low, high = np.inf, -np.inf
-    for start, stop in _blocks(height, row_values):
+    for start, stop in row_blocks(height, row_values):
         block = read(start, stop)
         if kind == "f":
             block = _float_clean(block)
@@ -100,7 +100,7 @@ def to_u8(read: RowReader, shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.
     needs_range = kind == "f" or (kind in "iu" and not (kind == "u" and itemsize <= 2))
     low, high = _extremes(read, height, row_values, kind) if needs_range else (0.0, 0.0)
     out = np.empty(shape, dtype=np.uint8)
-    for start, stop in _blocks(height, row_values):
+    for start, stop in row_blocks(height, row_values):
         out[start:stop] = _convert_block(read(start, stop), kind, itemsize, low, high)
     return out
 
@@ -117,6 +117,6 @@ def equal_mask(read: RowReader, shape: tuple[int, ...], value: int) -> npt.NDArr
         ``uint8`` array of ``shape``.
     """
     out = np.empty(shape, dtype=np.uint8)
-    for start, stop in _blocks(shape[0], int(np.prod(shape[1:]))):
+    for start, stop in row_blocks(shape[0], int(np.prod(shape[1:]))):
         out[start:stop] = np.where(read(start, stop) == value, np.uint8(0), np.uint8(255))
     return out

@@ -65,7 +65,6 @@ ImageSource = Union[  # noqa: UP007 - a runtime alias; ``X | Y`` fails for os.Pa
 
 _MODES = ("RGB", "L")
 _ORIENTATION_TAG = 0x0112
-_WHITE = 255
 
 # File signatures, to tell a truncated file of a known format from a non-image.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -499,6 +498,8 @@ def _to_8bit(img: Image.Image) -> Image.Image | None:
     """
     src = img.mode
     alpha = _has_alpha(img)
+    if src in ("LA", "RGBA") and "transparency" not in img.info:
+        return img  # already there: no full-size copy
     if src in ("1", "L"):
         return img.convert("LA" if alpha else "L")
     if src in ("P", "PA", "RGB", "RGBA", "RGBa"):
@@ -569,11 +570,28 @@ def _finish(img: Image.Image, mode: str) -> Image.Image:
         The image in ``mode``.
     """
     if img.mode in ("LA", "RGBA"):
-        base = img.mode[:-1]
-        flat = Image.new(base, img.size, _WHITE if base == "L" else (_WHITE,) * 3)
-        flat.paste(img.convert(base), mask=img.getchannel("A"))
-        img = flat
+        img = _over_white(img)
     return img if img.mode == mode else img.convert(mode)
+
+
+def _over_white(img: Image.Image) -> Image.Image:
+    """Composite an ``LA`` or ``RGBA`` image on white, a block of rows at a time.
+
+    Args:
+        img: The image.
+
+    Returns:
+        The ``L`` or ``RGB`` image; the only full-size allocation is the result (Pillow's
+        masked paste, block by block, so the pixels are those of one whole-image paste).
+    """
+    base = img.mode[:-1]
+    width, height = img.size
+    flat = Image.new(base, img.size, 255 if base == "L" else (255, 255, 255))
+    for start, stop in _scale.row_blocks(height, width * len(img.mode)):
+        box = (0, start, width, stop)
+        block = img.crop(box)
+        flat.paste(block.convert(base), box, mask=block.getchannel("A"))
+    return flat
 
 
 # --------------------------------------------------------------------------- numpy
