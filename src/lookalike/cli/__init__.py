@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from lookalike._version import __version__
 from lookalike.cli import compare, evaluate, explain, export, index, models, serve, train
 from lookalike.cli import map as map_
+from lookalike.cli.options import Parser
 from lookalike.errors import LookalikeError
 
 EXIT_USER_ERROR = 2
@@ -23,9 +24,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser (exposed for documentation and tests)."""
-    parser = argparse.ArgumentParser(
-        prog="lookalike", description="Image similarity with Siamese networks."
-    )
+    parser = Parser(prog="lookalike", description="Image similarity with Siamese networks.")
     parser.add_argument("--version", action="version", version=f"lookalike {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -35,11 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code.
+
+    A usage mistake (an unknown option, a value out of range, an output that cannot be
+    written) is caught while parsing, before any work, and reported like every other user
+    error: one line on stderr, exit code 2. ``--help`` and ``--version`` exit 0.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Handler = args.handler
     try:
+        args = parser.parse_args(argv)
+        handler: Handler = args.handler
         return handler(args)
     except LookalikeError as exc:
         print(f"lookalike: error: {exc}", file=sys.stderr)

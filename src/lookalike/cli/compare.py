@@ -107,9 +107,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("compare", help="compare two images (or score a pairs CSV)")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="two images")
     p.add_argument("--pairs", metavar="CSV", help="CSV with columns a,b[,label]")
-    p.add_argument("--out", metavar="CSV", help="scores CSV for --pairs")
+    p.add_argument("--out", type=options.output_file, metavar="CSV", help="scores CSV for --pairs")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--batch-size", type=int, default=32)
+    options.add_batch_size(p)
     options.add_model(p)
     options.add_runtime(p)
     options.add_engine(p)
@@ -119,8 +119,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "paths", nargs="+", metavar="PATH", help="images or folders (walked recursively)"
     )
-    p.add_argument("--out", required=True, metavar="FILE", help="output .npz or .parquet")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--out",
+        required=True,
+        type=options.output_file,
+        metavar="FILE",
+        help="output .npz or .parquet",
+    )
+    options.add_batch_size(p)
     options.add_model(p)
     options.add_runtime(p)
     options.add_engine(p)

@@ -147,27 +147,63 @@ def register(sub: Any) -> None:
     p.add_argument(
         "data", metavar="DATA", nargs="?", help="identity folder (root/<identity>/<image>)"
     )
-    p.add_argument("--dataset", default="folder", choices=["folder", "mnist", "digits"])
+    p.add_argument(
+        "--dataset",
+        default="folder",
+        choices=["folder", "mnist", "digits"],
+        help="what DATA is: an identity folder, MNIST's test split, or sklearn's digits",
+    )
     p.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files for --dataset mnist")
     p.add_argument("--pairs", metavar="CSV", help="labelled pairs a,b,label for verification")
     p.add_argument(
-        "--n-pairs", type=int, default=2000, help="pairs drawn from DATA without --pairs"
+        "--n-pairs",
+        type=options.int_in(2, 1_000_000),
+        default=2000,
+        help="pairs drawn from DATA without --pairs, 2 to 1000000",
     )
-    p.add_argument("--ways", type=int, default=5)
-    p.add_argument("--shots", type=int, default=1)
-    p.add_argument("--episodes", type=int, default=400, help="N-way K-shot episodes (0: skip)")
-    p.add_argument("--out", required=True, metavar="REPORT_DIR")
+    p.add_argument(
+        "--ways", type=options.int_in(2, 1000), default=5, help="N of N-way K-shot, 2 to 1000"
+    )
+    p.add_argument(
+        "--shots", type=options.int_in(1, 1000), default=1, help="K of N-way K-shot, 1 to 1000"
+    )
+    p.add_argument(
+        "--episodes",
+        type=options.int_in(0, 1_000_000),
+        default=400,
+        help="N-way K-shot episodes, 0 (skip) to 1000000",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        type=options.output_folder,
+        metavar="REPORT_DIR",
+        help="the report folder to write",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
         "--calibrate", action="store_true", help="store thresholds chosen on these pairs"
     )
-    p.add_argument("--criterion", default="accuracy", choices=["accuracy", "f1", "far"])
-    p.add_argument("--far", type=float, help="target false-accept rate for --criterion far")
-    p.add_argument("--map", default="pca", choices=["pca", "tsne", "umap"])
-    p.add_argument("--no-baselines", action="store_true")
+    p.add_argument(
+        "--criterion",
+        default="accuracy",
+        choices=["accuracy", "f1", "far"],
+        help="how --calibrate chooses thresholds",
+    )
+    p.add_argument(
+        "--far",
+        type=options.open_fraction,
+        help="target false-accept rate for --criterion far, more than 0 and less than 1",
+    )
+    p.add_argument(
+        "--map", default="pca", choices=["pca", "tsne", "umap"], help="projection of the map"
+    )
+    p.add_argument(
+        "--no-baselines", action="store_true", help="skip the raw-pixel and backbone baselines"
+    )
     p.add_argument(
         "--frozen-backbone", metavar="NAME", help="pretrained backbone of the frozen baseline"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=options.seed, default=0, help="seed of pairs and episodes")
     options.add_runtime(p)
     p.set_defaults(handler=cmd_eval)

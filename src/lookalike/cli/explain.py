@@ -46,7 +46,13 @@ def register(sub: Any) -> None:
     p = sub.add_parser("explain", help="heatmaps of where two images agree and differ")
     p.add_argument("a", metavar="A", help="first image")
     p.add_argument("b", metavar="B", help="second image")
-    p.add_argument("--out", required=True, metavar="PNG", help="the heatmap figure to write")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=options.output_file,
+        metavar="PNG",
+        help="the heatmap figure to write",
+    )
     p.add_argument(
         "--mode",
         default="best_match",
@@ -56,9 +62,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--heatmap-size",
-        type=int,
+        type=options.int_in(32, options.MAX_IMAGE_SIZE),
         metavar="PX",
-        help="input size for the heatmaps only (finer maps when larger, e.g. 448)",
+        help=f"input size for the heatmaps only, 32 to {options.MAX_IMAGE_SIZE} "
+        "(finer maps when larger, e.g. 448; default: the model's)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     options.add_model(p)

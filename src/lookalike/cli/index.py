@@ -234,42 +234,74 @@ def register(sub: Any) -> None:
         options.add_model(p)
         options.add_engine(p)
         options.add_runtime(p)
-        p.add_argument("--batch-size", type=int, default=32)
+        options.add_batch_size(p)
 
     p = sub.add_parser("index", help="create or update a persistent index of a folder")
     p.add_argument("dir", metavar="DIR", help="folder of images (searched recursively)")
-    p.add_argument("--index", required=True, metavar="INDEX_DIR")
+    p.add_argument(
+        "--index",
+        required=True,
+        type=options.output_folder,
+        metavar="INDEX_DIR",
+        help="the index folder (created if missing)",
+    )
     p.add_argument("--include", action="append", metavar="GLOB", help="e.g. '*.jpg' (repeatable)")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="e.g. 'tmp/*' (repeatable)")
-    p.add_argument("--kind", default="auto", choices=["auto", "flat", "ivf", "ivf_sq8", "hnsw"])
-    p.add_argument("--nprobe", type=int, help="IVF lists scanned per query")
+    p.add_argument(
+        "--kind",
+        default="auto",
+        choices=["auto", "flat", "ivf", "ivf_sq8", "hnsw"],
+        help="the vector structure (auto: chosen by the collection's size)",
+    )
+    p.add_argument(
+        "--nprobe",
+        type=options.int_in(1, 65536),
+        help="IVF lists scanned per query, 1 to 65536 (default: the index's)",
+    )
     common(p)
     p.set_defaults(handler=cmd_index)
 
     p = sub.add_parser("search", help="the closest indexed images to query images")
-    p.add_argument("queries", nargs="+", metavar="QUERY")
-    p.add_argument("--index", required=True, metavar="INDEX_DIR")
-    p.add_argument("-k", type=int, default=10)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--grid", metavar="PNG", help="write the closest-images figure")
+    p.add_argument("queries", nargs="+", metavar="QUERY", help="query images")
+    p.add_argument("--index", required=True, metavar="INDEX_DIR", help="the index folder")
+    p.add_argument(
+        "-k", type=options.int_in(1, 10000), default=10, help="hits per query, 1 to 10000"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--grid", type=options.output_file, metavar="PNG", help="write the closest-images figure"
+    )
     common(p)
     p.set_defaults(handler=cmd_search)
 
     p = sub.add_parser("dedup", help="find (and optionally move) groups of near-duplicates")
     p.add_argument("dir", metavar="DIR", nargs="?", help="folder of images")
     p.add_argument("--index", metavar="INDEX_DIR", help="use an index instead of a folder")
-    p.add_argument("--threshold", type=float, help="cosine threshold (default: the model's)")
+    p.add_argument(
+        "--threshold",
+        type=options.cosine,
+        help="cosine threshold, -1 to 1 (default: the model's)",
+    )
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true")
-    out.add_argument("--csv", action="store_true")
-    p.add_argument("--html", metavar="REPORT", help="write a contact-sheet report")
-    p.add_argument("--move-to", metavar="DIR", help="move all but one image per group here")
+    out.add_argument("--json", action="store_true", help="print one JSON object")
+    out.add_argument("--csv", action="store_true", help="print the groups as CSV")
+    p.add_argument(
+        "--html", type=options.output_file, metavar="REPORT", help="write a contact-sheet report"
+    )
+    p.add_argument(
+        "--move-to",
+        type=options.output_folder,
+        metavar="DIR",
+        help="move all but one image per group here",
+    )
     p.add_argument("--yes", action="store_true", help="really move (otherwise a dry run)")
     common(p)
     p.set_defaults(handler=cmd_dedup)
 
     p = sub.add_parser("calibrate-dedup", help="store a model's near-duplicate threshold")
-    p.add_argument("--edits", type=int, default=8, help="edited copies per photo")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--edits", type=options.int_in(1, 100), default=8, help="edited copies per photo, 1 to 100"
+    )
+    p.add_argument("--seed", type=options.seed, default=0, help="seed of the edits")
     common(p)
     p.set_defaults(handler=cmd_calibrate_dedup)

@@ -100,8 +100,12 @@ def register(sub: Any) -> None:
         help="images (an identity folder root/<identity>/<image> colours them by identity)",
     )
     p.add_argument("--index", metavar="INDEX_DIR", help="map an index's stored vectors instead")
-    p.add_argument("--out", required=True, metavar="PNG", help="the map to write")
-    p.add_argument("--method", default="pca", choices=["pca", "tsne", "umap"])
+    p.add_argument(
+        "--out", required=True, type=options.output_file, metavar="PNG", help="the map to write"
+    )
+    p.add_argument(
+        "--method", default="pca", choices=["pca", "tsne", "umap"], help="2-D projection"
+    )
     style = p.add_mutually_exclusive_group()
     style.add_argument(
         "--thumbnails",
@@ -118,9 +122,15 @@ def register(sub: Any) -> None:
         help="draw points coloured and named by identity",
     )
     p.set_defaults(style="thumbnails")
-    p.add_argument("--thumb-size", type=int, default=64, metavar="PX", help="thumbnail side")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0, help="random seed of t-SNE / UMAP")
+    p.add_argument(
+        "--thumb-size",
+        type=options.int_in(8, 512),
+        default=64,
+        metavar="PX",
+        help="thumbnail side, 8 to 512",
+    )
+    options.add_batch_size(p)
+    p.add_argument("--seed", type=options.seed, default=0, help="random seed of t-SNE / UMAP")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     options.add_model(p)
     options.add_runtime(p)

@@ -80,10 +80,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Add ``backbones`` and ``info`` to the sub-command parsers."""
     p = sub.add_parser("backbones", help="list backbones and whether their weights are offline")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_backbones)
 
     p = sub.add_parser("info", help="show what a model folder records")
-    p.add_argument("model_dir", metavar="MODEL_DIR")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="a lookalike model folder")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_info)

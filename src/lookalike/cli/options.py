@@ -1,28 +1,290 @@
-"""Option groups shared by the sub-commands, and what they turn into.
+"""Option groups shared by the sub-commands, the typed values they take, and what they become.
 
 Every command module imports this one (never ``lookalike.cli`` itself), so the command line
 is a DAG: ``cli/__init__`` → ``cli/<command>`` → ``cli/options`` → the library.
 
+* :class:`Parser` — the ``lookalike`` argument parser: a mistake (an unknown option, a value
+  out of range, an output that cannot be written) raises :class:`CommandLineError`, which
+  ``main`` prints as one line and exit code 2, like every other user error; ``--help`` shows
+  each option's default (:class:`HelpFormatter`);
+* typed values, checked **while the arguments are parsed**, before any model is loaded, with
+  the allowed range in the message: :func:`int_in`, :func:`float_in`, and the ready-made
+  :data:`probability`, :data:`open_fraction`, :data:`cosine`, :data:`port`, :data:`seed`,
+  :data:`batch_size`, :data:`image_size`, :data:`thread_count`; :func:`output_file` and
+  :func:`output_folder` (checked by :func:`check_writable`, the one writability test);
 * :func:`add_model` → :func:`model_source`: ``--model``/``--backbone``/``--weights``/
   ``--no-pretrained``/``--image-size`` become one :class:`~lookalike.inference.ModelSource`;
-* :func:`add_runtime` (``--device``, ``--threads``) and :func:`add_engine` (``--engine``);
+* :func:`add_runtime` (``--device``, ``--threads``), :func:`add_engine` (``--engine``) and
+  :func:`add_batch_size` (``--batch-size``);
 * :func:`load_model` (the PyTorch model) and :func:`load_embedder` (an inference engine).
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar
 
 from lookalike.errors import LookalikeError
+from lookalike.inference.limits import (
+    MAX_BATCH_SIZE,
+    check_threads,
+    max_threads,
+    threads_reason,
+)
 from lookalike.inference.source import ModelSource
 
 if TYPE_CHECKING:
     from lookalike.inference.embedder import BaseEmbedder
     from lookalike.model.network import SiameseModel
 
-MAX_THREADS = 1024
-"""Most CPU threads accepted (validated before any native code sees the number)."""
+# --------------------------------------------------------------------------- the parser
+
+
+class CommandLineError(LookalikeError):
+    """A mistake on the command line: an unknown option, a missing or invalid value."""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """``--help`` with each option's default appended, ``(default: 32)``.
+
+    Unlike :class:`argparse.ArgumentDefaultsHelpFormatter`, it says nothing for flags (which
+    take no value) or options whose default is ``None`` (there is no value to show), nor when
+    the help already speaks of its default.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        shown = default not in (None, False, argparse.SUPPRESS) and action.nargs != 0
+        if shown and "default" not in text and (action.option_strings or action.nargs == "?"):
+            text += " (default: %(default)s)"
+        return text
+
+
+_RANGE_MESSAGE = re.compile(r"^argument ([^:]+): (must be )")
+
+
+class Parser(argparse.ArgumentParser):
+    """The ``lookalike`` parser: its sub-command parsers are of this class too.
+
+    A usage mistake raises :class:`CommandLineError` (one line, no usage block) instead of
+    exiting, so ``main`` reports it like any other user error: one line, exit code 2.
+    ``--help`` and ``--version`` still exit 0.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> NoReturn:
+        """Raise :class:`CommandLineError` with ``message`` as one line."""
+        ranged = _RANGE_MESSAGE.match(message)
+        if ranged:  # "argument --threads: must be …" → "--threads must be …"
+            message = f"{ranged.group(1)} {message[ranged.end(1) + 2 :]}"
+        else:
+            message = f"{message} (see '{self.prog} --help')"
+        raise CommandLineError(" ".join(message.split()))
+
+
+# --------------------------------------------------------------------------- typed values
+
+N = TypeVar("N", int, float)
+
+
+def _show(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+class Ranged(Generic[N]):
+    """An argparse ``type=``: a number, parsed and checked against its range.
+
+    Build one with :func:`int_in` or :func:`float_in`. Not-a-number text, ``nan``, ``inf``
+    and values outside the range are refused with the range in the message
+    (``--batch-size must be at least 1 and at most 4096, got 0``).
+
+    Attributes:
+        kind: ``int`` or ``float``.
+        lo, hi: The bounds.
+        lo_open, hi_open: Whether a bound itself is excluded.
+        why: Where the bounds come from, appended to the message (may be empty).
+    """
+
+    def __init__(
+        self,
+        kind: Callable[[str], N],
+        lo: N,
+        hi: N,
+        *,
+        lo_open: bool = False,
+        hi_open: bool = False,
+        why: str = "",
+    ) -> None:
+        if not lo <= hi:
+            raise ValueError(f"empty range {lo}..{hi}")
+        self.kind: Callable[[str], N] = kind
+        self.lo: N = lo
+        self.hi: N = hi
+        self.lo_open, self.hi_open, self.why = lo_open, hi_open, why
+        self.__name__ = "integer" if kind is int else "number"  # argparse's name for it
+
+    def describe(self) -> str:
+        """The range in words: ``at least 1 and at most 8``, ``more than 0 and less than 1``."""
+        low = f"more than {_show(self.lo)}" if self.lo_open else f"at least {_show(self.lo)}"
+        high = f"less than {_show(self.hi)}" if self.hi_open else f"at most {_show(self.hi)}"
+        return f"{low} and {high}{self.why}"
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return False
+        if not math.isfinite(value):
+            return False
+        above = bool(value > self.lo if self.lo_open else value >= self.lo)
+        below = bool(value < self.hi if self.hi_open else value <= self.hi)
+        return above and below
+
+    def __call__(self, text: str) -> N:
+        """Parse ``text``.
+
+        Raises:
+            argparse.ArgumentTypeError: Not a number of this kind, or out of range.
+        """
+        try:
+            value: N = self.kind(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(
+                f"must be {'an integer' if self.kind is int else 'a number'}, "
+                f"{self.describe()}, got {text!r}"
+            ) from None
+        if value not in self:
+            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text}")
+        return value
+
+    def __repr__(self) -> str:
+        name = "int_in" if self.kind is int else "float_in"
+        return f"{name}({self.lo!r}, {self.hi!r})"
+
+
+def int_in(lo: int, hi: int, *, why: str = "") -> Ranged[int]:
+    """An integer from ``lo`` to ``hi`` (both included), as an argparse ``type=``.
+
+    Args:
+        lo, hi: The bounds.
+        why: Where they come from, shown in the message (``" (4 per CPU core, 2 cores)"``).
+    """
+    return Ranged(int, lo, hi, why=why)
+
+
+def float_in(
+    lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False, why: str = ""
+) -> Ranged[float]:
+    """A finite number from ``lo`` to ``hi``, as an argparse ``type=``.
+
+    Args:
+        lo, hi: The bounds.
+        lo_open, hi_open: Exclude the bound itself (``float_in(0, 1, lo_open=True)``: (0, 1]).
+        why: Where they come from, shown in the message.
+    """
+    return Ranged(float, float(lo), float(hi), lo_open=lo_open, hi_open=hi_open, why=why)
+
+
+SEED_MAX = 2**32 - 1
+"""The largest seed NumPy accepts."""
+
+MAX_IMAGE_SIZE = 2048
+"""Largest model input side accepted from the command line, in pixels."""
+
+probability = float_in(0, 1)
+"""A share or a probability, 0 and 1 included."""
+open_fraction = float_in(0, 1, lo_open=True, hi_open=True)
+"""A share strictly between 0 and 1 (a validation split, a false-accept rate)."""
+cosine = float_in(-1, 1)
+"""A cosine similarity."""
+port = int_in(1, 65535)
+"""A TCP port."""
+seed = int_in(0, SEED_MAX)
+"""A random seed (NumPy's range)."""
+batch_size = int_in(1, MAX_BATCH_SIZE)
+"""Images per forward pass (:data:`lookalike.inference.limits.MAX_BATCH_SIZE`)."""
+image_size = int_in(8, MAX_IMAGE_SIZE)
+"""A model input side in pixels."""
+thread_count = int_in(1, max_threads(), why=threads_reason())
+"""CPU threads: at most 4 per usable core (:func:`lookalike.inference.limits.max_threads`)."""
+
+
+# --------------------------------------------------------------------------- output paths
+
+
+def check_writable(path: str | os.PathLike[str], *, folder: bool = False) -> Path:
+    """Check, before any long work, that ``path`` can be written (created if missing).
+
+    The folder that would hold it (the nearest one that exists, since writers create the
+    missing ones) must take a new file: a temporary file is created there and removed at
+    once, which is the only test that is right for read-only mounts, ``/proc`` and root alike.
+
+    Args:
+        path: The output file, or with ``folder=True`` the output folder.
+        folder: Whether ``path`` is a folder to write into.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        LookalikeError: ``path`` is a folder where a file is wanted (or the reverse), lies
+            under a file, or its folder does not accept new files.
+    """
+    target = Path(path)
+    where = target
+    try:
+        if target.exists():
+            if folder and not target.is_dir():
+                raise LookalikeError(f"cannot write into {target}: it is a file, not a folder")
+            if not folder and target.is_dir():
+                raise LookalikeError(f"cannot write {target}: it is a folder")
+            if not folder and not os.access(target, os.W_OK):
+                raise LookalikeError(f"cannot write {target}: the file is read-only")
+            where = target if folder else target.absolute().parent
+        else:
+            where = target.absolute().parent
+            while not where.exists():
+                where = where.parent
+            if not where.is_dir():
+                raise LookalikeError(f"cannot write {target}: {where} is a file, not a folder")
+        handle, probe = tempfile.mkstemp(dir=where, prefix=".lookalike-write-check-")
+        os.close(handle)
+        Path(probe).unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise LookalikeError(
+            f"cannot write {target}: {where} does not accept new files ({reason})"
+        ) from exc
+    return target
+
+
+def _output(folder: bool) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        try:
+            check_writable(text, folder=folder)
+        except LookalikeError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    check.__name__ = "output folder" if folder else "output file"
+    return check
+
+
+output_file = _output(folder=False)
+"""An argparse ``type=`` for a file the command writes (see :func:`check_writable`)."""
+output_folder = _output(folder=True)
+"""An argparse ``type=`` for a folder the command writes into (see :func:`check_writable`)."""
+
+
+# --------------------------------------------------------------------------- option groups
 
 
 def add_runtime(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +292,13 @@ def add_runtime(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N"
     )
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
+    parser.add_argument(
+        "--threads",
+        type=thread_count,
+        default=None,
+        metavar="N",
+        help=f"CPU threads, 1 to {thread_count.hi} (default: the engine's choice)",
+    )
 
 
 def add_model(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +312,24 @@ def add_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-pretrained", action="store_true", help="random backbone weights (explicit choice)"
     )
-    parser.add_argument("--image-size", type=int, metavar="PX", help="model input size in pixels")
+    parser.add_argument(
+        "--image-size",
+        type=image_size,
+        metavar="PX",
+        help=f"model input size in pixels, {image_size.lo} to {image_size.hi} "
+        "(default: the model's)",
+    )
+
+
+def add_batch_size(parser: argparse.ArgumentParser, *, default: int = 32) -> None:
+    """``--batch-size``: images per forward pass, 1 to :data:`MAX_BATCH_SIZE`."""
+    parser.add_argument(
+        "--batch-size",
+        type=batch_size,
+        default=default,
+        metavar="N",
+        help=f"images per forward pass, 1 to {batch_size.hi}",
+    )
 
 
 def add_engine(parser: argparse.ArgumentParser) -> None:
@@ -80,15 +365,12 @@ def model_source(args: argparse.Namespace) -> ModelSource:
 
 
 def threads(args: argparse.Namespace) -> int | None:
-    """``--threads``, validated.
+    """``--threads``, validated (again, for namespaces not built by the parser).
 
     Raises:
-        LookalikeError: Not in 1..:data:`MAX_THREADS`.
+        LookalikeError: Not from 1 to :func:`~lookalike.inference.limits.max_threads`.
     """
-    value: int | None = getattr(args, "threads", None)
-    if value is not None and not 1 <= value <= MAX_THREADS:
-        raise LookalikeError(f"--threads must be between 1 and {MAX_THREADS}, got {value}")
-    return value
+    return check_threads(getattr(args, "threads", None), name="--threads")
 
 
 def load_model(args: argparse.Namespace, source: ModelSource | None = None) -> SiameseModel:

@@ -44,7 +44,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="web page and REST API: compare, label pairs, train a head")
     p.add_argument("--index", metavar="INDEX_DIR", help="index folder for image search")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=options.port, default=8000, help="TCP port, 1 to 65535")
     p.add_argument(
         "--data-dir",
         default="lookalike-data",
@@ -52,10 +52,17 @@ def register(sub: Any) -> None:
         help="where labelled pairs and the trained head are kept (default ./lookalike-data)",
     )
     p.add_argument(
-        "--max-upload-mb", type=float, default=20.0, help="largest image upload (default 20)"
+        "--max-upload-mb",
+        type=options.float_in(0, 1024, lo_open=True),
+        default=20.0,
+        metavar="MB",
+        help="largest image upload, more than 0 and at most 1024 (default 20)",
     )
     p.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="the web server's log level",
     )
     options.add_model(p)
     options.add_engine(p)

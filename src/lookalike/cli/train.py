@@ -223,25 +223,56 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+LEARNING_RATE = options.float_in(0, 10, lo_open=True)
+"""``--lr``: more than 0 and at most 10."""
+
+
 def register(sub: Any) -> None:
     """Add ``train``, ``train-head`` and ``demo`` to the sub-command parsers."""
     p = sub.add_parser("train", help="train a model from an identity folder or a pairs CSV")
     p.add_argument(
         "data", metavar="DATA", help="identity folder (root/<identity>/<image>) or pairs CSV"
     )
-    p.add_argument("--out", required=True, metavar="MODEL_DIR")
     p.add_argument(
-        "--dataset", default="auto", choices=["auto", "folder", "pairs", "mnist", "digits"]
+        "--out",
+        required=True,
+        type=options.output_folder,
+        metavar="MODEL_DIR",
+        help="the model folder to write",
+    )
+    p.add_argument(
+        "--dataset",
+        default="auto",
+        choices=["auto", "folder", "pairs", "mnist", "digits"],
+        help="what DATA is (auto: a folder or a CSV, from the path)",
     )
     p.add_argument("--data-dir", help="folder of MNIST IDX files for --dataset mnist")
     p.add_argument(
         "--model", metavar="MODEL_DIR", help="train this model folder further (not --backbone)"
     )
-    p.add_argument("--backbone", default="mobilenet_v2")
-    p.add_argument("--no-pretrained", action="store_true")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--channels", type=int, choices=[1, 3])
-    p.add_argument("--pooling", default="avg", choices=["avg", "gem", "max", "flatten"])
+    p.add_argument("--backbone", default="mobilenet_v2", help="a registered backbone")
+    p.add_argument(
+        "--no-pretrained", action="store_true", help="start from random backbone weights"
+    )
+    p.add_argument(
+        "--image-size",
+        type=options.image_size,
+        metavar="PX",
+        help=f"input size in pixels, {options.image_size.lo} to {options.image_size.hi} "
+        "(default: the backbone's)",
+    )
+    p.add_argument(
+        "--channels",
+        type=options.int_in(1, 3),
+        choices=[1, 3],
+        help="1 (grey) or 3 (colour) input channels (default: the backbone's)",
+    )
+    p.add_argument(
+        "--pooling",
+        default="avg",
+        choices=["avg", "gem", "max", "flatten"],
+        help="how feature maps become a vector",
+    )
     p.add_argument("--projection", metavar="W1,W2", help="projection MLP widths, e.g. 128,128")
     p.add_argument(
         "--loss",
@@ -252,28 +283,84 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--loss-args", metavar="JSON", help="arguments of a pml: loss, e.g. '{\"margin\": 0.2}'"
     )
-    p.add_argument("--sampling", default="balanced", choices=["balanced", "pairs", "triplets"])
+    p.add_argument(
+        "--sampling",
+        default="balanced",
+        choices=["balanced", "pairs", "triplets"],
+        help="how training batches are drawn",
+    )
     p.add_argument(
         "--miner",
         help="semihard|hard|all|all_active|random (triplet), all|hard (pairs), or pml:ClassName",
     )
     p.add_argument("--miner-args", metavar="JSON", help="arguments of a pml: miner")
-    p.add_argument("--margin", type=float)
-    p.add_argument("--distance", default="euclidean", choices=["euclidean", "cosine"])
     p.add_argument(
-        "--epochs", type=int, help="default: 20 from scratch, 10 from pretrained weights"
+        "--margin",
+        type=options.float_in(0, 10, lo_open=True),
+        help="loss margin, more than 0 and at most 10 (default: 1.0 contrastive, 0.2 triplet)",
     )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--m-per-class", type=int, default=4)
-    p.add_argument("--steps-per-epoch", type=int)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--backbone-lr", type=float)
-    p.add_argument("--train-fraction", type=float, help="share of backbone layers that train")
-    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--schedule", default="cosine", choices=["cosine", "step", "none"])
-    p.add_argument("--patience", type=int, default=5, help="early stopping patience (epochs)")
-    p.add_argument("--no-augment", action="store_true")
+    p.add_argument(
+        "--distance",
+        default="euclidean",
+        choices=["euclidean", "cosine"],
+        help="distance of the loss",
+    )
+    p.add_argument(
+        "--epochs",
+        type=options.int_in(0, 10000),
+        help="0 to 10000 (default: 20 from scratch, 10 from pretrained weights)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=options.int_in(2, options.batch_size.hi),
+        default=32,
+        metavar="N",
+        help=f"images per training batch, 2 to {options.batch_size.hi}",
+    )
+    p.add_argument(
+        "--m-per-class",
+        type=options.int_in(1, 1024),
+        default=4,
+        help="images per identity in a balanced batch, 1 to 1024",
+    )
+    p.add_argument(
+        "--steps-per-epoch",
+        type=options.int_in(1, 1_000_000),
+        help="batches per epoch, 1 to 1000000 (default: about one pass over the images)",
+    )
+    p.add_argument(
+        "--lr", type=LEARNING_RATE, default=1e-3, help="learning rate, more than 0 and at most 10"
+    )
+    p.add_argument(
+        "--backbone-lr",
+        type=options.float_in(0, 10),
+        help="learning rate of the backbone, 0 to 10 (default: --lr / 10 when pretrained)",
+    )
+    p.add_argument(
+        "--train-fraction",
+        type=options.probability,
+        help="share of backbone layers that train, 0 to 1",
+    )
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"], help="optimiser")
+    p.add_argument(
+        "--weight-decay",
+        type=options.float_in(0, 1),
+        default=1e-4,
+        help="L2 weight decay, 0 to 1",
+    )
+    p.add_argument(
+        "--schedule",
+        default="cosine",
+        choices=["cosine", "step", "none"],
+        help="learning-rate schedule",
+    )
+    p.add_argument(
+        "--patience",
+        type=options.int_in(1, 10000),
+        default=5,
+        help="early stopping patience (epochs), 1 to 10000",
+    )
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument(
         "--split",
         default="auto",
@@ -288,18 +375,23 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--folds",
-        type=int,
+        type=options.int_in(1, 20),
         default=1,
         metavar="K",
-        help="first train K times on rotated held-out identities and report the spread",
+        help="first train K times on rotated held-out identities and report the spread (1 to 20)",
     )
     p.add_argument(
         "--no-guard",
         action="store_true",
         help="keep the fine-tuned model even when it does not beat the pretrained one",
     )
-    p.add_argument("--val-split", type=float, default=0.2, help="share held out for validation")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--val-split",
+        type=options.open_fraction,
+        default=0.2,
+        help="share held out for validation, more than 0 and less than 1",
+    )
+    p.add_argument("--seed", type=options.seed, default=0, help="random seed")
     p.add_argument(
         "--resume", action="store_true", help="continue from MODEL_DIR/training/checkpoint.pt"
     )
@@ -308,13 +400,24 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("train-head", help="few-shot pair head from 10-100 labelled pairs")
     p.add_argument("pairs_csv", metavar="PAIRS.csv", help="columns a,b,label (1/0, same/different)")
-    p.add_argument("--out", required=True, metavar="MODEL_DIR")
     p.add_argument(
-        "--holdout", type=float, default=0.25, help="share of pairs held out for the report"
+        "--out",
+        required=True,
+        type=options.output_folder,
+        metavar="MODEL_DIR",
+        help="the model folder to write",
     )
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--holdout",
+        type=options.float_in(0, 1, hi_open=True),
+        default=0.25,
+        help="share of pairs held out for the report, at least 0 and less than 1",
+    )
+    p.add_argument("--steps", type=options.int_in(1, 100_000), default=300, help="training steps")
+    p.add_argument(
+        "--lr", type=LEARNING_RATE, default=1e-3, help="learning rate, more than 0 and at most 10"
+    )
+    p.add_argument("--seed", type=options.seed, default=0, help="random seed")
     p.add_argument(
         "--reference-backbone",
         action="store_true",
@@ -325,8 +428,14 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_train_head)
 
     p = sub.add_parser("demo", help="train and evaluate seed 003's digit-pair network")
-    p.add_argument("--out", default="demo-output", metavar="DIR")
+    p.add_argument(
+        "--out",
+        default="demo-output",
+        type=options.output_folder,
+        metavar="DIR",
+        help="where the model, plots and report go",
+    )
     p.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files instead of sklearn digits")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=options.seed, default=0, help="random seed")
     options.add_runtime(p)
     p.set_defaults(handler=cmd_demo)
