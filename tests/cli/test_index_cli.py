@@ -131,3 +131,110 @@ def test_calibrate_dedup_stores_the_threshold_that_dedup_then_uses(
     report = json.loads(captured.out)
     assert report["threshold"] == pytest.approx(threshold)
     assert report["threshold_source"] == "stored with the model" and "warning" not in captured.err
+
+
+def _one_line_error(err: str, *words: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lookalike: error:"), err
+    assert "Traceback" not in err and all(w in lines[0] for w in words), err
+
+
+def test_odd_names_verify_damage_and_rebuild(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14: a non-UTF-8 name is indexed and printed safely; ``--verify`` repairs a poisoned
+    cache; a damaged database is one line naming ``--rebuild``, which works."""
+    import os
+    import sqlite3
+
+    import numpy as np
+
+    from server_helpers import glyph, small_model_dir
+
+    model = ["--model", str(small_model_dir(tmp_path)), *ENGINE]
+    root = tmp_path / "glyphs"
+    root.mkdir()
+    for i in range(4):
+        Image.fromarray(glyph(i)).save(root / f"g{i}.png")
+    odd = os.fsdecode(bytes(root) + b"/caf\xe9.png")
+    try:
+        Image.fromarray(glyph(9)).save(odd)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not valid UTF-8")
+    index = tmp_path / "idx"
+    argv = ["index", str(root), "--index", str(index), *model]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "5 images" in out and "0 skipped" in out
+
+    # the odd file as a query: text and JSON are printable, the file is found at cosine 1
+    assert main(["search", odd, "--index", str(index), "-k", "2", *model]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith("caf\\xe9.png") and "caf\\xe9.png" in out.splitlines()[1]
+    assert main(["search", odd, "--index", str(index), "-k", "1", "--json", *model]) == 0
+    hit = json.loads(capsys.readouterr().out)["results"][0]["hits"][0]
+    assert hit["path"] == "caf\\xe9.png" and hit["score"] == pytest.approx(1.0, abs=1e-4)
+
+    # poison the cached vector of one content (what the old race left): --verify repairs it
+    db = index / "index.sqlite"
+    con = sqlite3.connect(db)
+    (blob,) = con.execute(
+        "SELECT e.vector FROM embeddings e JOIN files f ON f.content_hash = e.hash "
+        "WHERE f.path = 'g0.png'"
+    ).fetchone()
+    flipped = (-np.frombuffer(blob, dtype="<f4")).astype("<f4").tobytes()
+    con.execute("UPDATE embeddings SET vector = ? WHERE vector = ?", (flipped, blob))
+    con.commit()
+    con.close()
+    assert main([*argv, "--verify"]) == 0
+    captured = capsys.readouterr()
+    assert "verified 5, repaired 1" in captured.out and "repaired g0.png" in captured.err
+    assert main(["search", str(root / "g0.png"), "--index", str(index), "--json", *model]) == 0
+    hit = json.loads(capsys.readouterr().out)["results"][0]["hits"][0]
+    assert hit["path"] == "g0.png" and hit["score"] == pytest.approx(1.0, abs=1e-4)
+
+    # a damaged database: one line naming the file and the fix, from every command
+    data = db.read_bytes()
+    db.write_bytes(b"\0" * 100 + data[100:])  # the header is gone
+    fix = f"--index {index} --rebuild"
+    for cmd in (
+        argv,
+        ["search", odd, "--index", str(index), *model],
+        ["dedup", "--index", str(index), "--threshold", "0.9", *model],
+        ["search", odd, "--index", str(index)],  # the recorded model cannot be read either
+    ):
+        assert main(cmd) == 2, cmd
+        _one_line_error(capsys.readouterr().err, str(db), "damaged", fix)
+    assert main([*argv, "--rebuild"]) == 0
+    out = capsys.readouterr().out
+    assert "5 images" in out and "5 added" in out
+    assert main(["search", str(root / "g1.png"), "--index", str(index), "--json", *model]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["hits"][0]["path"] == "g1.png"
+
+
+def test_rebuild_without_a_readable_record_uses_the_command_lines_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server_helpers import glyph, small_model_dir
+
+    model = ["--model", str(small_model_dir(tmp_path)), *ENGINE]
+    root = tmp_path / "glyphs"
+    root.mkdir()
+    for i in range(3):
+        Image.fromarray(glyph(i)).save(root / f"g{i}.png")
+    index = tmp_path / "idx"
+    index.mkdir()
+    (index / "index.sqlite").write_bytes(b"this is not a database" * 300)
+    assert main(["index", str(root), "--index", str(index), "--rebuild", *model]) == 0
+    assert "3 images" in capsys.readouterr().out
+    assert main(["index", str(root), "--index", str(index), "--verify", "--rebuild"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_embed_of_a_missing_folder_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "e.npz"
+    assert main(["embed", str(tmp_path / "missing-folder"), "--out", str(out), *ENGINE]) == 2
+    _one_line_error(capsys.readouterr().err, "missing-folder", "no such file or folder")
+    assert not out.exists()

@@ -4,6 +4,11 @@ The index records which model built it (its :class:`~lookalike.inference.ModelSo
 the index database), so ``search``, ``dedup --index`` and ``serve --index`` load the same
 model without being told; ``--model``/``--backbone`` override it, and an index built with
 another model is refused by the index itself.
+
+``index --verify`` hashes and embeds every file again and repairs what is wrong;
+``index --rebuild`` recreates the index from the folder (the fix named when the index
+database is damaged). Paths are printed with :func:`~lookalike.imaging.files.shown_path`, so
+a file name that is not valid UTF-8 shows its odd bytes as ``\\xNN``.
 """
 
 from __future__ import annotations
@@ -17,24 +22,52 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.cli import options
-from lookalike.errors import DataError, LookalikeError
+from lookalike.errors import DataError, IndexFolderError, LookalikeError
+from lookalike.imaging.files import shown_path
 from lookalike.inference.source import ModelSource
 
 
-def _source(args: argparse.Namespace, index_dir: str | None = None) -> ModelSource:
-    """The model: from the command line, else the one the index recorded."""
+def _source(
+    args: argparse.Namespace,
+    index_dir: str | None = None,
+    *,
+    root: str | None = None,
+    rebuild: bool = False,
+) -> ModelSource:
+    """The model: from the command line, else the one the index recorded.
+
+    With ``rebuild``, an index whose record cannot be read (a damaged database) falls back
+    to the command line's model, saying so on stderr.
+    """
     if index_dir is not None and not options.model_named(args) and Path(index_dir).is_dir():
         from lookalike.index.index import Index
 
-        recorded = Index.recorded_source(index_dir)
+        try:
+            recorded = Index.recorded_source(index_dir, root=root)
+        except IndexFolderError:
+            if not rebuild:
+                raise
+            recorded = None
+            chosen = options.model_source(args).describe()
+            print(
+                f"note: {index_dir} does not say which model built it; rebuilding with "
+                f"{chosen} (pass --model or --backbone to choose another)",
+                file=sys.stderr,
+            )
         if recorded is not None:
             return recorded
     return options.model_source(args)
 
 
-def _embedder(args: argparse.Namespace, index_dir: str | None = None) -> Any:
+def _embedder(
+    args: argparse.Namespace,
+    index_dir: str | None = None,
+    *,
+    root: str | None = None,
+    rebuild: bool = False,
+) -> Any:
     """The model as an engine, and where it comes from (see :func:`_source`)."""
-    source = _source(args, index_dir)
+    source = _source(args, index_dir, root=root, rebuild=rebuild)
     return options.load_embedder(args, source), source
 
 
@@ -48,12 +81,15 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     root = Path(args.dir)
     if not root.is_dir():
-        raise DataError(f"{root} is not a folder of images")
-    embedder, source = _embedder(args, args.index)
+        raise DataError(f"{shown_path(root)} is not a folder of images")
+    embedder, source = _embedder(args, args.index, root=args.dir, rebuild=args.rebuild)
     settings: dict[str, Any] = {"kind": args.kind}
     if args.nprobe is not None:
         settings["nprobe"] = args.nprobe
-    index = Index.open_or_create(
+    opener = Index.create if args.rebuild else Index.open_or_create
+    if args.rebuild:
+        settings["overwrite"] = True
+    index = opener(
         args.index,
         root,
         model_key=_model_key(embedder),
@@ -68,17 +104,29 @@ def cmd_index(args: argparse.Namespace) -> int:
             exclude=args.exclude or None,
             batch_size=args.batch_size,
             progress=sys.stderr.isatty(),
+            verify=args.verify,
         )
         for path, reason in report.skipped:
-            print(f"skipped {path}: {reason}", file=sys.stderr)
+            print(f"skipped {shown_path(path)}: {reason}", file=sys.stderr)
         if report.skipped:
             print(f"{len(report.skipped)} file(s) skipped", file=sys.stderr)
-        print(f"{args.index}: {len(index)} images ({index.kind}); {report.summary()}")
+        for path in report.repaired:
+            print(f"repaired {shown_path(path)}", file=sys.stderr)
+        name = shown_path(args.index)
+        print(f"{name}: {len(index)} images ({index.kind}); {report.summary()}")
     return 0
 
 
 def _hits_json(hits: list[Any]) -> list[dict[str, Any]]:
-    return [{"path": h.path, "score": h.score, "id": h.id, "label": h.label} for h in hits]
+    return [
+        {
+            "path": shown_path(h.path),
+            "score": h.score,
+            "id": h.id,
+            "label": None if h.label is None else shown_path(h.label),
+        }
+        for h in hits
+    ]
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -93,7 +141,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         embedded = embed_files(embedder, args.queries)
         if embedded.failures:
             path, reason = embedded.failures[0]
-            raise LookalikeError(f"cannot read query image {path}: {reason}")
+            raise LookalikeError(f"cannot read query image {shown_path(path)}: {reason}")
         results = index.search(embedded.embeddings, args.k)
         size = len(index)
         if args.grid:
@@ -103,15 +151,15 @@ def cmd_search(args: argparse.Namespace) -> int:
             plot_retrieval_grid(args.queries, rows, args.grid)
     if args.json:
         payload = [
-            {"query": q, "hits": _hits_json(hits)}
+            {"query": shown_path(q), "hits": _hits_json(hits)}
             for q, hits in zip(args.queries, results, strict=True)
         ]
         print(json.dumps({"results": payload, "index_size": size}))
         return 0
     for query, hits in zip(args.queries, results, strict=True):
-        print(query)
+        print(shown_path(query))
         for rank, hit in enumerate(hits, 1):
-            print(f"  {rank:>3}. {hit.score:.4f}  {hit.path}")
+            print(f"  {rank:>3}. {hit.score:.4f}  {shown_path(hit.path)}")
     if args.grid:
         print(f"grid: {args.grid}")
     return 0
@@ -142,13 +190,17 @@ def _dedup_groups(
             return dedup_index(index, threshold), index.root
     root = Path(args.dir)
     if not root.is_dir():
-        raise DataError(f"{root} is not a folder of images")
-    paths = [str(p) for p in iter_image_files(root)]
+        raise DataError(f"{shown_path(root)} is not a folder of images")
+
+    def unreadable(path: Path, reason: str) -> None:
+        print(f"skipped {shown_path(path)}: {reason}", file=sys.stderr)
+
+    paths = [str(p) for p in iter_image_files(root, on_error=unreadable)]
     if not paths:
-        raise DataError(f"no image files under {root}")
+        raise DataError(f"no image files under {shown_path(root)}")
     embedded = embed_files(embedder, paths, batch_size=args.batch_size, progress=True)
     for path, reason in embedded.failures:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+        print(f"skipped {shown_path(path)}: {reason}", file=sys.stderr)
     rel = [str(Path(p).relative_to(root)) for p in embedded.paths]
     return find_duplicates(embedded.embeddings, threshold, paths=rel, root=root), root
 
@@ -174,9 +226,14 @@ def cmd_dedup(args: argparse.Namespace) -> int:
             "threshold": threshold,
             "threshold_source": source,
             "groups": [
-                {"keep": g.keep, "paths": list(g.paths), "scores": list(g.scores)} for g in groups
+                {
+                    "keep": shown_path(g.keep),
+                    "paths": [shown_path(p) for p in g.paths],
+                    "scores": list(g.scores),
+                }
+                for g in groups
             ],
-            "moves": [{"from": str(a), "to": str(b)} for a, b in moves],
+            "moves": [{"from": shown_path(a), "to": shown_path(b)} for a, b in moves],
             "dry_run": not args.yes,
         }
         print(json.dumps(payload))
@@ -186,20 +243,20 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         writer.writerow(["group", "path", "keep", "score"])
         for n, g in enumerate(groups):
             for k, (path, score) in enumerate(zip(g.paths, g.scores, strict=True)):
-                writer.writerow([n, path, int(k == 0), f"{score:.6f}"])
+                writer.writerow([n, shown_path(path), int(k == 0), f"{score:.6f}"])
         return 0
     extra = sum(len(g) - 1 for g in groups)
     print(f"{len(groups)} group(s) of near-duplicates, {extra} image(s) beyond one per group")
     print(f"threshold {threshold:.4f} (cosine; {source})")
     for n, g in enumerate(groups, 1):
-        print(f"group {n}: keep {g.keep}")
+        print(f"group {n}: keep {shown_path(g.keep)}")
         for path, score in zip(g.paths[1:], g.scores[1:], strict=True):
-            print(f"    {score:.4f}  {path}")
+            print(f"    {score:.4f}  {shown_path(path)}")
     if args.move_to:
         verb = "moved" if args.yes else "would move (dry run; add --yes to move)"
-        print(f"{verb} {len(moves)} file(s) to {args.move_to}")
+        print(f"{verb} {len(moves)} file(s) to {shown_path(args.move_to)}")
     if args.html:
-        print(f"report: {args.html}")
+        print(f"report: {shown_path(args.html)}")
     return 0
 
 
@@ -247,6 +304,17 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--include", action="append", metavar="GLOB", help="e.g. '*.jpg' (repeatable)")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="e.g. 'tmp/*' (repeatable)")
+    repair = p.add_mutually_exclusive_group()
+    repair.add_argument(
+        "--verify",
+        action="store_true",
+        help="hash and embed every file again and repair what is wrong (as slow as a first run)",
+    )
+    repair.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="recreate the index from the folder (e.g. when its database is damaged)",
+    )
     p.add_argument(
         "--kind",
         default="auto",
