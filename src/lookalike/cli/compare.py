@@ -85,6 +85,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     paths: list[str] = []
     for item in args.paths:
         path = Path(item)
+        if not path.exists():
+            raise LookalikeError(f"{item}: no such file or folder")
         paths.extend(str(p) for p in iter_image_files(path)) if path.is_dir() else paths.append(
             item
         )
