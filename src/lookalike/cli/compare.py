@@ -85,8 +85,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
     paths: list[str] = []
     for item in args.paths:
         path = Path(item)
-        if not path.exists():
-            raise LookalikeError(f"{item}: no such file or folder")
         paths.extend(str(p) for p in iter_image_files(path)) if path.is_dir() else paths.append(
             item
         )
@@ -109,7 +107,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("compare", help="compare two images (or score a pairs CSV)")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="two images")
     p.add_argument("--pairs", metavar="CSV", help="CSV with columns a,b[,label]")
-    p.add_argument("--out", type=options.output_file, metavar="CSV", help="scores CSV for --pairs")
+    options.add_out(p, "CSV", "scores CSV for --pairs", required=False)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     options.add_batch_size(p)
     options.add_model(p)
@@ -121,13 +119,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "paths", nargs="+", metavar="PATH", help="images or folders (walked recursively)"
     )
-    p.add_argument(
-        "--out",
-        required=True,
-        type=options.output_file,
-        metavar="FILE",
-        help="output .npz or .parquet",
-    )
+    options.add_out(p, "FILE", "output .npz or .parquet")
     options.add_batch_size(p)
     options.add_model(p)
     options.add_runtime(p)

@@ -173,13 +173,7 @@ def register(sub: Any) -> None:
         default=400,
         help="N-way K-shot episodes, 0 (skip) to 1000000",
     )
-    p.add_argument(
-        "--out",
-        required=True,
-        type=options.output_folder,
-        metavar="REPORT_DIR",
-        help="the report folder to write",
-    )
+    options.add_out(p, "REPORT_DIR", "the report folder to write", folder=True)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
         "--calibrate", action="store_true", help="store thresholds chosen on these pairs"

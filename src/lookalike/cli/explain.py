@@ -46,13 +46,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("explain", help="heatmaps of where two images agree and differ")
     p.add_argument("a", metavar="A", help="first image")
     p.add_argument("b", metavar="B", help="second image")
-    p.add_argument(
-        "--out",
-        required=True,
-        type=options.output_file,
-        metavar="PNG",
-        help="the heatmap figure to write",
-    )
+    options.add_out(p, "PNG", "the heatmap figure to write")
     p.add_argument(
         "--mode",
         default="best_match",

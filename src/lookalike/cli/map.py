@@ -100,9 +100,7 @@ def register(sub: Any) -> None:
         help="images (an identity folder root/<identity>/<image> colours them by identity)",
     )
     p.add_argument("--index", metavar="INDEX_DIR", help="map an index's stored vectors instead")
-    p.add_argument(
-        "--out", required=True, type=options.output_file, metavar="PNG", help="the map to write"
-    )
+    options.add_out(p, "PNG", "the map to write")
     p.add_argument(
         "--method", default="pca", choices=["pca", "tsne", "umap"], help="2-D projection"
     )

@@ -14,8 +14,8 @@ is a DAG: ``cli/__init__`` → ``cli/<command>`` → ``cli/options`` → the lib
   :func:`output_folder` (checked by :func:`check_writable`, the one writability test);
 * :func:`add_model` → :func:`model_source`: ``--model``/``--backbone``/``--weights``/
   ``--no-pretrained``/``--image-size`` become one :class:`~lookalike.inference.ModelSource`;
-* :func:`add_runtime` (``--device``, ``--threads``), :func:`add_engine` (``--engine``) and
-  :func:`add_batch_size` (``--batch-size``);
+* :func:`add_runtime` (``--device``, ``--threads``), :func:`add_engine` (``--engine``),
+  :func:`add_batch_size` (``--batch-size``) and :func:`add_out` (``--out``, checked);
 * :func:`load_model` (the PyTorch model) and :func:`load_embedder` (an inference engine).
 """
 
@@ -318,6 +318,30 @@ def add_model(parser: argparse.ArgumentParser) -> None:
         metavar="PX",
         help=f"model input size in pixels, {image_size.lo} to {image_size.hi} "
         "(default: the model's)",
+    )
+
+
+def add_out(
+    parser: argparse.ArgumentParser,
+    metavar: str,
+    help: str,
+    *,
+    folder: bool = False,
+    default: str | None = None,
+    required: bool = True,
+) -> None:
+    """``--out``: the file (or with ``folder=True`` the folder) the command writes.
+
+    Checked while the arguments are parsed (:func:`check_writable`), before any work. It is
+    required unless ``required=False`` or it has a ``default``.
+    """
+    parser.add_argument(
+        "--out",
+        required=required and default is None,
+        default=default,
+        type=output_folder if folder else output_file,
+        metavar=metavar,
+        help=help,
     )
 
 

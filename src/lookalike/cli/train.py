@@ -233,13 +233,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "data", metavar="DATA", help="identity folder (root/<identity>/<image>) or pairs CSV"
     )
-    p.add_argument(
-        "--out",
-        required=True,
-        type=options.output_folder,
-        metavar="MODEL_DIR",
-        help="the model folder to write",
-    )
+    options.add_out(p, "MODEL_DIR", "the model folder to write", folder=True)
     p.add_argument(
         "--dataset",
         default="auto",
@@ -400,13 +394,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("train-head", help="few-shot pair head from 10-100 labelled pairs")
     p.add_argument("pairs_csv", metavar="PAIRS.csv", help="columns a,b,label (1/0, same/different)")
-    p.add_argument(
-        "--out",
-        required=True,
-        type=options.output_folder,
-        metavar="MODEL_DIR",
-        help="the model folder to write",
-    )
+    options.add_out(p, "MODEL_DIR", "the model folder to write", folder=True)
     p.add_argument(
         "--holdout",
         type=options.float_in(0, 1, hi_open=True),
@@ -428,12 +416,8 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_train_head)
 
     p = sub.add_parser("demo", help="train and evaluate seed 003's digit-pair network")
-    p.add_argument(
-        "--out",
-        default="demo-output",
-        type=options.output_folder,
-        metavar="DIR",
-        help="where the model, plots and report go",
+    options.add_out(
+        p, "DIR", "where the model, plots and report go", folder=True, default="demo-output"
     )
     p.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files instead of sklearn digits")
     p.add_argument("--seed", type=options.seed, default=0, help="random seed")
