@@ -184,6 +184,23 @@ def test_binding_beyond_loopback_needs_a_token(model_dir: Path) -> None:
         AccessPolicy(allowed_hosts=("*",))
 
 
+def test_serve_limits_are_checked_when_parsed(capsys: pytest.CaptureFixture[str]) -> None:
+    from lookalike.cli import main
+
+    for flag, value, words in (
+        ("--max-busy", "0", "at least 1"),
+        ("--request-timeout", "0", "more than 0"),
+        ("--max-connections", "3", "at least 8"),
+        ("--max-pairs", "-1", "at least 1"),
+        ("--max-pair-mb", "nan", "more than 0"),
+    ):
+        assert main(["serve", flag, value]) == 2
+        err = capsys.readouterr().err
+        assert flag in err and words in err and len(err.strip().splitlines()) == 1, err
+    assert main(["serve", "--token", "short"]) == 2
+    assert "16 printable characters" in capsys.readouterr().err
+
+
 def _pythonpath() -> str:
     src = str(Path(__file__).resolve().parents[2] / "src")
     return os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])

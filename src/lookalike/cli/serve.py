@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import os
+import secrets
+from typing import TYPE_CHECKING, Any
 
 from lookalike.cli import options
 from lookalike.errors import LookalikeError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from lookalike.server.guard import AccessPolicy
+    from lookalike.server.limits import ServeLimits
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Load the model (and index), then serve until interrupted."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (checked here, used by _run)
 
         from lookalike.server import create_app
     except ImportError as exc:
@@ -24,6 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.max_upload_mb <= 0:
         raise LookalikeError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    access, limits = _access(args), _limits(args)
     set_threads(options.threads(args))
     app = create_app(
         options.model_source(args) if options.model_named(args) else None,
@@ -33,9 +42,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         device=args.device,
         engine=args.engine,
         threads=options.threads(args),
+        access=access,
+        limits=limits,
     )
-    print(f"lookalike serve: http://{args.host}:{args.port}/  (API docs at /docs)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    _run(app, args, access, limits)
     return 0
 
 
@@ -64,7 +74,107 @@ def register(sub: Any) -> None:
         choices=["critical", "error", "warning", "info", "debug"],
         help="the web server's log level",
     )
+    _add_security(p)
     options.add_model(p)
     options.add_engine(p)
     options.add_runtime(p)
     p.set_defaults(handler=cmd_serve)
+
+
+def _add_security(p: argparse.ArgumentParser) -> None:
+    """The flags that say who may use the server and how much it takes on."""
+    g = p.add_argument_group("access and limits")
+    g.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (repeatable; loopback names always; "
+        "'*' for any, only with --token)",
+    )
+    g.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="require this secret on every API request ('auto' makes one; default "
+        "$LOOKALIKE_TOKEN); needed when --host is not a loopback address",
+    )
+    g.add_argument(
+        "--request-timeout",
+        type=options.float_in(0, 3600, lo_open=True),
+        default=60.0,
+        metavar="SECONDS",
+        help="time a client has to send one request, upload included (default 60)",
+    )
+    g.add_argument(
+        "--max-connections",
+        type=options.int_in(8, 65536),
+        default=256,
+        metavar="N",
+        help="open connections at most (default 256)",
+    )
+    g.add_argument(
+        "--max-busy",
+        type=options.int_in(1, 256),
+        default=4,
+        metavar="N",
+        help="image requests (compare, explain, search, pairs) at once; more get 503 (default 4)",
+    )
+    g.add_argument(
+        "--max-pairs",
+        type=options.int_in(1, 10_000_000),
+        default=10_000,
+        metavar="N",
+        help="labelled pairs kept (default 10000)",
+    )
+    g.add_argument(
+        "--max-pair-mb",
+        type=options.float_in(0, 2**20, lo_open=True),
+        default=2048.0,
+        metavar="MB",
+        help="disk the labelled pairs' images may take (default 2048)",
+    )
+
+
+def _access(args: argparse.Namespace) -> AccessPolicy:
+    """Who may use the server: ``--allow-host``, and the token (``--token``, else
+    ``$LOOKALIKE_TOKEN``; ``auto`` makes one), required off loopback."""
+    from lookalike.server.guard import AccessPolicy
+
+    token = args.token if args.token is not None else os.environ.get("LOOKALIKE_TOKEN") or None
+    if token == "auto":
+        token = secrets.token_urlsafe(24)
+    return AccessPolicy.for_bind(args.host, args.allow_host, token)
+
+
+def _limits(args: argparse.Namespace) -> ServeLimits:
+    from lookalike.server.limits import ServeLimits
+
+    return ServeLimits(  # each number was checked when the command line was parsed
+        max_busy=args.max_busy,
+        request_timeout=args.request_timeout,
+        header_timeout=min(10.0, args.request_timeout),
+        max_connections=args.max_connections,
+        max_pairs=args.max_pairs,
+        max_pair_bytes=max(1, int(args.max_pair_mb * 2**20)),
+    )
+
+
+def _run(app: FastAPI, args: argparse.Namespace, access: AccessPolicy, limits: ServeLimits) -> None:
+    """Print where the page is (with the token to open it), then serve until interrupted."""
+    import uvicorn
+
+    from lookalike.server.runner import make_config
+
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    login = f"?token={access.token}" if access.token else ""
+    print(f"lookalike serve: http://{shown}:{args.port}/{login}  (API docs at /docs)", flush=True)
+    if access.token:
+        print(
+            "  open that URL once: the page keeps the token in a cookie; API clients send "
+            f"'Authorization: Bearer TOKEN'. Host names answered: {access.describe_hosts()}",
+            flush=True,
+        )
+    config = make_config(
+        app, host=args.host, port=args.port, limits=limits, log_level=args.log_level
+    )
+    uvicorn.Server(config).run()
