@@ -84,28 +84,32 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        root = work / "photos"
-        root.mkdir()
-        paths = make_photos(root, args.photos)
-        embedder = load_embedder(engine="onnx", device="cpu")
-        old_ms, new_ms = per_file(paths, args.rounds, embedder)
-        alone = model_only(embedder, paths)
-        PathReader.hashes = {str(p): (iu.hash_file(p), p.stat().st_size) for p in paths}
-        old_s, new_s = float("inf"), float("inf")
-        for _ in range(args.rounds):
-            old_s = min(old_s, first_update(embedder, root, work / "ab", old=True))
-            new_s = min(new_s, first_update(embedder, root, work / "ab", old=False))
-        key, dim = str(embedder.key), embedder.embedding_dim
-        with Index.create(work / "idx", root, model_key=key, dim=dim) as index:
-            times = []
-            for verify in (False, True, False):
-                start = time.perf_counter()
-                report = index.update(embedder, batch_size=BATCH, progress=False, verify=verify)
-                times.append(time.perf_counter() - start)
-                assert not report.skipped and (not verify or report.repaired == [])
+        print(measure(Path(tmp), args))
+
+
+def measure(work: Path, args: argparse.Namespace) -> str:
+    """Run (a), (b) and (c) in ``work``; the Markdown section."""
+    root = work / "photos"
+    root.mkdir()
+    embedder = load_embedder(engine="onnx", device="cpu")
+    paths = make_photos(root, args.photos)
+    old_ms, new_ms = per_file(paths, args.rounds, embedder)
+    alone = model_only(embedder, paths)
+    PathReader.hashes = {str(p): (iu.hash_file(p), p.stat().st_size) for p in paths}
+    old_s, new_s = float("inf"), float("inf")
+    for _ in range(args.rounds):
+        old_s = min(old_s, first_update(embedder, root, work / "ab", old=True))
+        new_s = min(new_s, first_update(embedder, root, work / "ab", old=False))
+    key, dim = str(embedder.key), embedder.embedding_dim
+    with Index.create(work / "idx", root, model_key=key, dim=dim) as index:
+        times = []
+        for verify in (False, True, False):
+            start = time.perf_counter()
+            report = index.update(embedder, batch_size=BATCH, progress=False, verify=verify)
+            times.append(time.perf_counter() - start)
+            assert not report.skipped and (not verify or report.repaired == [])
     first, verified, unchanged = times
-    body = f"""
+    return f"""
 (a) Opening {args.photos} photos of 1152×864 (≈1 MP, JPEG quality 90) for `mobilenet_v2`
 at 224 px, best of {args.rounds} interleaved rounds: decoding from the path {old_ms:.1f} ms per
 file; reading once, hashing (BLAKE2b-128) and decoding the same bytes {new_ms:.1f} ms per file
@@ -121,7 +125,6 @@ machine's cores with the model, so this ratio falls when the machine is busy).
 (c) `update(verify=True)` (`lookalike index --verify`: every file hashed and embedded again)
 took **{verified / first:.2f}×** a first run; an unchanged run {100 * unchanged / first:.1f} %.
 """
-    print(body)
 
 
 if __name__ == "__main__":
