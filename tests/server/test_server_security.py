@@ -272,15 +272,13 @@ def test_images_refused_for_their_size_get_413_with_the_reason(client: TestClien
     assert time.monotonic() - start < 5
 
 
-def test_size_errors_of_the_library_map_to_413() -> None:
-    from lookalike import errors
-    from lookalike.server.uploads import is_size_error
-
-    assert is_size_error(errors.ImageError("x", "81000000 pixels exceeds the limit of 64000000"))
-    assert not is_size_error(errors.ImageError("x", "cannot identify image file"))
-    too_large = getattr(errors, "ImageTooLarge", None)
-    if too_large is not None:  # the imaging package's own size refusal
-        assert is_size_error(too_large("x", "aspect ratio 10000:1", limit="aspect"))
+def test_every_size_refusal_of_the_loader_is_413(client: TestClient) -> None:
+    strip = png_bytes(np.full((1, 10_000), 128, dtype=np.uint8))  # ~100 bytes, 10000 × 1
+    for endpoint in ("/api/explain", "/api/compare"):
+        start = time.monotonic()
+        text = detail(client.post(endpoint, files=two(A, strip)), 413)
+        assert "b (b.png)" in text and "aspect" in text, text
+        assert time.monotonic() - start < 5
 
 
 # -- 5: slow clients against a real uvicorn -----------------------------------------------------

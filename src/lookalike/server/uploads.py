@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from fastapi import HTTPException, UploadFile
 from PIL import Image
 
-from lookalike.errors import ImageError
+from lookalike.errors import ImageError, ImageTooLargeError
 from lookalike.imaging.images import load_image
 from lookalike.server.asgi import send_json
 
@@ -176,32 +176,11 @@ def read_image(
     return Upload(data, name, _format(data), image)
 
 
-_SIZE_ERROR_NAMES = ("ImageTooLarge",)  # lookalike.errors.ImageTooLarge, where it exists
-_SIZE_WORDS = (
-    "decompression-bomb",
-    "decompression bomb",
-    "too large",
-    "too big",
-    "too many pixels",
-    "aspect ratio",
-    "exceeds the limit",
-)
-
-
 def is_size_error(exc: BaseException) -> bool:
-    """Whether a library error refuses an image for its size (answered 413, not 415/422).
-
-    That is a size error class of :mod:`lookalike.errors`, or an :class:`ImageError` whose
-    cause is a size limit (the pixel-count, aspect-ratio or decoded-size guard of
-    :func:`lookalike.imaging.images.load_image`).
-    """
-    from lookalike import errors
-
-    kinds = tuple(getattr(errors, n) for n in _SIZE_ERROR_NAMES if hasattr(errors, n))
-    if kinds and isinstance(exc, kinds):
-        return True
-    cause = str(getattr(exc, "cause", exc)).lower()
-    return isinstance(exc, errors.LookalikeError) and any(w in cause for w in _SIZE_WORDS)
+    """Whether a library error refuses an image for its size (answered 413, not 415/422):
+    the pixel-count, aspect-ratio or decoded-size guard of
+    :func:`lookalike.imaging.images.load_image` (:class:`ImageTooLargeError`)."""
+    return isinstance(exc, ImageTooLargeError)
 
 
 def _opens(data: bytes) -> bool:
