@@ -17,7 +17,10 @@ The public surface, one module per step:
 * :mod:`~lookalike.dedup.groups` — :func:`find_duplicates` (vectors → groups of
   :class:`DuplicateGroup`, the connected components of the pairs at or above a cosine
   threshold), :func:`dedup_index` (the same on an index's own FAISS structure),
-  :func:`duplicate_pairs`, :func:`move_duplicates`;
+  :func:`duplicate_pairs`, :func:`move_duplicates` (writes a manifest) and :func:`undo_moves`;
+* :mod:`~lookalike.dedup.keep` — which copy to keep: :func:`rank_copies` under one of
+  :data:`KEEP_RULES` (default ``original``: no overlay or border, most pixels, best JPEG
+  quality, earliest date), with the reason;
 * :mod:`~lookalike.dedup.report` — :func:`write_dedup_html`, a contact sheet to review groups;
 * :mod:`~lookalike.dedup.edits` — synthetic near duplicates: :func:`near_duplicates`,
   :func:`near_duplicate`, :func:`apply_edit`, :class:`NearDuplicate`, :data:`EDIT_KINDS`;
@@ -57,7 +60,9 @@ if TYPE_CHECKING:
         duplicate_pairs,
         find_duplicates,
         move_duplicates,
+        undo_moves,
     )
+    from lookalike.dedup.keep import KEEP_RULES, rank_copies
     from lookalike.dedup.report import write_dedup_html
 
 _LAZY = {
@@ -66,6 +71,9 @@ _LAZY = {
     "dedup_index": "lookalike.dedup.groups",
     "duplicate_pairs": "lookalike.dedup.groups",
     "move_duplicates": "lookalike.dedup.groups",
+    "undo_moves": "lookalike.dedup.groups",
+    "KEEP_RULES": "lookalike.dedup.keep",
+    "rank_copies": "lookalike.dedup.keep",
     "write_dedup_html": "lookalike.dedup.report",
     "EDIT_KINDS": "lookalike.dedup.edits",
     "NearDuplicate": "lookalike.dedup.edits",
@@ -83,6 +91,7 @@ _LAZY = {
 __all__ = [
     "DEFAULT_DEDUP_THRESHOLD",
     "EDIT_KINDS",
+    "KEEP_RULES",
     "DedupCalibration",
     "DuplicateGroup",
     "NearDuplicate",
@@ -97,6 +106,8 @@ __all__ = [
     "near_duplicates",
     "offline_photos",
     "pair_metrics",
+    "rank_copies",
+    "undo_moves",
     "write_dedup_html",
 ]
 

@@ -13,20 +13,23 @@ even when A–C scores below the threshold (an image cropped twice, step by step
 therefore records every member's score *to the copy it keeps*, and its lowest one
 (:attr:`DuplicateGroup.min_score`); a ``min_score`` below the threshold shows a chain.
 
-Which copy is kept: the one with the most pixels, then the largest file, then the shortest
-path, then the first path in code-point order — the original is usually the largest and least
-processed. With vectors only (no paths), the first row is kept.
+Which copy is kept follows a :data:`~lookalike.dedup.keep.KeepRule` (:mod:`lookalike.dedup.keep`):
+by default the one that looks like *the original* — no added overlay or border, the most
+pixels, the best JPEG quality, the earliest EXIF date, the oldest file — and each group says
+why (:attr:`DuplicateGroup.reason`). With vectors only (no paths), the first row is kept.
 
 :func:`move_duplicates` moves all but the kept copy of each group to another folder, keeping
-their relative paths; :func:`lookalike.dedup.report.write_dedup_html` writes a contact sheet to
-review the groups first (:mod:`lookalike.dedup.report`).
+their relative paths, and writes a manifest of every move that :func:`undo_moves` reverses;
+:func:`lookalike.dedup.report.write_dedup_html` writes a contact sheet to review the groups
+first (:mod:`lookalike.dedup.report`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import warnings
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +37,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
+from lookalike._io import atomic_write_json
 from lookalike.dedup.calibrate import DEFAULT_DEDUP_THRESHOLD
+from lookalike.dedup.keep import KeepRule, rank_copies
 from lookalike.errors import DataError
 from lookalike.index import faiss_structures as vi
 from lookalike.index import self_join as vp
@@ -45,12 +49,19 @@ from lookalike.metrics.distances import unit_rows
 if TYPE_CHECKING:
     from lookalike.index.index import Index
 
+MANIFEST_FORMAT = "lookalike.dedup-moves/1"
+"""The ``format`` of a move manifest (see :func:`move_duplicates`)."""
+
 __all__ = [
+    "MANIFEST_FORMAT",
     "DuplicateGroup",
+    "UndoResult",
     "dedup_index",
     "duplicate_pairs",
     "find_duplicates",
+    "manifest_path",
     "move_duplicates",
+    "undo_moves",
 ]
 
 
@@ -64,12 +75,14 @@ class DuplicateGroup:
         paths: Their paths (or row numbers as text when no paths were given).
         ids: Their ids (the rows when no ids were given).
         scores: Cosine similarity of each member to the kept one (the first is its own, 1.0).
+        reason: Why the first member is the one kept (one sentence; empty without paths).
     """
 
     indices: tuple[int, ...]
     paths: tuple[str, ...]
     ids: tuple[int, ...]
     scores: tuple[float, ...]
+    reason: str = ""
 
     @property
     def keep(self) -> str:
@@ -141,18 +154,20 @@ def find_duplicates(
     root: str | os.PathLike[str] | None = None,
     config: vi.VectorIndexConfig | None = None,
     nprobe: int | None = None,
+    keep: KeepRule = "original",
 ) -> list[DuplicateGroup]:
     """Group near-duplicate images (connected components of the near-duplicate links).
 
     Args:
         vectors: Embeddings (N, D), one per image.
         threshold: Cosine similarity from which two images are near duplicates.
-        paths: The images' paths (N); used to choose the copy to keep (most pixels, largest
-            file, shortest path). Without paths the first row of each group is kept.
+        paths: The images' paths (N); used to choose the copy to keep (see ``keep``).
+            Without paths the first row of each group is kept.
         ids: The images' ids (N), carried into the groups.
         root: Folder the paths are relative to (``None``: as given).
         config: FAISS structure to search with (see :func:`duplicate_pairs`).
         nprobe: IVF lists each vector probes (see :func:`duplicate_pairs`).
+        keep: Which copy each group keeps (:data:`~lookalike.dedup.keep.KEEP_RULES`).
 
     Returns:
         The groups of two or more images, largest first, then by kept path.
@@ -170,7 +185,7 @@ def find_duplicates(
     i, j, _ = duplicate_pairs(x, threshold, config=config, nprobe=nprobe)
     base = Path(root) if root is not None else None
     groups = [
-        _group(rows, rows, x[rows], names, keys, base, rank=paths is not None)
+        _group(rows, rows, x[rows], names, keys, base, keep if paths is not None else None)
         for rows in _components(i, j)
     ]
     groups.sort(key=lambda g: (-len(g), g.keep))
@@ -178,7 +193,11 @@ def find_duplicates(
 
 
 def dedup_index(
-    index: Index, threshold: float = DEFAULT_DEDUP_THRESHOLD, *, nprobe: int | None = None
+    index: Index,
+    threshold: float = DEFAULT_DEDUP_THRESHOLD,
+    *,
+    nprobe: int | None = None,
+    keep: KeepRule = "original",
 ) -> list[DuplicateGroup]:
     """Near-duplicate groups among the images of an index.
 
@@ -195,6 +214,7 @@ def dedup_index(
             default one).
         nprobe: IVF lists each vector probes (``None``: the index's ``nprobe`` setting,
             else :data:`lookalike.index.self_join.DEFAULT_JOIN_NPROBE`).
+        keep: Which copy each group keeps (:data:`~lookalike.dedup.keep.KEEP_RULES`).
 
     Returns:
         As for :func:`find_duplicates`, with paths relative to the index root and the index's
@@ -215,7 +235,9 @@ def dedup_index(
         rows = [where[i] for i in component if i in where]
         if len(rows) >= 2:
             positions = np.searchsorted(order, snap.ids[rows]).tolist()
-            groups.append(_group(rows, positions, snap.vectors[rows], snap.paths, keys, index.root))
+            groups.append(
+                _group(rows, positions, snap.vectors[rows], snap.paths, keys, index.root, keep)
+            )
     groups.sort(key=lambda g: (-len(g), g.keep))
     return groups
 
@@ -255,8 +277,7 @@ def _group(
     names: Sequence[str],
     keys: Sequence[int],
     root: Path | None,
-    *,
-    rank: bool = True,
+    keep: KeepRule | None,
 ) -> DuplicateGroup:
     """One group: members ordered with the kept copy first, then by score to it.
 
@@ -267,14 +288,13 @@ def _group(
         names: Paths (or row numbers as text) of every candidate.
         keys: Ids of every candidate.
         root: Folder the paths are relative to.
-        rank: Choose the kept copy by its file (most pixels, largest file, shortest path);
-            ``False`` when there are no real paths: keep the first member.
+        keep: The rule choosing the kept copy from the files; ``None`` when there are no
+            real paths: keep the first member.
     """
-    order = list(range(len(rows)))
-    if rank:
-        order.sort(key=lambda k: _keep_rank(names[rows[k]], root))
-    keep = vectors[order[0]]
-    scores = (vectors @ keep).astype(np.float64)
+    order, reason = list(range(len(rows))), ""
+    if keep is not None:
+        order, reason, _ = rank_copies([names[r] for r in rows], root, keep)
+    scores = (vectors @ vectors[order[0]]).astype(np.float64)
     scores[order[0]] = 1.0
     order = [order[0], *sorted(order[1:], key=lambda k: (-scores[k], rows[k]))]
     return DuplicateGroup(
@@ -282,6 +302,7 @@ def _group(
         tuple(names[rows[k]] for k in order),
         tuple(int(keys[rows[k]]) for k in order),
         tuple(float(scores[k]) for k in order),
+        reason,
     )
 
 
@@ -291,13 +312,16 @@ def move_duplicates(
     dest: str | os.PathLike[str],
     *,
     dry_run: bool = True,
+    manifest: str | os.PathLike[str] | None = None,
 ) -> list[tuple[Path, Path]]:
     """Move every copy but the kept one of each group from ``root`` to ``dest``.
 
     Relative paths are kept (``root/a/b.jpg`` goes to ``dest/a/b.jpg``). Every move is checked
     before any is made: nothing is moved when a source is missing, a destination exists, or
     two would collide. Choose ``dest`` outside ``root`` (or a hidden folder in it), so that an
-    index of ``root`` does not find the moved files again.
+    index of ``root`` does not find the moved files again. Before the first move, a manifest
+    of every planned move is written (atomically); :func:`undo_moves` reads it to put the
+    files back, also after an interrupted run.
 
     Args:
         groups: From :func:`find_duplicates` or :func:`dedup_index`, with paths relative to
@@ -305,6 +329,8 @@ def move_duplicates(
         root: The folder the images are in.
         dest: Where to move the duplicates.
         dry_run: Only plan the moves (the default); ``False`` moves the files.
+        manifest: Where to write the manifest (``None``: :func:`manifest_path` of ``dest``);
+            not written for a dry run.
 
     Returns:
         ``(source, destination)`` of each move, planned or made.
@@ -317,6 +343,7 @@ def move_duplicates(
     plan: list[tuple[Path, Path]] = []
     problems: list[str] = []
     seen: set[Path] = set()
+    kept: dict[Path, str] = {}
     for group in groups:
         for path in group.duplicates:
             rel = Path(path)
@@ -335,10 +362,24 @@ def move_duplicates(
                 problems.append(f"two files would move to {dst}")
             seen.add(dst)
             plan.append((src, dst))
+            kept[dst] = group.keep
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise DataError("nothing moved: " + "; ".join(problems[:5]) + more)
-    if not dry_run:
+    if not dry_run and plan:
+        atomic_write_json(
+            manifest if manifest is not None else manifest_path(target),
+            {
+                "format": MANIFEST_FORMAT,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "root": str(base.resolve()),
+                "dest": str(target.resolve()),
+                "moves": [
+                    {"from": str(src.resolve()), "to": str(dst.resolve()), "kept": kept[dst]}
+                    for src, dst in plan
+                ],
+            },
+        )
         for src, dst in plan:
             dst.parent.mkdir(parents=True, exist_ok=True)
             if dst.exists():  # appeared since the check
@@ -347,21 +388,70 @@ def move_duplicates(
     return plan
 
 
-def _keep_rank(path: str, root: Path | None) -> tuple[int, int, int, str]:
-    """Sort key putting the copy to keep first: most pixels, largest file, shortest path."""
-    file = root / path if root is not None else Path(path)
+def manifest_path(dest: str | os.PathLike[str]) -> Path:
+    """A new manifest name in ``dest``: ``lookalike-moves-YYYYmmdd-HHMMSS[-N].json``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = Path(dest) / f"lookalike-moves-{stamp}.json", 1
+    while path.exists():
+        n += 1
+        path = Path(dest) / f"lookalike-moves-{stamp}-{n}.json"
+    return path
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    """What :func:`undo_moves` did.
+
+    Attributes:
+        restored: ``(from, to)`` of each file put back (or that would be, in a dry run).
+        in_place: Moves already undone (the file is back and nothing is left in ``dest``).
+        problems: One line per move that could not be undone, saying why; nothing was
+            overwritten.
+    """
+
+    restored: list[tuple[Path, Path]]
+    in_place: int
+    problems: list[str]
+
+
+def undo_moves(manifest: str | os.PathLike[str], *, dry_run: bool = False) -> UndoResult:
+    """Put back every file a :func:`move_duplicates` manifest records as moved.
+
+    A move is undone when its file is in ``dest`` and nothing is at its old place; a file
+    already back counts as in place (so running it twice is safe); anything else is a
+    problem, reported and left as it is: a file is never overwritten.
+
+    Args:
+        manifest: The JSON file :func:`move_duplicates` wrote.
+        dry_run: Only report what would be restored.
+
+    Raises:
+        DataError: The file is not a readable lookalike move manifest.
+    """
     try:
-        size = file.stat().st_size
-    except OSError:
-        size = 0
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(file) as image:
-                pixels = image.size[0] * image.size[1]
-    except Exception:  # unreadable or refused: rank last on pixels
-        pixels = 0
-    return (-pixels, -size, len(path), path)
+        record = json.loads(Path(manifest).read_text(encoding="utf-8"))
+        if record.get("format") != MANIFEST_FORMAT:
+            raise ValueError("not a lookalike move manifest")
+        moves = [(Path(m["from"]), Path(m["to"])) for m in record["moves"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"cannot undo from {manifest}: {exc}") from exc
+    restored: list[tuple[Path, Path]] = []
+    problems: list[str] = []
+    in_place = 0
+    for original, moved in moves:
+        here, there = original.exists() or original.is_symlink(), moved.is_file()
+        if here and not there:
+            in_place += 1
+        elif here:
+            problems.append(f"{original} exists again; {moved} left where it is")
+        elif not there:
+            problems.append(f"{moved} is gone; cannot restore {original}")
+        else:
+            if not dry_run:
+                original.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(moved, original)
+            restored.append((moved, original))
+    return UndoResult(restored, in_place, problems)
 
 
 def _checked_unit_rows(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
