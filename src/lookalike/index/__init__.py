@@ -16,11 +16,16 @@ Index a folder from Python with the one embedder contract::
 
 The public surface:
 
-* :class:`Index` — ``create`` / ``open`` / ``open_or_create`` (refuses another model's key),
-  ``update(embedder)`` (mirror the files under the root: content-hash cache, crash-safe
-  batches, unreadable files skipped), ``search`` / ``search_images`` → :class:`Hit`,
-  ``vectors`` → :class:`Snapshot`, ``remove``, ``set_labels``, ``recorded_source``;
-* :class:`UpdateReport` — what an update added, updated, removed, skipped and embedded;
+* :class:`Index` — ``create`` / ``open`` / ``open_or_create`` (refuses another model's key;
+  ``create(..., overwrite=True)`` rebuilds a damaged index), ``update(embedder)`` (mirror the
+  files under the root: content-hash cache, each vector computed from the very bytes hashed,
+  crash-safe batches, unreadable files and folders skipped; ``verify=True`` re-hashes and
+  re-embeds everything and repairs what is wrong), ``search`` / ``search_images`` →
+  :class:`Hit`, ``vectors`` → :class:`Snapshot`, ``remove``, ``set_labels``,
+  ``recorded_source``; a damaged database or a full disk is one
+  :class:`~lookalike.errors.IndexFolderError` naming the file and the fix;
+* :class:`UpdateReport` — what an update added, updated, removed, skipped, embedded (and, when
+  verifying, repaired);
 * :class:`VectorIndexConfig` and :data:`KINDS` — the FAISS structure (flat, IVF, IVF-SQ8,
   HNSW; ``"auto"`` by size);
 * :func:`all_pairs` — every stored pair above a cosine threshold, blockwise (the self-join

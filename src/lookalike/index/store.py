@@ -435,6 +435,8 @@ def _label(value: str | bytes | None) -> str | None:
 # --------------------------------------------------------------------------- errors
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+# SQLite's primary result codes (``sqlite3.SQLITE_*`` only exist from Python 3.11)
+_PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _FULL, _CANTOPEN = 3, 5, 6, 8, 10, 13, 14
 
 
 def rebuild_command(folder: Path, root: Path | None = None) -> str:
@@ -469,28 +471,26 @@ def database_error(
             )
         where = exc.filename if exc.filename else folder
         return IndexFolderError(f"cannot use the index in {folder}: {detail} ({where})")
-    code = getattr(exc, "sqlite_errorcode", None)
-    name = getattr(exc, "sqlite_errorname", "")
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+; else the words decide
+    code = None if code is None else code & 0xFF  # extended codes carry the primary one
     text = detail.lower()
-    if code == sqlite3.SQLITE_FULL or "disk is full" in text:
+    if code == _FULL or "disk is full" in text:
         return IndexFolderError(
             f"the disk holding the index {db} is full ({detail}): free some space and run the "
             f"same command again (finished batches are kept); if the index is then reported "
             f"damaged, rebuild it: {rebuild}"
         )
-    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN) or (
-        "readonly" in text or "unable to open" in text
-    ):
+    if code in (_READONLY, _PERM, _CANTOPEN) or ("readonly" in text or "unable to open" in text):
         return IndexFolderError(
             f"cannot open or write the index database {db} ({detail}): check that its folder "
             "exists and that you may read and write it"
         )
-    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in text:
+    if code in (_BUSY, _LOCKED) or "locked" in text:
         return IndexFolderError(
             f"the index database {db} stayed locked by another process ({detail}); wait for it "
             "to finish and try again"
         )
-    if name.startswith("SQLITE_IOERR") or "disk i/o" in text:
+    if code == _IOERR or "disk i/o" in text:
         return IndexFolderError(
             f"cannot read or write the index database {db} ({detail}): check the disk; if the "
             f"index is then reported damaged, rebuild it: {rebuild}"
