@@ -78,18 +78,87 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _int8(args: argparse.Namespace, source: ModelSource) -> None:
-    raise LookalikeError("--int8 is not available yet")
+    from lookalike.inference import quantize as Q
+    from lookalike.inference.export import head_path
+    from lookalike.inference.standalone import export_int8
+
+    if not args.calibration:
+        raise LookalikeError("--int8 needs --calibration DIR (images like the ones you embed)")
+    settings = Q.Int8Settings(
+        count=args.calibration_count,
+        held_out=args.held_out,
+        seed=args.seed,
+        quant_format=args.quant_format,
+        per_channel=not args.per_tensor,
+    )
+    floor = Q.Floor(min_mean_cosine=args.min_cosine, max_recall_drop=args.max_recall_drop)
+
+    def report(agreement: Q.Agreement) -> None:
+        for line in agreement.lines():
+            print(line)
+
+    built = export_int8(
+        source,
+        args.onnx,
+        args.calibration,
+        settings=settings,
+        floor=floor,
+        force=args.force,
+        report=report,
+    )
+    forced = "" if built.agreement.passed else " (forced below the floor; not used by the engine)"
+    print(f"ONNX (int8) -> {args.onnx}{forced}")
+    head = head_path(args.onnx)
+    if head.is_file():
+        print(f"pair head (float32) -> {head}")
 
 
 def register(sub: Any) -> None:
     """Add ``export``."""
+    from lookalike.inference import quantize as Q
+
     p = sub.add_parser("export", help="write the model as standalone ONNX (float32 or int8)")
     p.add_argument("target", nargs="?", metavar="MODEL", help="a model folder or backbone name")
-    p.add_argument("--onnx", metavar="OUT.onnx", help="write the embedding network here")
-    p.add_argument("--web", metavar="OUT_DIR", help="write the static in-browser page here")
+    p.add_argument(
+        "--onnx", type=options.output_file, metavar="OUT.onnx", help="write the network here"
+    )
+    p.add_argument(
+        "--web", type=options.output_folder, metavar="OUT_DIR", help="write the static page here"
+    )
     q = p.add_argument_group("int8 quantisation")
     q.add_argument("--int8", action="store_true", help="quantise the ONNX file to int8")
     q.add_argument("--calibration", metavar="DIR", help="images to calibrate and check on")
+    q.add_argument(
+        "--calibration-count",
+        type=options.int_in(1, 100_000),
+        default=Q.DEFAULT_CALIBRATION,
+        metavar="N",
+        help="most images calibrated on",
+    )
+    q.add_argument(
+        "--held-out",
+        type=options.int_in(Q.MIN_HELD_OUT, 100_000),
+        default=Q.DEFAULT_HELD_OUT,
+        metavar="N",
+        help="most images (not calibrated on) the agreement is measured on",
+    )
+    q.add_argument("--seed", type=options.seed, default=0, help="seed of the image sampling")
+    q.add_argument("--quant-format", choices=["qdq", "qoperator"], default="qdq")
+    q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor")
+    q.add_argument(
+        "--min-cosine",
+        type=options.cosine,
+        default=Q.Floor.min_mean_cosine,
+        metavar="C",
+        help="floor: least mean cosine between float32 and int8 embeddings",
+    )
+    q.add_argument(
+        "--max-recall-drop",
+        type=options.float_in(0, 100),
+        default=Q.Floor.max_recall_drop,
+        metavar="POINTS",
+        help="floor: largest drop of recall@10, in percentage points",
+    )
     q.add_argument("--force", action="store_true", help="write it even below the floor")
     options.add_model(p)
     p.set_defaults(handler=cmd_export)

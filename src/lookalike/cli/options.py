@@ -357,12 +357,19 @@ def add_batch_size(parser: argparse.ArgumentParser, *, default: int = 32) -> Non
 
 
 def add_engine(parser: argparse.ArgumentParser) -> None:
-    """``--engine``."""
+    """``--engine``, and ``--calibration`` for the int8 engine."""
     parser.add_argument(
         "--engine",
         default="auto",
-        choices=["auto", "torch", "onnx"],
-        help="inference engine: auto (ONNX Runtime on CPU, its export cached; torch on CUDA)",
+        choices=["auto", "torch", "onnx", "onnx-int8"],
+        help="inference engine: auto (ONNX Runtime on CPU, its export cached; torch on CUDA); "
+        "onnx-int8: the model's int8 export (see lookalike export --int8)",
+    )
+    parser.add_argument(
+        "--calibration",
+        metavar="DIR",
+        help="for --engine onnx-int8: images to quantise the model on when no int8 export "
+        "is cached yet",
     )
 
 
@@ -419,4 +426,5 @@ def load_embedder(args: argparse.Namespace, source: ModelSource | None = None) -
         engine=getattr(args, "engine", "auto"),
         device=args.device,
         threads=threads(args),
+        calibration=getattr(args, "calibration", None),
     )

@@ -194,6 +194,36 @@ class OnnxEmbedder(BaseEmbedder):
         return cls(session, preprocess, key=meta.get(X.META_KEY), path=file, **kwargs)
 
     @classmethod
+    def from_bytes(
+        cls,
+        data: bytes,
+        preprocess: Preprocess,
+        *,
+        threads: int | None = None,
+        **kwargs: Any,
+    ) -> OnnxEmbedder:
+        """Run a serialised model held in memory (kept, so :meth:`onnx_bytes` returns it).
+
+        Args:
+            data: A serialised lookalike export.
+            preprocess: The preprocessing it expects.
+            threads: ONNX Runtime intra-op threads.
+            **kwargs: ``name``, ``key``, ``thresholds``, ``head`` (see the class).
+
+        Raises:
+            ExportError: ONNX Runtime cannot load it.
+        """
+        try:
+            session = _session(data, threads)
+        except LookalikeError:
+            raise
+        except Exception as exc:  # onnxruntime raises its own types for bad models
+            raise ExportError(f"ONNX Runtime cannot run the model: {exc}") from exc
+        embedder = cls(session, preprocess, **kwargs)
+        embedder._data = data
+        return embedder
+
+    @classmethod
     def from_model(
         cls,
         model: SiameseModel,

@@ -9,7 +9,15 @@ Its ``engine="auto"`` rule:
   when there is one (torch is then never imported), else exported once and cached;
 * models without a cache key (random weights) run in torch, and so do models whose export
   fails (with a warning);
-* ``engine="onnx"`` without onnxruntime warns and runs in torch.
+* ``engine="onnx"`` without onnxruntime warns and runs in torch;
+* ``engine="onnx-int8"`` runs the model's int8 export (:mod:`lookalike.inference.quantize`)
+  in ONNX Runtime on CPU, never silently anything else: the cached int8 file of the model
+  (keyed by the model key and the calibration images), quantised on first use when a
+  calibration folder is known (``calibration=``, or the one an earlier
+  ``lookalike export --int8`` recorded), and only when its recorded agreement check passed.
+  Its embeddings keep the float32 model's key: the agreement check bounds how far they
+  move, so an index built in float32 is searched in int8 and vice versa (``engine`` on the
+  embedder and ``lookalike.quantization`` in the file record which ran).
 
 Model folders, and registry backbones whose weights' full sha256 the registry knows
 (``mobilenet_v2``, ``efficientnet_lite0``), are keyed without torch
@@ -46,8 +54,8 @@ if TYPE_CHECKING:
 
     from lookalike.model.network import SiameseModel
 
-EngineName = Literal["auto", "torch", "onnx"]
-ENGINES: tuple[str, ...] = ("auto", "torch", "onnx")
+EngineName = Literal["auto", "torch", "onnx", "onnx-int8"]
+ENGINES: tuple[str, ...] = ("auto", "torch", "onnx", "onnx-int8")
 
 
 @dataclass
@@ -165,22 +173,30 @@ def choose_engine(engine: str, device: str) -> str:
     ``"torch"`` is always honoured; CUDA devices run torch; on CPU ONNX Runtime runs when
     it is installed (``"auto"`` falls back to torch with no warning, ``"onnx"`` warns), except
     that ``"auto"`` with ``device="auto"`` prefers torch on a machine with a usable GPU.
+    ``"onnx-int8"`` is honoured or refused, never replaced.
 
     Args:
-        engine: ``"auto"``, ``"torch"`` or ``"onnx"``.
+        engine: ``"auto"``, ``"torch"``, ``"onnx"`` or ``"onnx-int8"``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
 
     Returns:
-        ``"torch"`` or ``"onnx"``.
+        ``"torch"``, ``"onnx"`` or ``"onnx-int8"``.
 
     Raises:
-        LookalikeError: An unknown engine, or ONNX asked for on CUDA.
+        LookalikeError: An unknown engine, ONNX asked for on CUDA, or ``"onnx-int8"``
+            without onnxruntime.
     """
     if engine not in ENGINES:
         raise LookalikeError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     cuda = device.startswith("cuda")
     if engine == "torch":
         return "torch"
+    if engine == "onnx-int8":
+        if cuda:
+            raise LookalikeError("the int8 engine runs on CPU; use --engine torch for CUDA")
+        if not _onnxruntime_installed():
+            raise LookalikeError("the int8 engine needs onnxruntime: pip install lookalike[onnx]")
+        return "onnx-int8"
     if cuda:
         if engine == "onnx":
             raise LookalikeError("the ONNX engine runs on CPU; use --engine torch for CUDA")
@@ -210,6 +226,7 @@ def load_embedder(
     engine: str = "auto",
     device: str = "auto",
     threads: int | None = None,
+    calibration: str | os.PathLike[str] | None = None,
 ) -> BaseEmbedder:
     """Load a model into an inference engine.
 
@@ -226,7 +243,8 @@ def load_embedder(
             of building another.
         module: An instance of the custom backbone class, for folders that hold one
             (not needed when the folder's export is cached).
-        engine: ``"auto"``, ``"torch"`` or ``"onnx"`` (see :func:`choose_engine`).
+        engine: ``"auto"``, ``"torch"``, ``"onnx"`` or ``"onnx-int8"`` (see
+            :func:`choose_engine` and the module docstring).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         threads: CPU threads for inference, 1 to
             :func:`~lookalike.inference.limits.max_threads` (``None``: the engine's default).
@@ -243,6 +261,8 @@ def load_embedder(
     check_threads(threads)
     choice = choose_engine(engine, device)
     plan = _plan(source)
+    if choice == "onnx-int8":
+        return _int8_embedder(source, plan, model, module, threads, calibration)
     if choice == "onnx" and plan.key is not None and plan.preprocess is not None:
         cached = X.cache_path(plan.key)
         if cached.is_file():
@@ -279,3 +299,81 @@ def load_embedder(
 
     set_threads(threads)
     return TorchEmbedder(model.to_device(device), name=plan.name, key=key)
+
+
+def _int8_embedder(
+    source: ModelSource,
+    plan: _Plan,
+    model: SiameseModel | None,
+    module: nn.Module | None,
+    threads: int | None,
+    calibration: str | os.PathLike[str] | None,
+) -> OnnxEmbedder:
+    """The model's int8 export in ONNX Runtime (see the module docstring).
+
+    Raises:
+        LookalikeError: No int8 export and no calibration folder known, an export whose
+            agreement check failed, or a model without a key.
+    """
+    from lookalike.inference import quantize as Q
+
+    reference: BaseEmbedder | None = None
+    key = plan.key
+    if key is None:  # keyed once built (a timm backbone, a prefix-only sha256)
+        reference = load_embedder(
+            source, model=model, module=module, engine="onnx", device="cpu", threads=threads
+        )
+        key = reference.key
+    if key is None:
+        raise LookalikeError(
+            f"the int8 engine needs a model with known weights; {source.describe()} has none"
+        )
+    settings = Q.Int8Settings()
+    folder: str | None = None if calibration is None else str(calibration)
+    if folder is not None:
+        calibration_set, _ = Q.sample_images(folder, settings)
+        wanted = Q.int8_cache_path(key, Q.calibration_digest(calibration_set, settings))
+        cached = wanted if wanted.is_file() else None
+    else:
+        cached, folder = Q.find_cached(key)
+    head = _head_from_folder(plan.folder, plan.card) if plan.folder and plan.card else None
+    common = {"name": plan.name, "thresholds": plan.thresholds, "head": head}
+    if cached is not None and plan.preprocess is not None:
+        embedder = OnnxEmbedder.open(
+            cached, plan.preprocess, threads=threads, expect_key=key, **common
+        )
+        agreement = Q.recorded_agreement(embedder.session.get_modelmeta().custom_metadata_map)
+        if agreement is None or not agreement.passed:
+            raise LookalikeError(
+                f"the int8 model {cached} did not pass its agreement check; use --engine onnx"
+            )
+        embedder.engine = "onnx-int8"
+        return embedder
+    if folder is None or not Path(folder).is_dir():
+        raise LookalikeError(
+            f"no int8 model of {source.describe()} yet: run `lookalike export --int8 "
+            "--calibration DIR` first (or give --calibration DIR)"
+        )
+    if not isinstance(reference, OnnxEmbedder):
+        reference = load_embedder(
+            source, model=model, module=module, engine="onnx", device="cpu", threads=threads
+        )
+    if not isinstance(reference, OnnxEmbedder):
+        raise LookalikeError("the int8 engine needs onnxruntime: pip install lookalike[onnx]")
+    built = Q.quantize_embedder(reference, folder, settings=settings)
+    if not built.agreement.passed:
+        a = built.agreement
+        raise LookalikeError(
+            f"the int8 model of {source.describe()} fails its agreement check (mean cosine "
+            f"{a.mean_cosine:.4f}, recall@10 change {-a.recall_drop:+.1f} points on "
+            f"{a.images} held-out images); use --engine onnx"
+        )
+    try:
+        Q.store_cached(key, built, folder)
+    except OSError as exc:  # a read-only cache costs the next run time, not this result
+        warnings.warn(f"cannot cache the int8 model: {exc}", RuntimeWarning, stacklevel=3)
+    embedder = OnnxEmbedder.from_bytes(
+        built.data, reference.preprocess, threads=threads, key=key, **common
+    )
+    embedder.engine = "onnx-int8"
+    return embedder

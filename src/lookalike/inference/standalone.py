@@ -5,7 +5,8 @@ float32 → L2-normalised ``embeddings`` (N, D) float32) and, when the model has
 ``OUT.head.onnx`` (``emb_a``, ``emb_b`` (N, D) → ``probability`` (N,), P(same)). The model's
 description (preprocessing, embedding size, thresholds, model key, ...) is in each file's
 ONNX ``metadata_props``; the keys are listed in :mod:`lookalike.inference.export`.
-:func:`standalone_export` gives the same bytes in memory (the int8 export starts from them).
+:func:`standalone_export` gives the same bytes in memory; :func:`export_int8` quantises them
+(:mod:`lookalike.inference.quantize`) and refuses a model below the agreement floor.
 
 The graph is the engine's cached export (:mod:`lookalike.inference.export`), so a warm export
 imports no torch; a cold one exports once, checks the result against torch and caches it.
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +26,7 @@ from lookalike._io import atomic_write_bytes
 from lookalike._version import __version__
 from lookalike.errors import ExportError
 from lookalike.inference import export as X
+from lookalike.inference import quantize as Q
 from lookalike.inference.onnx_engine import OnnxEmbedder
 from lookalike.inference.select import load_embedder
 from lookalike.inference.source import ModelSource
@@ -33,7 +37,7 @@ if TYPE_CHECKING:
 
     from lookalike.model.network import SiameseModel
 
-__all__ = ["StandaloneExport", "export_onnx", "standalone_export"]
+__all__ = ["StandaloneExport", "export_int8", "export_onnx", "standalone_export"]
 
 
 @dataclass
@@ -150,3 +154,68 @@ def export_onnx(
     else:
         head_out.unlink(missing_ok=True)
     return out
+
+
+def export_int8(
+    source: ModelSource | str | os.PathLike[str] | None,
+    path: str | os.PathLike[str],
+    calibration: str | os.PathLike[str],
+    *,
+    settings: Q.Int8Settings | None = None,
+    floor: Q.Floor | None = None,
+    force: bool = False,
+    report: Callable[[Q.Agreement], None] | None = None,
+    model: SiameseModel | None = None,
+    module: nn.Module | None = None,
+) -> Q.Int8Model:
+    """Write a model's int8 standalone file, calibrated and checked on a folder's images.
+
+    The float32 standalone export (:func:`standalone_export`) is quantised
+    (:func:`lookalike.inference.quantize.quantize_embedder`); the agreement with float32 on
+    held-out images is recorded in the file's ``lookalike.quantization`` metadata. A model
+    that passes is also cached for ``--engine onnx-int8``. The pair head, when the model has
+    one, is written in float32 beside it (``OUT.head.onnx``).
+
+    Args:
+        source: The model.
+        path: Where to write the int8 embedding network.
+        calibration: The folder of images to calibrate and check on.
+        settings: Scheme and sampling (default :class:`~lookalike.inference.quantize.Int8Settings`).
+        floor: The least agreement written (default :class:`~lookalike.inference.quantize.Floor`).
+        force: Write it even below the floor (it is then never used by the engine).
+        report: Called with the agreement before anything is written or refused.
+        model, module: As for :func:`export_onnx`.
+
+    Returns:
+        The int8 model and its agreement.
+
+    Raises:
+        ExportError: Below the floor without ``force`` (nothing written), or quantisation fails.
+        DataError: Too few readable images.
+    """
+    out = Path(path)
+    head_out = X.head_path(out)
+    base = standalone_export(source, model=model, module=module, head_file=head_out.name)
+    built = Q.quantize_embedder(
+        base.embedder, calibration, data=base.model, settings=settings, floor=floor
+    )
+    if report is not None:
+        report(built.agreement)
+    a = built.agreement
+    if not a.passed and not force:
+        raise ExportError(
+            f"int8 model not written: mean cosine {a.mean_cosine:.4f} (floor "
+            f"{a.floor.min_mean_cosine}), recall@10 change {-a.recall_drop:+.1f} points (floor "
+            f"-{a.floor.max_recall_drop}); --force writes it anyway"
+        )
+    atomic_write_bytes(out, built.data, mode=0o644)
+    if base.head is not None:
+        atomic_write_bytes(head_out, base.head, mode=0o644)
+    else:
+        head_out.unlink(missing_ok=True)
+    if a.passed and base.embedder.key:
+        try:
+            Q.store_cached(base.embedder.key, built, calibration)
+        except OSError as exc:  # the file is written; only the engine's shortcut is lost
+            warnings.warn(f"cannot cache the int8 model: {exc}", RuntimeWarning, stacklevel=2)
+    return built
