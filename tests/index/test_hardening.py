@@ -64,13 +64,15 @@ class RewritingEmbedder(PixelEmbedder):
     """A model that, during its first forward pass, overwrites a file that was hashed and is
     not yet read: the rewrite falls deterministically between the hash and the decode."""
 
-    def __init__(self, victim: Path, seed: int) -> None:
+    def __init__(self, victim: Path, seed: int, *, garbage: bool = False) -> None:
         super().__init__()
-        self.victim, self.seed, self.calls = victim, seed, 0
+        self.victim, self.seed, self.garbage, self.calls = victim, seed, garbage, 0
 
     def embed(self, images: Sequence[ImageSource] | np.ndarray, *, batch_size: int = 32) -> Any:
         self.calls += 1
-        if self.calls == 1:
+        if self.calls == 1 and self.garbage:
+            self.victim.write_bytes(b"\x89PNG\r\n\x1a\n no longer an image")
+        elif self.calls == 1:
             random_image(self.seed, (48, 40)).save(self.victim, format="PNG")
         return super().embed(images, batch_size=batch_size)
 
@@ -295,6 +297,7 @@ def open_to_all(folder: Path) -> None:
         path.chmod(0o777 if path.is_dir() else 0o666)
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions")
 def test_unreadable_folder_is_reported_and_skipped(shared_tmp: Path) -> None:
     root = shared_tmp / "photos"
     for i in range(4):
@@ -463,7 +466,7 @@ def test_a_full_database_is_one_line_and_the_next_run_recovers(tmp_path: Path) -
 
 
 def _mount_tmpfs(where: Path, size: str) -> bool:
-    if os.geteuid() != 0 or shutil.which("mount") is None:
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
         return False
     where.mkdir()
     done = subprocess.run(
@@ -493,3 +496,25 @@ def test_a_really_full_disk_is_one_line(tmp_path: Path) -> None:
         assert "is full" in message and "\n" not in message, message
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_file_broken_between_hash_and_decode_does_not_take_its_copies_along(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "photos"
+    for i in range(5):
+        write(root / f"{i}.png", i)
+    write(root / "a.png", 100)
+    shutil.copy2(root / "a.png", root / "a_copy.png")
+    shutil.copy2(root / "a.png", root / "a_copy2.png")
+    age(root)
+    original = own_vector(root / "a_copy.png")
+    embed = RewritingEmbedder(root / "a.png", seed=0, garbage=True)
+    with Index.create(tmp_path / "idx", root, model_key="pixels-v1", dim=DIM) as index:
+        report = index.update(embed, batch_size=1)
+        assert [p for p, _ in report.skipped] == ["a.png"]  # only the file that broke
+        assert "a.png" not in index and len(index) == 7
+        assert report.embedded == 6 and report.reused_from_cache == 1  # the copies: once
+        for copy in ("a_copy.png", "a_copy2.png"):
+            np.testing.assert_allclose(stored(index, copy), original, atol=1e-5)
+        faiss_agrees(index)
