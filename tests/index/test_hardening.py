@@ -123,7 +123,9 @@ def test_files_larger_than_the_read_limit_are_hashed_around_the_decode(
     for i in range(3):
         write(root / f"{i}.png", i)
     age(root)
-    monkeypatch.setattr(iu, "MAX_READ_BYTES", 16)  # every file takes the large-file path
+    from lookalike.index import reader
+
+    monkeypatch.setattr(reader, "MAX_READ_BYTES", 16)  # every file takes the large-file path
     with Index.create(tmp_path / "idx", root, model_key="pixels-v1", dim=DIM) as index:
         report = index.update(PixelEmbedder())
         assert report.embedded == 3 and report.skipped == []
@@ -422,7 +424,7 @@ def test_a_damaged_database_is_one_line_naming_the_file_and_the_fix(
 
 
 def test_every_kind_of_database_failure_is_one_line() -> None:
-    from lookalike.index.store import database_error
+    from lookalike.index.failures import database_error
 
     db = Path("/data/idx/index.sqlite")
     cases = {

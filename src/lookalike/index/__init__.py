@@ -33,8 +33,10 @@ The public surface:
 
 The parts, one module each: :mod:`~lookalike.index.index` (the class),
 :mod:`~lookalike.index.store` (SQLite, the source of truth), :mod:`~lookalike.index.update`
-(what changed, and embedding it), :mod:`~lookalike.index.sync` (FAISS in step with SQLite, the
-writer lock), :mod:`~lookalike.index.faiss_structures` and :mod:`~lookalike.index.self_join`.
+(what changed, and embedding it), :mod:`~lookalike.index.reader` (content hashes, and decoding
+exactly the bytes hashed), :mod:`~lookalike.index.failures` (database errors in words),
+:mod:`~lookalike.index.sync` (FAISS in step with SQLite, the writer lock),
+:mod:`~lookalike.index.faiss_structures` and :mod:`~lookalike.index.self_join`.
 
 Names are imported lazily: ``import lookalike.index`` imports neither FAISS nor torch.
 """

@@ -28,14 +28,16 @@ leftover temporary file is deleted by the next writer. The writer lock is an adv
 generation token has random letters, so a later generation never matches an older file.
 
 The parts: :mod:`lookalike.index.store` (SQLite), :mod:`lookalike.index.update` (what changed,
-embedding), :mod:`lookalike.index.sync` (FAISS in step with SQLite, the lock) and
-:mod:`lookalike.index.faiss_structures` (the FAISS kinds: flat; IVF — the default for large mutable
-collections, since it supports removal — and IVF-SQ8, one byte per dimension, from 200,000
-images; and HNSW, which cannot remove and is rebuilt on change).
+embedding), :mod:`lookalike.index.reader` (content hashes; decoding the bytes hashed),
+:mod:`lookalike.index.failures` (database errors in words), :mod:`lookalike.index.sync` (FAISS
+in step with SQLite, the lock) and :mod:`lookalike.index.faiss_structures` (the FAISS kinds:
+flat; IVF — the default for large mutable collections, since it supports removal — and
+IVF-SQ8, one byte per dimension, from 200,000 images; and HNSW, which cannot remove and is
+rebuilt on change).
 
 **Errors and repair.** A damaged database, a full disk or an unreadable index file is one
 :class:`~lookalike.errors.IndexFolderError` naming the file and the fix
-(:func:`lookalike.index.store.database_error`), never a raw ``sqlite3`` error. A damaged index
+(:func:`lookalike.index.failures.database_error`), never a raw ``sqlite3`` error. A damaged index
 is recreated from its images with ``create(..., overwrite=True)`` (``lookalike index DIR
 --index IDX --rebuild``); ``update(verify=True)`` (``--verify``) hashes and embeds every file
 again and repairs stale rows and wrong cached vectors in place.
@@ -62,7 +64,8 @@ import numpy.typing as npt
 from lookalike.errors import IndexFolderError, LookalikeError
 from lookalike.index import faiss_structures as vi
 from lookalike.index import update as iu
-from lookalike.index.store import SCHEMA_VERSION, Snapshot, Store, database_errors
+from lookalike.index.failures import database_errors
+from lookalike.index.store import SCHEMA_VERSION, Snapshot, Store
 from lookalike.index.sync import SyncedVectors, flock
 from lookalike.index.update import Changes, UpdateReport
 from lookalike.inference.embedder import Embedder

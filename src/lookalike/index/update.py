@@ -12,7 +12,8 @@ The steps, each a function here, are driven by the index, which owns the databas
 
 **A vector is always stored under the hash of the bytes it was computed from.** Step 2 hashes
 a file to look its content up in the cache; a file that must be embedded is then read once
-more, in step 3, and that one read is both hashed and decoded (:class:`VerifiedReader`). A
+more, in step 3, and that one read is both hashed and decoded
+(:class:`~lookalike.index.reader.VerifiedReader`). A
 file rewritten between the two steps is therefore indexed with its *new* content's hash and
 vector (and modification time ``-1``, so the next update looks at it again), never with the
 new vector under the old hash, where an untouched identical copy would inherit it. Other
@@ -32,9 +33,6 @@ files). Hashing is cheap; it is embedded again only if its content changed.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import stat
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -45,10 +43,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lookalike._io import blake2b_file
-from lookalike.errors import ImageError, IndexFolderError
+from lookalike.errors import IndexFolderError
 from lookalike.imaging.files import iter_image_files
-from lookalike.imaging.preprocess import Preprocess
+from lookalike.index.reader import VerifiedReader, hash_file
 from lookalike.index.store import FileRow
 from lookalike.inference.embedder import Embedder
 from lookalike.inference.pipeline import EmbedResult, iter_embed_files
@@ -70,10 +67,6 @@ __all__ = [
 RACY_SECONDS = 2.0
 VERIFY_COSINE = 0.995
 """A cached vector whose cosine with its content's fresh embedding is below this is wrong."""
-MAX_READ_BYTES = 256 << 20
-"""Files up to this size are read into memory once to be hashed and decoded; larger ones are
-hashed before and after they are decoded from disk, and used only if both hashes agree."""
-_HASH_CHUNK = 1 << 20
 
 FloatArray = npt.NDArray[np.float32]
 Found = dict[str, tuple[int, int]]
@@ -186,20 +179,6 @@ def scan(root: Path, include: Sequence[str], exclude: Sequence[str], report: Upd
     return found
 
 
-def hash_file(path: Path) -> str:
-    """BLAKE2b-128 hex digest of a file's bytes.
-
-    Raises:
-        OSError: If the file cannot be read.
-    """
-    return blake2b_file(path, digest_size=16, chunk=_HASH_CHUNK)
-
-
-def hash_bytes(data: bytes) -> str:
-    """BLAKE2b-128 hex digest of bytes (equal to :func:`hash_file` of a file holding them)."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
 def hash_changed(
     root: Path,
     found: Found,
@@ -267,70 +246,6 @@ def hash_changed(
             del todo[rel]
     commit(changes)
     return todo, (indexed if verify else {})
-
-
-class VerifiedReader:
-    """Opens files for the embedding pipeline, hashing exactly the bytes it decodes.
-
-    Each call reads the file once (through a non-blocking open of a regular file, so a file
-    replaced by a pipe cannot hang it), records the BLAKE2b-128 of those bytes in
-    :attr:`read` and decodes the same bytes. A file larger than :data:`MAX_READ_BYTES` is
-    hashed, decoded from disk and hashed again, and refused unless both hashes agree.
-
-    Args:
-        preprocess: The model's preprocessing.
-
-    Attributes:
-        read: ``{path: (hash, size in bytes)}`` of every file read, decoded or not.
-    """
-
-    def __init__(self, preprocess: Preprocess) -> None:
-        self.preprocess = preprocess
-        self.read: dict[str, tuple[str, int]] = {}
-
-    def __call__(self, name: str) -> npt.NDArray[Any]:
-        """Read, hash and decode one file into the model's input (C, H, W), float32.
-
-        Raises:
-            ImageError: The file cannot be read or decoded, or changed while it was decoded.
-        """
-        data = self._bytes(name)
-        if data is None:
-            return self._large(name)
-        self.read[name] = (hash_bytes(data), len(data))
-        try:
-            return self.preprocess.load(data)
-        except ImageError as exc:
-            raise ImageError(name, exc.cause) from exc
-
-    def _bytes(self, name: str) -> bytes | None:
-        """The file's bytes, or ``None`` when it is larger than :data:`MAX_READ_BYTES`."""
-        try:
-            fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-            with os.fdopen(fd, "rb") as fp:
-                st = os.fstat(fp.fileno())
-                if not stat.S_ISREG(st.st_mode):
-                    raise ImageError(name, "is not a regular file")
-                if st.st_size > MAX_READ_BYTES:
-                    return None
-                return fp.read()
-        except OSError as exc:
-            raise ImageError(name, f"cannot read file: {exc.strerror or exc}") from exc
-
-    def _large(self, name: str) -> npt.NDArray[Any]:
-        """Hash, decode from disk, hash again: the decoded pixels are those of that hash."""
-        try:
-            path = Path(name)
-            before = hash_file(path)
-            array = self.preprocess.load(name)
-            after = hash_file(path)
-            size = path.stat().st_size
-        except OSError as exc:
-            raise ImageError(name, f"cannot read file: {exc.strerror or exc}") from exc
-        if before != after:
-            raise ImageError(name, "the file changed while it was read; index it again")
-        self.read[name] = (after, size)
-        return array
 
 
 def embed_missing(
