@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.cli import options
+from lookalike.dedup.keep import KEEP_RULES
 from lookalike.errors import DataError, IndexFolderError, LookalikeError
 from lookalike.imaging.files import shown_path
 from lookalike.inference.source import ModelSource
@@ -187,7 +188,7 @@ def _dedup_groups(
 
     if args.index:
         with Index.open(args.index, model_key=_model_key(embedder), model_source=source) as index:
-            return dedup_index(index, threshold), index.root
+            return dedup_index(index, threshold, keep=args.keep), index.root
     root = Path(args.dir)
     if not root.is_dir():
         raise DataError(f"{shown_path(root)} is not a folder of images")
@@ -202,21 +203,25 @@ def _dedup_groups(
     for path, reason in embedded.failures:
         print(f"skipped {shown_path(path)}: {reason}", file=sys.stderr)
     rel = [str(Path(p).relative_to(root)) for p in embedded.paths]
-    return find_duplicates(embedded.embeddings, threshold, paths=rel, root=root), root
+    groups = find_duplicates(embedded.embeddings, threshold, paths=rel, root=root, keep=args.keep)
+    return groups, root
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
     """``lookalike dedup``: groups of near-duplicates, reported and optionally moved."""
-    from lookalike.dedup.groups import move_duplicates
+    from lookalike.dedup.groups import manifest_path, move_duplicates
 
+    if args.undo:
+        return _undo(args)
     if bool(args.dir) == bool(args.index):
         raise LookalikeError("give a folder or --index INDEX_DIR (one of them)")
     embedder, model = _embedder(args, args.index)
     threshold, source = _dedup_threshold(embedder, args.threshold)
     groups, root = _dedup_groups(args, embedder, model, threshold)
     moves: list[tuple[Path, Path]] = []
+    manifest = manifest_path(args.move_to) if args.move_to and args.yes else None
     if args.move_to:
-        moves = move_duplicates(groups, root, args.move_to, dry_run=not args.yes)
+        moves = move_duplicates(groups, root, args.move_to, dry_run=not args.yes, manifest=manifest)
     if args.html:
         from lookalike.dedup.report import write_dedup_html
 
@@ -228,6 +233,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
             "groups": [
                 {
                     "keep": shown_path(g.keep),
+                    "keep_reason": g.reason,
                     "paths": [shown_path(p) for p in g.paths],
                     "scores": list(g.scores),
                 }
@@ -235,6 +241,8 @@ def cmd_dedup(args: argparse.Namespace) -> int:
             ],
             "moves": [{"from": shown_path(a), "to": shown_path(b)} for a, b in moves],
             "dry_run": not args.yes,
+            "keep_rule": args.keep,
+            "manifest": None if manifest is None or not moves else shown_path(manifest),
         }
         print(json.dumps(payload))
         return 0
@@ -249,15 +257,42 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     print(f"{len(groups)} group(s) of near-duplicates, {extra} image(s) beyond one per group")
     print(f"threshold {threshold:.4f} (cosine; {source})")
     for n, g in enumerate(groups, 1):
-        print(f"group {n}: keep {shown_path(g.keep)}")
+        print(f"group {n}: keep {shown_path(g.keep)} ({g.reason})")
         for path, score in zip(g.paths[1:], g.scores[1:], strict=True):
             print(f"    {score:.4f}  {shown_path(path)}")
     if args.move_to:
         verb = "moved" if args.yes else "would move (dry run; add --yes to move)"
         print(f"{verb} {len(moves)} file(s) to {shown_path(args.move_to)}")
+        if manifest is not None and moves:
+            print(f"every move is listed in {shown_path(manifest)}; undo them with:")
+            print(f"    lookalike dedup --undo {shown_path(manifest)}")
     if args.html:
         print(f"report: {shown_path(args.html)}")
     return 0
+
+
+def _undo(args: argparse.Namespace) -> int:
+    """``lookalike dedup --undo MANIFEST``: put the moved files back."""
+    from lookalike.dedup.groups import undo_moves
+
+    if args.dir or args.index or args.move_to:
+        raise LookalikeError("--undo MANIFEST takes no folder, --index or --move-to")
+    result = undo_moves(args.undo, dry_run=not args.yes)
+    if args.json:
+        payload = {
+            "restored": [{"from": shown_path(a), "to": shown_path(b)} for a, b in result.restored],
+            "in_place": result.in_place,
+            "problems": result.problems,
+            "dry_run": not args.yes,
+        }
+        print(json.dumps(payload))
+    else:
+        verb = "restored" if args.yes else "would restore"
+        dry = "" if args.yes else " (dry run; add --yes to restore)"
+        print(f"{verb} {len(result.restored)} file(s); {result.in_place} already in place{dry}")
+        for problem in result.problems:
+            print(f"not restored: {problem}", file=sys.stderr)
+    return 1 if result.problems else 0
 
 
 def cmd_calibrate_dedup(args: argparse.Namespace) -> int:
@@ -324,6 +359,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--nprobe",
         type=options.int_in(1, 65536),
+        metavar="N",
         help="IVF lists scanned per query, 1 to 65536 (default: the index's)",
     )
     common(p)
@@ -362,7 +398,22 @@ def register(sub: Any) -> None:
         metavar="DIR",
         help="move all but one image per group here",
     )
-    p.add_argument("--yes", action="store_true", help="really move (otherwise a dry run)")
+    p.add_argument(
+        "--yes", action="store_true", help="really move or restore (otherwise a dry run)"
+    )
+    p.add_argument(
+        "--keep",
+        choices=KEEP_RULES,
+        default="original",
+        help="which copy of each group to keep: original (no overlay or border, most pixels, "
+        "best JPEG quality, earliest date, oldest file), largest, oldest, newest, "
+        "shortest-path (default: %(default)s)",
+    )
+    p.add_argument(
+        "--undo",
+        metavar="MANIFEST",
+        help="put back the files a dedup --move-to --yes moved (the manifest it printed)",
+    )
     common(p)
     p.set_defaults(handler=cmd_dedup)
 

@@ -1,0 +1,75 @@
+"""``lookalike dedup --keep`` and ``--undo`` through the real command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from lookalike.cli import main
+
+ENGINE = ["--engine", "torch"]
+
+
+@pytest.fixture
+def folder(tmp_path: Path, photos: dict[str, np.ndarray]) -> Path:
+    """Three photos; two of them also as a copy with a caption drawn on (a larger file)."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name in ("chelsea", "coffee", "rocket"):
+        image = Image.fromarray(photos[name]).convert("RGB")
+        image.thumbnail((320, 320))
+        image.save(root / f"{name}.jpg", quality=90)
+        if name != "rocket":
+            copy = image.copy()
+            font = ImageFont.load_default(size=image.height // 8)
+            ImageDraw.Draw(copy).text(
+                (8, image.height * 3 // 4), "SALE 50% OFF", fill="white", font=font
+            )
+            copy.save(root / f"{name}_text.jpg", quality=90)
+    return root
+
+
+def test_dedup_keeps_the_clean_original_moves_with_a_manifest_and_undoes(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    dest = tmp_path / "dups"
+    assert main(["dedup", str(folder), "--move-to", str(dest), "--yes", "--json", *ENGINE]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["keep_rule"] == "original"
+    assert sorted(Path(g["keep"]).name for g in report["groups"]) == ["chelsea.jpg", "coffee.jpg"]
+    assert all("overlay" in g["keep_reason"] for g in report["groups"])
+    assert sorted(p.name for p in dest.glob("*.jpg")) == ["chelsea_text.jpg", "coffee_text.jpg"]
+    manifest = Path(report["manifest"])
+    assert manifest.parent == dest and manifest.is_file()
+
+    assert main(["dedup", "--undo", str(manifest)]) == 0  # dry run by default
+    assert "would restore 2 file(s)" in capsys.readouterr().out
+    assert not (folder / "chelsea_text.jpg").exists()
+    assert main(["dedup", "--undo", str(manifest), "--yes"]) == 0
+    assert "restored 2 file(s); 0 already in place" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert main(["dedup", "--undo", str(manifest), "--yes"]) == 0
+    assert "restored 0 file(s); 2 already in place" in capsys.readouterr().out
+
+
+def test_keep_rule_option_and_mistakes(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["dedup", str(folder), "--keep", "largest", "--json", *ENGINE]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(Path(g["keep"]).name for g in report["groups"]) == [
+        "chelsea_text.jpg",
+        "coffee_text.jpg",
+    ]  # the caption makes the file larger: what the old rule kept
+    assert main(["dedup", str(folder), *ENGINE, "--keep", "best"]) == 2
+    assert "invalid choice: 'best'" in capsys.readouterr().err
+    assert main(["dedup", str(folder), "--undo", str(tmp_path / "m.json")]) == 2
+    assert "takes no folder" in capsys.readouterr().err
+    (tmp_path / "m.json").write_text("{}")
+    assert main(["dedup", "--undo", str(tmp_path / "m.json")]) == 2
+    assert "not a lookalike move manifest" in capsys.readouterr().err
