@@ -293,7 +293,9 @@ def live(model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
     from lookalike.server.limits import ServeLimits
     from lookalike.server.runner import make_config
 
-    limits = ServeLimits(header_timeout=1.0, request_timeout=2.0, max_connections=40)
+    limits = ServeLimits(
+        header_timeout=1.0, request_timeout=2.0, queue_seconds=1.0, max_connections=40
+    )
     app = create_app(model_dir, data_dir=tmp_path / "d", limits=limits)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

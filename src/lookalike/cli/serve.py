@@ -115,9 +115,9 @@ def _add_security(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--max-busy",
         type=options.int_in(1, 256),
-        default=4,
         metavar="N",
-        help="image requests (compare, explain, search, pairs) at once; more get 503 (default 4)",
+        help="image requests (compare, explain, search, pairs) at once; one waiting longer "
+        "than 20 s gets 503 (default: one per CPU core, 2 to 8)",
     )
     g.add_argument(
         "--max-pairs",
@@ -147,10 +147,11 @@ def _access(args: argparse.Namespace) -> AccessPolicy:
 
 
 def _limits(args: argparse.Namespace) -> ServeLimits:
-    from lookalike.server.limits import ServeLimits
+    from lookalike.server.limits import ServeLimits, default_max_busy
 
     return ServeLimits(  # each number was checked when the command line was parsed
-        max_busy=args.max_busy,
+        max_busy=args.max_busy or default_max_busy(),
+        queue_seconds=min(20.0, args.request_timeout / 2),
         request_timeout=args.request_timeout,
         header_timeout=min(10.0, args.request_timeout),
         max_connections=args.max_connections,

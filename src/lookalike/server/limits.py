@@ -14,8 +14,9 @@ The connection limits (timeouts, most open connections) are enforced by
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
@@ -25,7 +26,7 @@ from lookalike.server.asgi import send_json
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["HEAVY_ENDPOINTS", "BusyLimit", "ServeLimits"]
+__all__ = ["HEAVY_ENDPOINTS", "BusyLimit", "ServeLimits", "default_max_busy"]
 
 HEAVY_ENDPOINTS: dict[str, str] = {
     "/api/compare": "compare",
@@ -40,12 +41,27 @@ HEAVY_ENDPOINTS: dict[str, str] = {
 _POLL_SECONDS = 0.02
 
 
+def default_max_busy() -> int:
+    """One heavy request per usable CPU core, at least 2 and at most 8.
+
+    Decoding and embedding are CPU-bound, so more at once only adds memory: the worst upload
+    within the limits (a 64-megapixel float TIFF as both images) costs about 650 MB per
+    request (``benchmarks/bench_server_busy.py``).
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 2
+    return max(2, min(8, cores))
+
+
 @dataclass(frozen=True)
 class ServeLimits:
     """The server's bounds on work, connections and storage.
 
     Attributes:
-        max_busy: Heavy requests (see :data:`HEAVY_ENDPOINTS`) running at once.
+        max_busy: Heavy requests (see :data:`HEAVY_ENDPOINTS`) running at once (default
+            :func:`default_max_busy`).
         max_explain: Explanations running at once (they also count in ``max_busy``).
         queue_seconds: How long a heavy request waits for a free slot before 503.
         request_timeout: Seconds a client has to send one whole request (headers and
@@ -57,9 +73,9 @@ class ServeLimits:
         max_pair_bytes: Total bytes of the stored pair images.
     """
 
-    max_busy: int = 4
+    max_busy: int = field(default_factory=default_max_busy)
     max_explain: int = 1
-    queue_seconds: float = 5.0
+    queue_seconds: float = 20.0
     request_timeout: float = 60.0
     header_timeout: float = 10.0
     max_connections: int = 256
@@ -71,6 +87,11 @@ class ServeLimits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.queue_seconds >= self.request_timeout:
+            raise ValueError(
+                f"queue_seconds ({self.queue_seconds}) must be less than request_timeout "
+                f"({self.request_timeout}): a waiting request's body is still unread"
+            )
         for name in ("queue_seconds", "request_timeout", "header_timeout"):
             value = getattr(self, name)
             if not 0 <= value < 86_400 or (value == 0 and name != "queue_seconds"):
