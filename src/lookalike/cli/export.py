@@ -143,7 +143,12 @@ def register(sub: Any) -> None:
         help="most images (not calibrated on) the agreement is measured on",
     )
     q.add_argument("--seed", type=options.seed, default=0, help="seed of the image sampling")
-    q.add_argument("--quant-format", choices=["qdq", "qoperator"], default="qdq")
+    q.add_argument(
+        "--quant-format",
+        choices=["qdq", "qoperator"],
+        default="qdq",
+        help="ONNX Runtime's int8 format: QDQ nodes or QOperator (fused) operators",
+    )
     q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor")
     q.add_argument(
         "--min-cosine",

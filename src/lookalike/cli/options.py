@@ -67,7 +67,8 @@ class HelpFormatter(argparse.HelpFormatter):
         return text
 
 
-_RANGE_MESSAGE = re.compile(r"^argument ([^:]+): (must be )")
+_TYPED_MESSAGE = re.compile(r"^argument ([^:]+): (must be |cannot write)")
+"""argparse's wording of a message from the typed values below (option names have no colon)."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -84,9 +85,10 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Raise :class:`CommandLineError` with ``message`` as one line."""
-        ranged = _RANGE_MESSAGE.match(message)
-        if ranged:  # "argument --threads: must be …" → "--threads must be …"
-            message = f"{ranged.group(1)} {message[ranged.end(1) + 2 :]}"
+        typed = _TYPED_MESSAGE.match(message)
+        if typed:  # "argument --threads: must be …" → "--threads must be …"
+            glue = " " if typed.group(2) == "must be " else ": "
+            message = f"{typed.group(1)}{glue}{message[typed.end(1) + 2 :]}"
         else:
             message = f"{message} (see '{self.prog} --help')"
         raise CommandLineError(" ".join(message.split()))
