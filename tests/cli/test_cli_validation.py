@@ -352,6 +352,7 @@ def test_every_option_has_help_and_shows_its_default(command: str) -> None:
     assert not missing, f"{command}: no help for {missing}"
     text = " ".join(parser.format_help().split())
     for action in _options(command):
-        shown = action.default not in (None, False, argparse.SUPPRESS) and action.nargs != 0
+        shown = action.default is not None and action.default is not False
+        shown = shown and action.default != argparse.SUPPRESS and action.nargs != 0
         if shown and "default" not in (action.help or ""):
             assert f"(default: {action.default})" in text, (command, action.option_strings)

@@ -61,7 +61,8 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         default = action.default
-        shown = default not in (None, False, argparse.SUPPRESS) and action.nargs != 0
+        shown = default is not None and default is not False and action.nargs != 0
+        shown = shown and default != argparse.SUPPRESS  # 0 is shown: `in (None, False)` hid it
         if shown and "default" not in text and (action.option_strings or action.nargs == "?"):
             text += " (default: %(default)s)"
         return text
