@@ -197,8 +197,9 @@ def test_serve_limits_are_checked_when_parsed(capsys: pytest.CaptureFixture[str]
         assert main(["serve", flag, value]) == 2
         err = capsys.readouterr().err
         assert flag in err and words in err and len(err.strip().splitlines()) == 1, err
-    assert main(["serve", "--token", "short"]) == 2
-    assert "16 printable characters" in capsys.readouterr().err
+    for bad in ("short", "sixteen chars; with a semicolon"):
+        assert main(["serve", "--token", bad]) == 2
+        assert "at least 16 characters" in capsys.readouterr().err
 
 
 def _pythonpath() -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
@@ -42,6 +43,7 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _FOREIGN_FETCH = frozenset({"cross-site", "same-site"})
 _COOKIE_PREFIX = "lookalike-token-"
+_TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,512}")
 
 
 def is_loopback(host: str) -> bool:
@@ -87,9 +89,10 @@ class AccessPolicy:
                 "--allow-host '*' answers any host name, which lets other web sites reach "
                 "the server through DNS rebinding: set a --token as well"
             )
-        if self.token is not None and (len(self.token) < 16 or not self.token.isprintable()):
+        if self.token is not None and not _TOKEN.fullmatch(self.token):
             raise LookalikeError(
-                "the token must be at least 16 printable characters (or use --token auto)"
+                "the token must be at least 16 characters among letters, digits and . _ ~ - "
+                "(it goes into a URL and a cookie), or use --token auto"
             )
 
     @classmethod
@@ -151,7 +154,8 @@ class RequestGuard:
         refusal = self._refusal(scope, headers)
         if refusal is not None:
             status, detail, extra = refusal
-            await send_json(send, status, detail, extra)
+            # The body (if any) is never read, so the connection cannot carry another request.
+            await send_json(send, status, detail, [*extra, (b"connection", b"close")])
             return
         login = self.policy.token and scope["path"] == "/" and scope.get("query_string")
         if login and await self._login(scope, headers, send):
