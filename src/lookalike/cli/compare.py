@@ -29,6 +29,16 @@ def _print_comparison(result: Any) -> None:
         print(f"decision:           {verdict} ({result.metric} threshold {result.threshold:.4f})")
 
 
+def _comparer(args: argparse.Namespace) -> Any:
+    """The options' engine, with ``--head FILE`` attached (refused for another model)."""
+    model = options.load_embedder(args)
+    if getattr(args, "head", None):
+        from lookalike.inference.heads import attach_head
+
+        attach_head(model, args.head)
+    return model
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """``lookalike compare``: one pair, or every pair of a CSV."""
     from lookalike.inference import comparison as scoring
@@ -38,7 +48,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise LookalikeError("give either two images or --pairs CSV, not both")
         if not args.out:
             raise LookalikeError("--pairs needs --out SCORES.csv")
-        model = options.load_embedder(args)
+        model = _comparer(args)
         scores = scoring.score_pairs(model, args.pairs, batch_size=args.batch_size)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +78,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     if len(args.images) != 2:
         raise LookalikeError("compare needs exactly two images (or --pairs CSV --out SCORES.csv)")
-    model = options.load_embedder(args)
+    model = _comparer(args)
     result = scoring.compare(args.images[0], args.images[1], model)
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -111,6 +121,11 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     options.add_batch_size(p)
     options.add_model(p)
+    p.add_argument(
+        "--head",
+        metavar="FILE",
+        help="a head file (.safetensors) trained for this model, e.g. on the static page",
+    )
     options.add_runtime(p)
     options.add_engine(p)
     p.set_defaults(handler=cmd_compare)

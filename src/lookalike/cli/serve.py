@@ -34,6 +34,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise LookalikeError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     access, limits = _access(args), _limits(args)
     set_threads(options.threads(args))
+    head = None
+    if args.head:
+        from lookalike.model.head_file import read_head_file
+
+        head = read_head_file(args.head)
     app = create_app(
         options.model_source(args) if options.model_named(args) else None,
         index_dir=args.index,
@@ -45,6 +50,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access=access,
         limits=limits,
     )
+    if head is not None:  # checked against the served model's key before serving
+        head.attach_to(app.state.lookalike.model, key=app.state.lookalike.model_key)
     _run(app, args, access, limits)
     return 0
 
@@ -67,6 +74,11 @@ def register(sub: Any) -> None:
         default=20.0,
         metavar="MB",
         help="largest image upload, more than 0 and at most 1024 (default 20)",
+    )
+    p.add_argument(
+        "--head",
+        metavar="FILE",
+        help="serve with this head file (.safetensors), e.g. one trained on the static page",
     )
     p.add_argument(
         "--log-level",
