@@ -36,6 +36,7 @@ FLOORS: dict[str, int] = {
     "training": 4,
     "evaluation": 4,
     "viz": 4,
+    "web": 4,
     "cli": 5,
     "server": 5,
 }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import socket
 import threading
 import time
@@ -21,27 +20,18 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from browser_helpers import (
+    ARTIFACTS,
+    COMPARED,
+    choose_pair,
+    chromium,
+    phone_screenshots,
+    playwright_or_skip,
+    write,
+)
 from server_helpers import glyph, labelled_pairs, png_bytes, small_model_dir
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        "browser tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip(
-    "playwright.sync_api",
-    reason="browser tests need the playwright package (pip install playwright)",
-)
+playwright_or_skip()  # skips this module without Chromium or Playwright
 uvicorn = pytest.importorskip("uvicorn", reason="the server needs uvicorn (lookalike[server])")
 
 pytestmark = pytest.mark.slow
@@ -91,18 +81,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def browser(site: dict[str, Any]) -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def write(folder: Path, name: str, data: bytes) -> str:
-    path = folder / name
-    path.write_bytes(data)
-    return str(path)
+    with chromium() as browser:
+        yield browser
 
 
 def open_page(browser: Any, url: str, **context: Any) -> tuple[Any, list[str]]:
@@ -148,16 +128,6 @@ def drop_file(page: Any, zone: str, name: str, data: bytes) -> None:
         }""",
         [zone, name, base64.b64encode(data).decode()],
     )
-
-
-COMPARED = "document.getElementById('result').dataset.busy === 'false'"
-
-
-def choose_pair(page: Any, a: str, b: str) -> None:
-    """Pick two images and wait for the comparison of exactly these two."""
-    page.set_input_files("#file-a", a)
-    page.set_input_files("#file-b", b)  # starts the last comparison, synchronously
-    page.wait_for_function(COMPARED)
 
 
 def test_compare_label_train_download(
@@ -267,17 +237,11 @@ def test_phone_width_screenshot(site: dict[str, Any], browser: Any, tmp_path: Pa
     )
     page.wait_for_selector("#heatmaps:not([hidden])")
     page.wait_for_function("document.getElementById('heat-b').complete")
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
     drops = page.eval_on_selector_all(
         ".drops .drop", "zones => zones.map(z => z.getBoundingClientRect().width)"
     )
     assert all(width > 150 for width in drops)
-    shot = tmp_path / "server-page-390x844.png"
-    page.screenshot(path=str(shot))
-    assert Image.open(shot).size == (390, 844)
-    ARTIFACTS.mkdir(exist_ok=True)
-    shutil.copy(shot, ARTIFACTS / shot.name)
-    page.screenshot(path=str(ARTIFACTS / "server-page-390-full.png"), full_page=True)
+    phone_screenshots(page, "server-page")
     assert problems == []
 
 

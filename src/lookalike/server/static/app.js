@@ -1,5 +1,10 @@
 // lookalike's page: compare two images, label pairs, train the pair head, search the index.
-// Plain JavaScript, no build step, nothing loaded from anywhere but this server.
+// Plain JavaScript, no build step, nothing loaded from anywhere but where the page came from.
+//
+// One page, two back ends, chosen at start-up by <meta name="lookalike-api">: "server" is the
+// REST API of `lookalike serve` (api-server.js); "local" is the static site of `lookalike
+// export --web` (api-local.js: ONNX Runtime Web embeds, TensorFlow.js trains the head), whose
+// scripts are loaded only then. Both answer the same methods with the same objects.
 "use strict";
 
 (function () {
@@ -7,6 +12,7 @@
   const files = { a: null, b: null };
   let health = null;
   let comparing = 0;
+  let api = null;
 
   // -- errors ---------------------------------------------------------------------------------
 
@@ -22,43 +28,20 @@
 
   $("error-close").addEventListener("click", clearError);
 
-  async function api(path, options) {
-    let response;
-    try {
-      response = await fetch(path, options);
-    } catch (err) {
-      throw new Error("cannot reach the lookalike server: " + err.message);
-    }
-    if (!response.ok) {
-      let message = response.status + " " + response.statusText;
-      try {
-        const body = await response.json();
-        if (body && typeof body.detail === "string") message = body.detail;
-      } catch (_) {
-        // not JSON: keep the status line
-      }
-      const error = new Error(message);
-      error.status = response.status;
-      throw error;
-    }
-    return response;
-  }
-
-  async function apiJson(path, options) {
-    const response = await api(path, options);
-    return response.status === 204 ? null : response.json();
-  }
-
   // -- model info -----------------------------------------------------------------------------
 
   async function loadHealth() {
-    health = await apiJson("/api/health");
+    health = await api.health();
     const size = health.input_size.join("×") + (health.channels === 1 ? " grayscale" : "");
     $("model-info").textContent =
       `Model ${health.model} (${health.backbone}, ${size}, ${health.embedding_dim}-d embeddings)` +
-      (health.has_head ? ", with a trained pair head" : ", no pair head yet");
+      (health.has_head ? ", with a trained pair head" : ", no pair head yet") +
+      (api.mode === "local" ? ". It runs in this browser: no image leaves it." : "");
     $("small-model-hint").hidden = !health.small_model;
     $("search-section").hidden = !health.has_index;
+    $("load-head-label").hidden = api.mode !== "local";
+    $("docs-link").hidden = api.mode !== "server";
+    $("download").textContent = api.mode === "local" ? "Download head" : "Download model";
     $("footer").textContent = `lookalike ${health.version}`;
     return health;
   }
@@ -113,13 +96,6 @@
     });
   }
 
-  function pairForm() {
-    const form = new FormData();
-    form.append("a", files.a, files.a.name);
-    form.append("b", files.b, files.b.name);
-    return form;
-  }
-
   // -- compare and explain --------------------------------------------------------------------
 
   async function compare() {
@@ -129,7 +105,7 @@
     $("verdict").textContent = "Comparing…";
     $("verdict").className = "verdict";
     try {
-      const r = await apiJson("/api/compare", { method: "POST", body: pairForm() });
+      const r = await api.compare(files.a, files.b);
       if (ticket !== comparing) return;
       showScores(r);
       $("result").dataset.busy = "false";
@@ -146,6 +122,7 @@
     $("cosine").textContent = fmt(r.cosine);
     $("euclidean").textContent = fmt(r.euclidean);
     $("probability").textContent = fmt(r.probability);
+    $("probability").dataset.value = r.probability === null ? "" : String(r.probability);
     $("probability-note").textContent =
       r.probability === null ? "no pair head yet: label pairs and train one" : "from the trained pair head";
     const verdict = $("verdict");
@@ -165,7 +142,7 @@
 
   async function explain(ticket) {
     try {
-      const r = await apiJson("/api/explain?figure=false", { method: "POST", body: pairForm() });
+      const r = await api.explain(files.a, files.b);
       if (ticket !== comparing) return;
       for (const heat of r.heatmaps) {
         if (heat.name === "a" || heat.name === "b") {
@@ -186,10 +163,8 @@
       return;
     }
     clearError();
-    const form = pairForm();
-    form.append("label", label);
     try {
-      await apiJson("/api/pairs", { method: "POST", body: form });
+      await api.addPair(files.a, files.b, label);
       await loadPairs();
     } catch (err) {
       showError(err.message);
@@ -197,7 +172,7 @@
   }
 
   async function loadPairs() {
-    const data = await apiJson("/api/pairs");
+    const data = await api.listPairs();
     $("pair-counts").textContent = `(${data.same} similar, ${data.different} different)`;
     const list = $("pairs");
     list.replaceChildren();
@@ -221,7 +196,7 @@
       remove.setAttribute("aria-label", "Delete this pair");
       remove.addEventListener("click", async () => {
         try {
-          await apiJson("/api/pairs/" + pair.id, { method: "DELETE" });
+          await api.deletePair(pair.id);
           await loadPairs();
         } catch (err) {
           showError(err.message);
@@ -234,71 +209,63 @@
 
   // -- training -------------------------------------------------------------------------------
 
+  function percent(value) {
+    return value === null || value === undefined ? "n/a" : (100 * value).toFixed(0) + "%";
+  }
+
   async function train() {
     clearError();
     const steps = parseInt($("steps").value, 10) || 300;
+    const bar = $("job-progress");
+    const text = $("job-text");
+    let firstLoss = null;
     $("train").disabled = true;
+    $("job").hidden = false;
+    text.dataset.state = "running";
+    const show = (job) => {
+      bar.max = Math.max(1, job.total);
+      bar.value = job.step;
+      if (job.phase === "embedding") {
+        text.textContent = "Embedding the labelled images…";
+        return;
+      }
+      if (firstLoss === null && job.loss !== null) firstLoss = job.loss;
+      text.textContent = `Training: ${job.unit || "step"} ${job.step}/${job.total}, loss ${job.loss.toFixed(4)}`;
+    };
     try {
-      const job = await apiJson("/api/train-head", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ steps: steps }),
-      });
-      $("job").hidden = false;
-      await poll(job.url);
+      const job = await api.train(steps, show);
+      bar.value = bar.max;
+      let summary = `Trained on ${job.n_train} pairs: training accuracy ${percent(job.train_accuracy)}`;
+      if (job.holdout_accuracy !== null && job.holdout_accuracy !== undefined) {
+        summary += `, held-out accuracy ${percent(job.holdout_accuracy)} on ${job.n_holdout} pairs` +
+          ` (cosine threshold: ${percent(job.cosine_holdout_accuracy)})`;
+      }
+      if (firstLoss !== null && job.loss !== null && job.loss !== undefined) {
+        summary += `; loss ${firstLoss.toFixed(4)} → ${job.loss.toFixed(4)}`;
+        text.dataset.firstLoss = String(firstLoss);
+        text.dataset.lastLoss = String(job.loss);
+      }
+      text.textContent = summary + ". Compare now answers with P(same).";
+      text.dataset.state = "succeeded";
+      await loadHealth();
+      if (files.a && files.b) compare();
     } catch (err) {
+      text.textContent = "Training failed.";
+      text.dataset.state = "failed";
       showError(err.message);
     } finally {
       $("train").disabled = false;
     }
   }
 
-  function percent(value) {
-    return value === null || value === undefined ? "n/a" : (100 * value).toFixed(0) + "%";
-  }
-
-  async function poll(url) {
-    for (;;) {
-      const job = await apiJson(url);
-      const bar = $("job-progress");
-      bar.max = Math.max(1, job.total);
-      bar.value = job.step;
-      const text = $("job-text");
-      if (job.state === "running") {
-        text.textContent =
-          job.phase === "embedding"
-            ? "Embedding the labelled images…"
-            : `Training: step ${job.step}/${job.total}, loss ${job.loss.toFixed(4)}`;
-      } else if (job.state === "succeeded") {
-        bar.value = bar.max;
-        let summary = `Trained on ${job.n_train} pairs: training accuracy ${percent(job.train_accuracy)}`;
-        if (job.holdout_accuracy !== null) {
-          summary += `, held-out accuracy ${percent(job.holdout_accuracy)} on ${job.n_holdout} pairs` +
-            ` (cosine threshold: ${percent(job.cosine_holdout_accuracy)})`;
-        }
-        text.textContent = summary + ". Compare now answers with P(same).";
-        text.dataset.state = "succeeded";
-        await loadHealth();
-        if (files.a && files.b) compare();
-        return;
-      } else {
-        text.textContent = "Training failed.";
-        text.dataset.state = "failed";
-        throw new Error(job.error || "training failed");
-      }
-      await new Promise((resolve) => setTimeout(resolve, 300));
-    }
-  }
-
   async function download() {
     clearError();
     try {
-      const response = await api("/api/head/download");
-      const blob = await response.blob();
+      const { blob, filename } = await api.download();
       const url = URL.createObjectURL(blob);
       const link = document.createElement("a");
       link.href = url;
-      link.download = "lookalike-model.zip";
+      link.download = filename;
       document.body.append(link);
       link.click();
       link.remove();
@@ -311,13 +278,10 @@
   // -- search ---------------------------------------------------------------------------------
 
   async function search(file) {
-    const form = new FormData();
-    form.append("image", file, file.name);
-    form.append("k", "12");
     const list = $("hits");
     list.replaceChildren();
     try {
-      const data = await apiJson("/api/search", { method: "POST", body: form });
+      const data = await api.search(file, 12);
       for (const hit of data.hits) {
         const item = document.createElement("li");
         const img = document.createElement("img");
@@ -335,7 +299,42 @@
     }
   }
 
+  // -- a head file (the page with no server) ---------------------------------------------------
+
+  async function loadHead(file) {
+    if (!file) return;
+    clearError();
+    try {
+      await api.loadHead(file);
+      await loadHealth();
+      if (files.a && files.b) compare();
+    } catch (err) {
+      showError(err.message);
+    }
+  }
+
   // -- start ----------------------------------------------------------------------------------
+
+  function loadScript(src) {
+    return new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = src;
+      script.onload = resolve;
+      script.onerror = () => reject(new Error(`cannot load ${src}: run lookalike export --web again`));
+      document.head.append(script);
+    });
+  }
+
+  // The back end <meta name="lookalike-api"> names: "server" (default) or "local".
+  async function chooseApi() {
+    const meta = document.querySelector('meta[name="lookalike-api"]');
+    if (!meta || meta.content !== "local") return new window.LookalikeServerApi();
+    $("model-info").textContent = "Loading the model into this browser…";
+    for (const src of ["vendor/ort.wasm.min.js", "vendor/tf.min.js", "pixels.js", "headfile.js", "api-local.js"]) {
+      await loadScript("static/" + src);
+    }
+    return window.LookalikeLocalApi.create(document.baseURI);
+  }
 
   wireDrop("a");
   wireDrop("b");
@@ -344,5 +343,13 @@
   $("label-different").addEventListener("click", () => addPair("different"));
   $("train").addEventListener("click", train);
   $("download").addEventListener("click", download);
-  Promise.all([loadHealth(), loadPairs()]).catch((err) => showError(err.message));
+  $("load-head").addEventListener("change", () => loadHead($("load-head").files[0]));
+  chooseApi()
+    .then((chosen) => {
+      api = chosen;
+      window.lookalike = { api };
+      return Promise.all([loadHealth(), loadPairs()]);
+    })
+    .then(() => document.body.setAttribute("data-ready", "true"))
+    .catch((err) => showError(err.message));
 })();

@@ -1,0 +1,321 @@
+// The page's API with no server (`lookalike export MODEL --web`): ONNX Runtime Web runs the
+// embedding network (WebAssembly), TensorFlow.js trains seed 000's pair head, a head file
+// (headfile.js) carries it to and from Python. Same methods and answers as api-server.js.
+//
+// site.json (written by lookalike.web.build_site) describes the model: its ONNX file, input
+// and output names, preprocessing, embedding size, thresholds, model key and optional head.
+"use strict";
+
+(function (root) {
+  const MIN_PAIRS = 4; // as lookalike.server.state.MIN_PAIRS
+  const DEFAULT_HEAD = { hidden: [256, 64], dropout: 0.25 }; // lookalike.model.layers.PairHead
+
+  // A content hash of the file's bytes: the embedding cache's key.
+  async function contentKey(buffer) {
+    if (root.crypto && root.crypto.subtle) {
+      const digest = await root.crypto.subtle.digest("SHA-256", buffer);
+      return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+    }
+    // Not a secure context (plain http to another host): 2×32-bit FNV-1a and the length.
+    const bytes = new Uint8Array(buffer);
+    let h1 = 0x811c9dc5;
+    let h2 = 0x01000193;
+    for (let i = 0; i < bytes.length; i++) {
+      h1 = Math.imul(h1 ^ bytes[i], 16777619);
+      h2 = Math.imul(h2 ^ bytes[i], 2246822519);
+    }
+    return `${(h1 >>> 0).toString(16)}${(h2 >>> 0).toString(16)}-${bytes.length}`;
+  }
+
+  function scores(a, b) {
+    let dot = 0;
+    let na = 0;
+    let nb = 0;
+    let sq = 0;
+    for (let i = 0; i < a.length; i++) {
+      dot += a[i] * b[i];
+      na += a[i] * a[i];
+      nb += b[i] * b[i];
+      sq += (a[i] - b[i]) ** 2;
+    }
+    return { cosine: dot / Math.max(Math.sqrt(na) * Math.sqrt(nb), 1e-12), euclidean: Math.sqrt(sq) };
+  }
+
+  function absDiff(a, b) {
+    const out = new Float32Array(a.length);
+    for (let i = 0; i < a.length; i++) out[i] = Math.abs(a[i] - b[i]);
+    return out;
+  }
+
+  // As lookalike.inference.comparison.decide: P(same), then cosine, then euclidean.
+  function decide(thresholds, cosine, euclidean, probability) {
+    const order = [
+      ["probability", probability, true],
+      ["cosine", cosine, true],
+      ["euclidean", euclidean, false],
+    ];
+    for (const [metric, value, higherIsSame] of order) {
+      if (metric in thresholds && value !== null) {
+        const t = thresholds[metric];
+        return { same: higherIsSame ? value >= t : value <= t, threshold: t, metric };
+      }
+    }
+    return { same: null, threshold: null, metric: null };
+  }
+
+  function headModel(tf, config) {
+    const model = tf.sequential();
+    config.hidden.forEach((units, i) => {
+      const layer = { units, activation: "relu" };
+      if (i === 0) layer.inputShape = [config.embedding_dim];
+      model.add(tf.layers.dense(layer));
+      if (i === 0 && config.dropout > 0) model.add(tf.layers.dropout({ rate: config.dropout }));
+    });
+    model.add(tf.layers.dense({ units: 1, activation: "sigmoid" }));
+    return model;
+  }
+
+  class LocalApi {
+    constructor(site, session, base) {
+      this.mode = "local";
+      this.site = site;
+      this.session = session;
+      this.base = base;
+      this.cache = new Map();
+      this.stats = { embedded: 0, cacheHits: 0 };
+      this.pairs = [];
+      this.nextPair = 1;
+      this.head = null; // {model: tf.Sequential, config, threshold, metrics, how}
+      this.queue = Promise.resolve(); // one ONNX Runtime run at a time
+    }
+
+    static async create(base) {
+      const tf = root.tf;
+      const ort = root.ort;
+      const response = await fetch(new URL("site.json", base));
+      if (!response.ok) throw new Error("site.json is missing: rebuild with lookalike export --web");
+      const site = await response.json();
+      ort.env.wasm.wasmPaths = new URL("static/vendor/", base).href;
+      ort.env.wasm.numThreads = root.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+      const session = await ort.InferenceSession.create(new URL(site.model, base).href, {
+        executionProviders: ["wasm"],
+        graphOptimizationLevel: "all",
+      });
+      await tf.setBackend("cpu"); // the head is small; WebGL is absent in many browsers
+      await tf.ready();
+      const api = new LocalApi(site, session, base);
+      if (site.head) {
+        const buffer = await (await fetch(new URL(site.head, base))).arrayBuffer();
+        api.useHead(root.LookalikeHeadFile.parse(buffer, site.head));
+      }
+      return api;
+    }
+
+    async health() {
+      const s = this.site;
+      return {
+        model: s.name,
+        backbone: s.backbone,
+        input_size: s.preprocess.input_size,
+        channels: s.preprocess.channels,
+        embedding_dim: s.embedding_dim,
+        has_head: this.head !== null,
+        small_model: s.small_model,
+        has_index: false,
+        explain_available: false,
+        version: s.version,
+      };
+    }
+
+    // -- embeddings, cached by content --------------------------------------------------------
+
+    async embed(file) {
+      const buffer = await file.arrayBuffer();
+      const key = await contentKey(buffer);
+      if (this.cache.has(key)) {
+        this.stats.cacheHits++;
+        return this.cache.get(key);
+      }
+      const pending = this.run(new Blob([buffer], { type: file.type }), file.name);
+      this.cache.set(key, pending);
+      pending.catch(() => this.cache.delete(key));
+      return pending;
+    }
+
+    run(blob, name) {
+      const task = this.queue.then(async () => {
+        const image = await root.LookalikePixels.decode(Object.assign(blob, { name }));
+        const pre = this.site.preprocess;
+        const input = root.LookalikePixels.toInput(image, pre);
+        const shape = [1, pre.channels, pre.input_size[0], pre.input_size[1]];
+        const feeds = { [this.site.input]: new root.ort.Tensor("float32", input, shape) };
+        const out = await this.session.run(feeds);
+        this.stats.embedded++;
+        return Float32Array.from(out[this.site.output].data);
+      });
+      this.queue = task.catch(() => null);
+      return task;
+    }
+
+    probability(a, b) {
+      if (!this.head) return null;
+      const tf = root.tf;
+      return tf.tidy(() => {
+        const x = tf.tensor2d(absDiff(a, b), [1, a.length]);
+        return this.head.model.predict(x).dataSync()[0];
+      });
+    }
+
+    thresholds() {
+      const t = Object.assign({}, this.site.thresholds);
+      if (this.head) t.probability = this.head.threshold;
+      else delete t.probability;
+      return t;
+    }
+
+    async compare(a, b) {
+      const [ea, eb] = [await this.embed(a), await this.embed(b)];
+      const { cosine, euclidean } = scores(ea, eb);
+      const probability = this.probability(ea, eb);
+      return Object.assign({ cosine, euclidean, probability }, decide(this.thresholds(), cosine, euclidean, probability));
+    }
+
+    // -- labelled pairs (kept in this tab) ----------------------------------------------------
+
+    async addPair(a, b, label) {
+      await Promise.all([this.embed(a), this.embed(b)]); // refuses what cannot be decoded
+      const id = String(this.nextPair++);
+      this.pairs.push({ id, label, a, b, a_url: URL.createObjectURL(a), b_url: URL.createObjectURL(b) });
+    }
+
+    async listPairs() {
+      const same = this.pairs.filter((p) => p.label === "same").length;
+      return { same, different: this.pairs.length - same, pairs: this.pairs.slice() };
+    }
+
+    async deletePair(id) {
+      const pair = this.pairs.find((p) => p.id === id);
+      if (!pair) throw new Error(`no pair with id ${id}`);
+      URL.revokeObjectURL(pair.a_url);
+      URL.revokeObjectURL(pair.b_url);
+      this.pairs = this.pairs.filter((p) => p !== pair);
+    }
+
+    // -- the head: train, use, load, download -------------------------------------------------
+
+    // Full-batch Adam (lr 1e-3) on binary cross-entropy: one step is one epoch over the pairs.
+    async train(steps, onProgress) {
+      const tf = root.tf;
+      const pairs = this.pairs.slice();
+      const same = pairs.filter((p) => p.label === "same").length;
+      if (pairs.length < MIN_PAIRS || same === 0 || same === pairs.length) {
+        throw new Error(
+          `head training needs at least ${MIN_PAIRS} labelled pairs with both labels; there are ` +
+            `${pairs.length} (${same} same, ${pairs.length - same} different)`
+        );
+      }
+      onProgress({ state: "running", phase: "embedding", step: 0, total: steps, loss: null });
+      const dim = this.site.embedding_dim;
+      const x = new Float32Array(pairs.length * dim);
+      for (let i = 0; i < pairs.length; i++) {
+        x.set(absDiff(await this.embed(pairs[i].a), await this.embed(pairs[i].b)), i * dim);
+      }
+      const y = Float32Array.from(pairs, (p) => (p.label === "same" ? 1 : 0));
+      const config = { embedding_dim: dim, hidden: DEFAULT_HEAD.hidden.slice(), dropout: DEFAULT_HEAD.dropout };
+      const model = headModel(tf, config);
+      model.compile({ optimizer: tf.train.adam(1e-3), loss: "binaryCrossentropy" });
+      const xs = tf.tensor2d(x, [pairs.length, dim]);
+      const ys = tf.tensor2d(y, [pairs.length, 1]);
+      const losses = [];
+      try {
+        await model.fit(xs, ys, {
+          epochs: steps,
+          batchSize: pairs.length,
+          shuffle: true,
+          verbose: 0,
+          callbacks: {
+            onEpochEnd: (epoch, logs) => {
+              losses.push(logs.loss);
+              onProgress({ state: "running", phase: "training", step: epoch + 1, total: steps, loss: logs.loss, unit: "epoch" });
+            },
+          },
+        });
+        const predicted = model.predict(xs).dataSync();
+        const correct = y.filter((label, i) => (predicted[i] >= 0.5 ? 1 : 0) === label).length;
+        const accuracy = correct / pairs.length;
+        this.head = {
+          model,
+          config,
+          threshold: 0.5,
+          metrics: { head_train_accuracy: accuracy, head_pairs: pairs.length, head_losses: losses },
+          how: `few-shot pair head trained in the browser (TensorFlow.js) on ${pairs.length} labelled pairs`,
+        };
+        return {
+          state: "succeeded",
+          step: steps,
+          total: steps,
+          loss: losses[losses.length - 1],
+          n_train: pairs.length,
+          n_holdout: 0,
+          train_accuracy: accuracy,
+          holdout_accuracy: null,
+          losses,
+        };
+      } finally {
+        xs.dispose();
+        ys.dispose();
+      }
+    }
+
+    useHead(file) {
+      const tf = root.tf;
+      if (file.config.embedding_dim !== this.site.embedding_dim) {
+        throw new Error(`the head compares ${file.config.embedding_dim}-d embeddings; this model makes ${this.site.embedding_dim}-d ones`);
+      }
+      const model = headModel(tf, file.config);
+      const weights = [];
+      for (const layer of file.layers) {
+        weights.push(tf.tidy(() => tf.tensor2d(layer.weight, [layer.out, layer.in]).transpose()));
+        weights.push(tf.tensor1d(layer.bias));
+      }
+      model.setWeights(weights);
+      weights.forEach((w) => w.dispose());
+      if (this.head) this.head.model.dispose();
+      this.head = { model, config: file.config, threshold: file.threshold, metrics: file.metrics, how: file.how };
+    }
+
+    async loadHead(file) {
+      const head = root.LookalikeHeadFile.parse(await file.arrayBuffer(), file.name);
+      if (head.modelKey !== this.site.model_key) {
+        throw new Error(
+          `${file.name} was trained for another model (key ${String(head.modelKey).slice(0, 12)}…, ` +
+            `this page runs ${this.site.model_key.slice(0, 12)}…)`
+        );
+      }
+      this.useHead(head);
+    }
+
+    async download() {
+      if (!this.head) throw new Error("no pair head yet: label pairs and train one first");
+      const tf = root.tf;
+      const dense = this.head.model.layers.filter((layer) => layer.getClassName() === "Dense");
+      const widths = [this.head.config.embedding_dim, ...this.head.config.hidden, 1];
+      const layers = dense.map((layer, i) => {
+        const [kernel, bias] = layer.getWeights();
+        const weight = tf.tidy(() => kernel.transpose().dataSync().slice());
+        return { out: widths[i + 1], in: widths[i], weight: Float32Array.from(weight), bias: Float32Array.from(bias.dataSync()) };
+      });
+      const blob = root.LookalikeHeadFile.build({
+        modelKey: this.site.model_key,
+        config: this.head.config,
+        layers,
+        threshold: this.head.threshold,
+        metrics: this.head.metrics,
+        how: this.head.how,
+      });
+      return { blob, filename: "lookalike-head.safetensors" };
+    }
+  }
+
+  root.LookalikeLocalApi = LocalApi;
+})(window);

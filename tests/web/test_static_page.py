@@ -1,0 +1,254 @@
+"""The static page (``lookalike export --web``) in real headless Chromium, with no server.
+
+A plain static file server on localhost (``http.server`` in a thread) serves the site; the
+browser context aborts every request that is not to that server, so the page runs on what
+is inside OUT_DIR alone. (Playwright's ``set_offline`` cannot be used: in Chromium it blocks
+localhost too.) Seed 000's workflow end to end: compare two images, label 10 pairs, train
+the head in the browser and watch the loss fall, download the head, then load it in
+``lookalike compare --model MODEL --head FILE`` and get the page's P(same) to 1e-4; and the
+other way: a head trained in Python loads into the page and gives Python's P(same).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from browser_helpers import (
+    choose_pair,
+    chromium,
+    phone_screenshots,
+    playwright_or_skip,
+    write,
+)
+from server_helpers import glyph, labelled_pairs, png_bytes, small_model_dir
+
+playwright_or_skip()  # skips this module without Chromium or Playwright
+
+pytestmark = pytest.mark.slow
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _vendor_or_skip() -> None:
+    from lookalike.errors import ExportError
+    from lookalike.web import find_vendor
+
+    try:
+        find_vendor()
+    except ExportError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The small model's static site, served by http.server on a free loopback port."""
+    from lookalike.web import build_site
+
+    _vendor_or_skip()
+    root = tmp_path_factory.mktemp("web")
+    model_dir = small_model_dir(root)
+    out = build_site(model_dir, root / "site")
+    handler = functools.partial(_Quiet, directory=str(out))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    images = root / "images"
+    images.mkdir()
+    try:
+        yield {
+            "url": f"http://127.0.0.1:{server.server_address[1]}",
+            "model": model_dir,
+            "site": out,
+            "images": images,
+        }
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser(site: dict[str, Any]) -> Iterator[Any]:
+    with chromium() as browser:
+        yield browser
+
+
+def open_page(browser: Any, url: str, **context: Any) -> tuple[Any, list[str]]:
+    """The page with the network cut: only ``url``'s own server answers."""
+    ctx = browser.new_context(accept_downloads=True, **context)
+    problems: list[str] = []
+
+    def only_localhost(route: Any) -> None:
+        if route.request.url.startswith((url + "/", "data:", "blob:")):
+            route.continue_()
+        else:
+            problems.append(f"external request: {route.request.url}")
+            route.abort()
+
+    ctx.route("**/*", only_localhost)
+    page = ctx.new_page()
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None,
+    )
+    page.goto(url + "/")
+    page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
+    return page, problems
+
+
+def cli_compare(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+    from lookalike.cli import main
+
+    capsys.readouterr()
+    code = main(["compare", *argv, "--json"])
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out) if code == 0 else captured.err)
+
+
+def page_probability(page: Any) -> float:
+    return float(page.get_attribute("#probability", "data-value"))
+
+
+def test_compare_label_train_download_round_trip(
+    site: dict[str, Any], browser: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, model = site["images"], str(site["model"])
+    page, problems = open_page(browser, site["url"])
+    info = page.inner_text("#model-info")
+    assert "small_cnn" in info and "no pair head yet" in info
+    assert page.is_hidden("#docs-link")  # no server, no API docs
+    assert page.is_visible("#load-head-label")
+
+    # Compare: the page's scores are Python's (same pixels, same network) to 1e-4.
+    a = write(folder, "a.png", png_bytes(glyph(1)))
+    b = write(folder, "b.png", png_bytes(glyph(1, noise_seed=5)))
+    choose_pair(page, a, b)
+    assert page.inner_text("#probability") == "n/a"
+    code, python = cli_compare(capsys, a, b, "--model", model)
+    assert code == 0
+    assert float(page.inner_text("#cosine")) == pytest.approx(python["cosine"], abs=1e-4)
+    assert float(page.inner_text("#euclidean")) == pytest.approx(python["euclidean"], abs=1e-4)
+
+    # Each image is embedded once: comparing the same bytes again is a cache hit.
+    embedded = page.evaluate("window.lookalike.api.stats.embedded")
+    choose_pair(page, write(folder, "b_again.png", Path(b).read_bytes()), a)
+    assert page.evaluate("window.lookalike.api.stats.embedded") == embedded
+
+    # Label 10 pairs.
+    for i, (pa, pb, label) in enumerate(labelled_pairs(10)):
+        choose_pair(page, write(folder, f"p{i}a.png", pa), write(folder, f"p{i}b.png", pb))
+        page.click("#label-same" if label == "same" else "#label-different")
+        page.wait_for_function(f"document.querySelectorAll('#pairs li').length === {i + 1}")
+    assert "5 similar, 5 different" in page.inner_text("#pair-counts")
+
+    # Train in the browser: progress per epoch, and the loss falls.
+    page.fill("#steps", "150")
+    page.click("#train")
+    page.wait_for_function(
+        "document.getElementById('job-text').dataset.state === 'succeeded'", timeout=120_000
+    )
+    text = page.locator("#job-text")
+    first, last = (
+        float(text.get_attribute("data-first-loss")),
+        float(text.get_attribute("data-last-loss")),
+    )
+    assert last < 0.5 * first, (first, last)
+    assert "training accuracy 100%" in text.inner_text()
+    losses = page.evaluate("window.lookalike.api.head.metrics.head_losses")
+    assert len(losses) == 150 and losses[-1] < losses[0]
+    assert "with a trained pair head" in page.inner_text("#model-info")
+
+    # Predictions on a new pair.
+    new = (png_bytes(glyph(700)), png_bytes(glyph(700, noise_seed=9)))
+    c1, c2 = write(folder, "n1.png", new[0]), write(folder, "n2.png", new[1])
+    choose_pair(page, c1, c2)
+    page.wait_for_function("document.getElementById('probability').textContent !== 'n/a'")
+    p_page = page_probability(page)
+    assert page.inner_text("#verdict").startswith("Same" if p_page >= 0.5 else "Different")
+
+    # Download the head; `lookalike compare --model MODEL --head FILE` gives the same P(same).
+    with page.expect_download() as info_download:
+        page.click("#download")
+    download = info_download.value
+    assert download.suggested_filename == "lookalike-head.safetensors"
+    head = tmp_path / "head.safetensors"
+    download.save_as(head)
+    code, python = cli_compare(capsys, c1, c2, "--model", model, "--head", str(head))
+    assert code == 0
+    assert python["probability"] == pytest.approx(p_page, abs=1e-4)
+    assert python["metric"] == "probability" and python["threshold"] == 0.5
+    assert problems == []
+
+
+def test_python_head_loads_into_the_page(
+    site: dict[str, Any], browser: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from lookalike.inference import load_embedder
+    from lookalike.model.head_file import HeadFile, write_head_file
+    from lookalike.model.layers import PairHead
+
+    folder, model = site["images"], str(site["model"])
+    embedder = load_embedder(model)
+    assert embedder.key is not None
+    torch.manual_seed(3)
+    trained = PairHead(embedder.embedding_dim)
+    head = write_head_file(
+        tmp_path / "python.safetensors",
+        HeadFile.from_pair_head(trained, model_key=embedder.key, threshold=0.4, how="python"),
+    )
+    page, problems = open_page(browser, site["url"])
+    # An RGB photo-like image of another size: resize and luma run in the page, as in Pillow.
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (37, 50, 3), dtype=np.uint8))
+    a = str(tmp_path / "photo.png")
+    photo.save(a)
+    b = write(folder, "g.png", png_bytes(glyph(12)))
+    choose_pair(page, a, b)
+    page.set_input_files("#load-head", str(head))
+    page.wait_for_function("document.getElementById('probability').textContent !== 'n/a'")
+    code, python = cli_compare(capsys, a, b, "--model", model, "--head", str(head))
+    assert code == 0
+    assert page_probability(page) == pytest.approx(python["probability"], abs=1e-4)
+    assert float(page.inner_text("#cosine")) == pytest.approx(python["cosine"], abs=1e-4)
+    assert "0.400" in page.inner_text("#verdict")
+
+    # A head trained for another model is refused, on the page and on the command line.
+    other = write_head_file(
+        tmp_path / "other.safetensors",
+        HeadFile.from_pair_head(trained, model_key="0" * 64),
+    )
+    page.set_input_files("#load-head", str(other))
+    page.wait_for_selector("#error:not([hidden])")
+    assert "another model" in page.inner_text("#error-text")
+    code, err = cli_compare(capsys, a, b, "--model", model, "--head", str(other))
+    assert code == 2 and "trained on the embeddings of model 000000000000" in err
+    assert problems == []
+
+
+def test_phone_width_screenshot(site: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    page, problems = open_page(browser, site["url"], viewport={"width": 390, "height": 844})
+    folder = site["images"]
+    choose_pair(
+        page,
+        write(folder, "phone_a.png", png_bytes(glyph(3))),
+        write(folder, "phone_b.png", png_bytes(glyph(3, noise_seed=1))),
+    )
+    assert "runs in this browser" in page.inner_text("#model-info")
+    phone_screenshots(page, "static-page")
+    assert problems == []
