@@ -19,8 +19,6 @@ Torch-free; nothing here changes Pillow's global state.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from PIL import Image, ImageMode
 
@@ -61,6 +59,7 @@ ALLOWED_FORMATS: tuple[str, ...] = (
 where Pillow was built with it; see :func:`pillow_formats`)."""
 
 _WIDEST = 16
+_MAX_ASPECT_OPTION = 1e12
 """Bytes per pixel assumed for a mode Pillow does not describe (4 bands × 4 bytes)."""
 
 
@@ -115,10 +114,12 @@ def check_limit_options(
     if max_aspect is not None and (
         isinstance(max_aspect, bool)
         or not isinstance(max_aspect, int | float)
-        or not math.isfinite(max_aspect)
-        or max_aspect < 1
+        or not 1 <= max_aspect <= _MAX_ASPECT_OPTION
     ):
-        raise ValueError(f"max_aspect must be a number ≥ 1 or None, not {max_aspect!r}")
+        raise ValueError(
+            f"max_aspect must be a number from 1 to {_MAX_ASPECT_OPTION:g} or None, "
+            f"not {max_aspect!r}"
+        )
 
 
 def check_size(

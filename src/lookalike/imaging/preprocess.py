@@ -7,6 +7,7 @@ transforms are never written twice.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -63,6 +64,8 @@ class Preprocess:
                 f"mean and std need one value per channel ({self.channels}), "
                 f"got mean={self.mean} std={self.std}"
             )
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise ValueError(f"mean and std must be finite, got mean={self.mean} std={self.std}")
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std values must be positive, got {self.std}")
         if self.resize not in ("squash", "center_crop"):

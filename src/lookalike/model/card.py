@@ -25,22 +25,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lookalike._version import __version__
-from lookalike.errors import ModelFolderError
+from lookalike.errors import BackboneError, ModelFolderError
 from lookalike.imaging.preprocess import Preprocess
+from lookalike.model.backbones.specs import find_spec
 
 __all__ = [
     "EXPORT_FORMAT",
     "FORMAT",
     "FORMAT_VERSION",
+    "MAX_EMBEDDING_DIM",
+    "MAX_INPUT_SIDE",
+    "MAX_LAYERS",
+    "MAX_WIDTH",
     "OPSET",
     "POOLINGS",
     "BackboneWeights",
     "ModelCard",
+    "implied_tensors",
 ]
 
 FORMAT = "lookalike.model"
@@ -55,6 +63,20 @@ OPSET = 17
 
 POOLINGS: tuple[str, ...] = ("avg", "gem", "max", "flatten")
 """Global poolings a card may name (see :class:`lookalike.model.layers.Pool`)."""
+
+MAX_WIDTH = 16384
+"""Largest feature size, projection width and pair-head width a card may name."""
+
+MAX_LAYERS = 8
+"""Most projection layers and pair-head hidden layers a card may name."""
+
+MAX_EMBEDDING_DIM = 1 << 20
+"""Largest embedding size (flatten pooling multiplies the feature size by the map's area)."""
+
+MAX_INPUT_SIDE = 2048
+"""Largest input height or width in pixels a card may name."""
+
+_MAX_TEXT = 300
 
 _KNOWN = (
     "format",
@@ -172,32 +194,43 @@ class ModelCard:
         Returns:
             The card; keys it does not know are kept in :attr:`extra`.
 
+        Every field is checked before anything is built: its type, its enum, and a bound on
+        every size (:data:`MAX_WIDTH`, :data:`MAX_LAYERS`, :data:`MAX_EMBEDDING_DIM`,
+        :data:`MAX_INPUT_SIDE`); then the sizes must be the ones the architecture implies
+        (the registry's feature size for a registered backbone, ``embedding_dim`` from the
+        pooling and projection, the head's input). What the card implies for the tensors
+        file is :func:`implied_tensors`.
+
         Raises:
             ModelFolderError: Not a lookalike model config, written by a newer lookalike, or a
-                field missing or of the wrong kind (the message names the field).
+                field missing, of the wrong kind, out of bounds, or inconsistent with the
+                architecture (the message names the field).
         """
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             raise ModelFolderError(f"{where} is not a lookalike model config")
         read = _Reader(data, where)
-        version = read.integer("format_version", minimum=0, default=0)
-        if version > FORMAT_VERSION:
+        version = data.get("format_version", 0)
+        if _is_int(version) and version > FORMAT_VERSION:
             raise ModelFolderError(
-                f"{where} was written by a newer lookalike (format {version}); "
+                f"{where} was written by a newer lookalike (format {_short(version)}); "
                 "upgrade lookalike to read it"
             )
+        version = read.integer("format_version", minimum=0, maximum=FORMAT_VERSION, default=0)
         pooling = read.text("pooling")
         if pooling not in POOLINGS:
             raise read.error("pooling", f"one of {', '.join(POOLINGS)}")
-        return cls(
-            backbone=read.text("backbone"),
-            feature_dim=read.integer("feature_dim", minimum=1),
-            embedding_dim=read.integer("embedding_dim", minimum=1),
+        backbone = read.text("backbone")
+        embedding_dim = read.integer("embedding_dim", minimum=1, maximum=MAX_EMBEDDING_DIM)
+        card = cls(
+            backbone=backbone,
+            feature_dim=read.integer("feature_dim", minimum=1, maximum=MAX_WIDTH),
+            embedding_dim=embedding_dim,
             preprocess=read.preprocess(),
             pooling=pooling,
             projection=read.widths("projection"),
             normalize=read.flag("normalize"),
-            head=read.head(),
-            backbone_weights=read.backbone_weights(),
+            head=None,  # read once the sizes are known to be the architecture's
+            backbone_weights=read.backbone_weights(backbone),
             thresholds=read.thresholds(),
             metrics=read.mapping("metrics"),
             provenance=read.mapping("provenance"),
@@ -205,6 +238,8 @@ class ModelCard:
             format_version=version,
             extra={k: v for k, v in data.items() if k not in _KNOWN},
         )
+        _check_architecture(card, where)
+        return replace(card, head=read.head(embedding_dim))
 
     def to_dict(self) -> dict[str, Any]:
         """The ``config.json`` object (inverse of :meth:`from_dict`)."""
@@ -304,7 +339,7 @@ class ModelCard:
 
 
 class _Reader:
-    """Typed reads of a parsed ``config.json``; every error names its field."""
+    """Typed, bounded reads of a parsed ``config.json``; every error names its field."""
 
     def __init__(self, data: Mapping[str, Any], where: str) -> None:
         self.data = data
@@ -314,7 +349,7 @@ class _Reader:
         if name not in self.data:
             return ModelFolderError(f"{self.where} lacks the field {name!r} ({expected})")
         return ModelFolderError(
-            f"{self.where}: field {name!r} must be {expected}, got {self.data[name]!r}"
+            f"{self.where}: field {name!r} must be {expected}, got {_short(self.data[name])}"
         )
 
     def _get(self, name: str, default: Any) -> Any:
@@ -324,14 +359,14 @@ class _Reader:
 
     def text(self, name: str) -> str:
         value = self._get(name, _REQUIRED)
-        if not isinstance(value, str) or not value:
-            raise self.error(name, "a non-empty string")
-        return value
+        if not _is_name(value):
+            raise self.error(name, f"a non-empty string of printable characters (≤ {_MAX_TEXT})")
+        return str(value)
 
-    def integer(self, name: str, *, minimum: int, default: Any = None) -> int:
+    def integer(self, name: str, *, minimum: int, maximum: int, default: Any = None) -> int:
         value = self._get(name, _REQUIRED if default is None else default)
-        if not _is_int(value) or value < minimum:
-            raise self.error(name, f"an integer ≥ {minimum}")
+        if not _is_int(value) or not minimum <= value <= maximum:
+            raise self.error(name, f"an integer ≥ {minimum} and ≤ {maximum}")
         return int(value)
 
     def flag(self, name: str) -> bool:
@@ -342,8 +377,11 @@ class _Reader:
 
     def widths(self, name: str) -> tuple[int, ...]:
         value = self._get(name, _REQUIRED)
-        if not isinstance(value, list) or not all(_is_int(w) and w >= 1 for w in value):
-            raise self.error(name, "a list of positive integers")
+        if not _is_widths(value):
+            raise self.error(
+                name,
+                f"a list of positive integers (at most {MAX_LAYERS} of them, each ≤ {MAX_WIDTH})",
+            )
         return tuple(int(w) for w in value)
 
     def mapping(self, name: str) -> dict[str, Any]:
@@ -355,37 +393,195 @@ class _Reader:
     def preprocess(self) -> Preprocess:
         value = self._get("preprocess", _REQUIRED)
         try:
-            if not isinstance(value, dict):
-                raise TypeError("not an object")
-            return Preprocess.from_dict(value)
+            return _preprocess(value)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise self.error("preprocess", f"a preprocessing record ({exc})") from exc
 
-    def head(self) -> dict[str, Any] | None:
+    def head(self, embedding_dim: int) -> dict[str, Any] | None:
         value = self._get("head", _REQUIRED)
-        if value is not None and not isinstance(value, dict):
-            raise self.error("head", "the pair head's settings or null")
-        return None if value is None else dict(value)
+        if value is None:
+            return None
+        expected = (
+            f"the pair head's settings or null: embedding_dim {embedding_dim} (the card's), "
+            f"hidden (at most {MAX_LAYERS} widths ≤ {MAX_WIDTH}), dropout in [0, 1)"
+        )
+        if not isinstance(value, dict) or set(value) != {"embedding_dim", "hidden", "dropout"}:
+            raise self.error("head", expected)
+        dropout = value["dropout"]
+        if (
+            value["embedding_dim"] != embedding_dim
+            or not _is_int(value["embedding_dim"])
+            or not _is_widths(value["hidden"])
+            or not _is_number(dropout)
+            or not 0.0 <= dropout < 1.0
+        ):
+            raise self.error("head", expected)
+        return {
+            "embedding_dim": embedding_dim,
+            "hidden": [int(h) for h in value["hidden"]],
+            "dropout": float(dropout),
+        }
 
-    def backbone_weights(self) -> BackboneWeights:
+    def backbone_weights(self, backbone: str) -> BackboneWeights:
         value = self._get("backbone_weights", _REQUIRED)
-        expected = "an object with stored, pretrained_sha256 and custom_class"
+        expected = (
+            "an object with stored (true or false), pretrained_sha256 (hex digits or null) and "
+            "custom_class (a class name or null; required for backbone 'custom')"
+        )
         if not isinstance(value, dict) or not isinstance(value.get("stored"), bool):
             raise self.error("backbone_weights", expected)
         sha, custom = value.get("pretrained_sha256"), value.get("custom_class")
-        if not all(v is None or isinstance(v, str) for v in (sha, custom)):
+        sha_ok = sha is None or (isinstance(sha, str) and _HEX.fullmatch(sha) is not None)
+        custom_ok = (custom is None and backbone != "custom") or _is_name(custom)
+        if not sha_ok or not custom_ok:
             raise self.error("backbone_weights", expected)
         return BackboneWeights(value["stored"], sha, custom)
 
     def thresholds(self) -> dict[str, float]:
         value = self.mapping("thresholds")
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()):
-            raise self.error("thresholds", "an object of numbers")
+        if not all(_is_number(v) for v in value.values()):
+            raise self.error("thresholds", "an object of numbers (finite)")
         return {str(k): float(v) for k, v in value.items()}
 
 
+def _check_architecture(card: ModelCard, where: str) -> None:
+    """Cross-field checks: the sizes must be the ones the architecture implies.
+
+    Raises:
+        ModelFolderError: The backbone is unknown or its feature size is not the registry's,
+            or ``embedding_dim`` is not what pooling and projection produce.
+    """
+    try:
+        spec = find_spec(card.backbone) if card.backbone != "custom" else None
+    except BackboneError as exc:
+        raise ModelFolderError(f"{where}: field 'backbone': {exc}") from exc
+    if spec is not None and card.feature_dim != spec.feature_dim:
+        raise ModelFolderError(
+            f"{where}: field 'feature_dim' must be {spec.feature_dim} for backbone "
+            f"{card.backbone!r}, got {card.feature_dim}"
+        )
+    if card.projection:
+        implied, how = card.projection[-1], "the last projection width"
+    elif card.pooling != "flatten":
+        implied, how = card.feature_dim, "feature_dim (no projection)"
+    else:  # flatten: F × h × w, known once the backbone has seen an input
+        height, width = card.preprocess.input_size
+        if not card.feature_dim <= card.embedding_dim <= card.feature_dim * height * width:
+            raise ModelFolderError(
+                f"{where}: field 'embedding_dim' must be between feature_dim and feature_dim "
+                f"× input height × width for flatten pooling, got {card.embedding_dim}"
+            )
+        return
+    if card.embedding_dim != implied:
+        raise ModelFolderError(
+            f"{where}: field 'embedding_dim' must be {implied} ({how}), got {card.embedding_dim}"
+        )
+
+
+def implied_tensors(card: ModelCard) -> dict[str, tuple[int, ...]]:
+    """The shapes of the tensors a card's own layers hold (everything but the backbone's).
+
+    The names and shapes are those of :class:`lookalike.model.network.SiameseModel`'s state
+    dict: ``pool.gem.p`` for GeM, ``projection.{i}.weight/bias`` for the projection MLP,
+    ``head.layers.{i}.weight/bias`` for the pair head. A dimension of ``-1`` is not known from
+    the card (the projection's input after flatten pooling).
+
+    Args:
+        card: The card.
+
+    Returns:
+        Tensor name → shape.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    if card.pooling == "gem":
+        shapes["pool.gem.p"] = ()
+    width = card.feature_dim if card.pooling != "flatten" else -1
+    for i, out in enumerate(card.projection):  # Linear, ReLU, Linear, ...: Linears at 0, 2, ...
+        shapes[f"projection.{2 * i}.weight"] = (out, width)
+        shapes[f"projection.{2 * i}.bias"] = (out,)
+        width = out
+    if card.head is not None:
+        index, width = 0, card.embedding_dim
+        for i, out in enumerate(card.head["hidden"]):  # Linear, ReLU (, Dropout after the first)
+            shapes[f"head.layers.{index}.weight"] = (out, width)
+            shapes[f"head.layers.{index}.bias"] = (out,)
+            index += 3 if i == 0 and card.head["dropout"] > 0 else 2
+            width = out
+        shapes[f"head.layers.{index}.weight"] = (1, width)
+        shapes[f"head.layers.{index}.bias"] = (1,)
+    return shapes
+
+
+def _preprocess(value: Any) -> Preprocess:
+    """A strict :class:`Preprocess` from JSON: exact types, finite numbers, bounded size.
+
+    Raises:
+        TypeError, ValueError, KeyError: The value is not such a record (the message says why).
+    """
+    if not isinstance(value, dict):
+        raise TypeError("not an object")
+    size, channels = value["input_size"], value["channels"]
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(_is_int(v) and 1 <= v <= MAX_INPUT_SIDE for v in size)
+    ):
+        raise ValueError(f"input_size must be [height, width], each 1 to {MAX_INPUT_SIDE}")
+    if channels not in (1, 3) or not _is_int(channels):
+        raise ValueError("channels must be 1 or 3")
+    mean, std = value["mean"], value["std"]
+    for label, values in (("mean", mean), ("std", std)):
+        if not isinstance(values, list) or len(values) != channels:
+            raise ValueError(f"{label} must be a list of {channels} numbers")
+        if not all(_is_number(v) and abs(v) <= 1e6 for v in values):
+            raise ValueError(f"{label} values must be finite numbers")
+    crop = value.get("crop_fraction", 1.0)
+    if not _is_number(crop):
+        raise ValueError("crop_fraction must be a number in (0, 1]")
+    resize, interpolation = value.get("resize", "squash"), value.get("interpolation", "bilinear")
+    if not isinstance(resize, str) or not isinstance(interpolation, str):
+        raise ValueError("resize and interpolation must be strings")
+    return Preprocess(
+        input_size=(int(size[0]), int(size[1])),
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+        channels=int(channels),
+        resize=resize,  # type: ignore[arg-type]  # checked by Preprocess
+        crop_fraction=float(crop),
+        interpolation=interpolation,
+    )
+
+
 _REQUIRED: Any = object()
+_HEX = re.compile(r"[0-9a-f]{8,64}")
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite JSON number (an integer as large as 10**400 is not a float)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= 2**53
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _is_widths(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) <= MAX_LAYERS
+        and all(_is_int(w) and 1 <= w <= MAX_WIDTH for w in value)
+    )
+
+
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= _MAX_TEXT and value.isprintable()
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to one readable line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -16,6 +16,7 @@ it never builds a network (that is :mod:`lookalike.model.network`), so it does n
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from dataclasses import replace
@@ -26,10 +27,19 @@ from typing import Any
 from lookalike._io import atomic_write_json, atomic_write_with, sha256_file
 from lookalike._version import __version__
 from lookalike.errors import LookalikeError, ModelFolderError
-from lookalike.model.card import ModelCard
+from lookalike.model.card import MAX_EMBEDDING_DIM, ModelCard, implied_tensors
 
 CONFIG_FILE = "config.json"
 TENSORS_FILE = "model.safetensors"
+MAX_CONFIG_BYTES = 16 * 2**20
+"""Largest ``config.json`` read (real ones are a few KB)."""
+
+FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+"""safetensors dtypes a card's own tensors may have."""
+
+_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2}
+_ITEMSIZE |= {"F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+_MAX_HEADER = 100 * 2**20
 
 
 def read_card(path: str | os.PathLike[str]) -> ModelCard:
@@ -49,9 +59,17 @@ def read_card(path: str | os.PathLike[str]) -> ModelCard:
             "create one with SiameseModel.save or `lookalike train`"
         )
     try:
+        size = config_path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ModelFolderError(
+                f"{config_path} is {size:,} bytes, more than a model config can be "
+                f"({MAX_CONFIG_BYTES:,}); the file is damaged or not a lookalike config"
+            )
         data = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFolderError(f"{config_path} is not valid JSON: {exc}") from exc
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and integers of more than 4300 digits.
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise ModelFolderError(f"{config_path} is not valid JSON: {reason}") from exc
     return ModelCard.from_dict(data, where=str(config_path))
 
 
@@ -129,8 +147,10 @@ def read_tensors(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The tensors of a model folder (name → CPU tensor).
 
     Raises:
-        ModelFolderError: No tensors file, or not a readable safetensors file.
+        ModelFolderError: No tensors file, not a readable safetensors file, or a floating
+            point tensor holding NaN or infinity.
     """
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -138,9 +158,114 @@ def read_tensors(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not tensors_path.is_file():
         raise ModelFolderError(f"{path} has no {TENSORS_FILE}; the folder is incomplete")
     try:
-        return dict(load_file(str(tensors_path)))
+        tensors = dict(load_file(str(tensors_path)))
     except (SafetensorError, OSError) as exc:
         raise ModelFolderError(f"{tensors_path} is not a readable safetensors file: {exc}") from exc
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFolderError(
+                f"{tensors_path} holds non-finite values (NaN or infinity) in {name!r}; "
+                "the weights are damaged: retrain or restore the folder"
+            )
+    return tensors
+
+
+def tensor_header(path: str | os.PathLike[str]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The tensors a safetensors file declares, read from its header alone (torch-free).
+
+    The header is checked against the file: its length, each tensor's dtype, shape and byte
+    range, so a truncated or forged file is refused before anything is allocated for it.
+
+    Args:
+        path: A ``.safetensors`` file.
+
+    Returns:
+        Tensor name → (safetensors dtype such as ``"F32"``, shape).
+
+    Raises:
+        ModelFolderError: Missing, unreadable, truncated, or a header that does not fit.
+    """
+    file = Path(path)
+
+    def bad(why: str) -> ModelFolderError:
+        return ModelFolderError(f"{file} is not a readable safetensors file: {why}")
+
+    try:
+        with file.open("rb") as fp:
+            size = os.fstat(fp.fileno()).st_size
+            head = fp.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 0 < length <= min(_MAX_HEADER, size - 8):
+                raise bad(f"a header of {length} bytes in a file of {size}")
+            header = json.loads(fp.read(length))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise bad(str(exc) or type(exc).__name__) from exc
+    if not isinstance(header, dict):
+        raise bad("the header is not an object")
+    data_bytes = size - 8 - length
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (start, stop) = entry["dtype"], entry["shape"], entry["data_offsets"]
+            dims = tuple(int(d) for d in shape if isinstance(d, int) and d >= 0)
+            count = math.prod(dims) * _ITEMSIZE[dtype]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise bad(f"tensor {name!r} has a malformed entry") from exc
+        if len(dims) != len(shape) or not (
+            isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop <= data_bytes
+        ):
+            raise bad(f"tensor {name!r} lies outside the file (truncated?)")
+        if stop - start != count:
+            raise bad(f"tensor {name!r} holds {stop - start} bytes, its shape needs {count}")
+        out[name] = (dtype, dims)
+    return out
+
+
+def check_tensors(path: str | os.PathLike[str], card: ModelCard) -> None:
+    """Check a folder's tensors file against what its card implies, before anything is built.
+
+    Every tensor of the card's own layers (:func:`lookalike.model.card.implied_tensors`) must
+    be there, floating point, with the implied shape; no other tensor may be there but the
+    backbone's, which must be there exactly when the card says the backbone is stored. So a
+    card cannot make the loader allocate more than the file itself holds.
+
+    Args:
+        path: The model folder.
+        card: Its card.
+
+    Raises:
+        ModelFolderError: A tensor missing, unexpected, of another shape or dtype, or a file
+            that is not a readable safetensors file (the message names the tensor).
+    """
+    tensors_path = Path(path) / TENSORS_FILE
+    if not tensors_path.is_file():
+        raise ModelFolderError(f"{path} has no {TENSORS_FILE}; the folder is incomplete")
+    header = tensor_header(tensors_path)
+    where = f"{tensors_path} does not fit its {CONFIG_FILE}"
+    for name, shape in implied_tensors(card).items():
+        if name not in header:
+            raise ModelFolderError(f"{where}: it lacks the tensor {name!r} of shape {list(shape)}")
+        dtype, got = header[name]
+        if dtype not in FLOAT_DTYPES:
+            raise ModelFolderError(f"{where}: tensor {name!r} is {dtype}, not floating point")
+        fits = len(got) == len(shape) and all(e in (-1, g) for e, g in zip(shape, got, strict=True))
+        if not fits or any(g > MAX_EMBEDDING_DIM for g in got):
+            raise ModelFolderError(
+                f"{where}: tensor {name!r} has shape {list(got)}, the card implies {list(shape)}"
+            )
+    implied = implied_tensors(card)
+    unexpected = [n for n in header if not n.startswith("backbone.") and n not in implied]
+    if unexpected:
+        raise ModelFolderError(f"{where}: unexpected tensors {sorted(unexpected)[:3]}")
+    stored = any(n.startswith("backbone.") for n in header)
+    if stored != card.backbone_weights.stored:
+        says = "stored in it" if card.backbone_weights.stored else "referenced by sha256"
+        raise ModelFolderError(
+            f"{where}: the card says the backbone's weights are {says}, but the file "
+            f"{'holds' if stored else 'lacks'} them"
+        )
 
 
 def tensors_sha256(path: str | os.PathLike[str]) -> str | None:

@@ -23,7 +23,14 @@ from lookalike.imaging.preprocess import Preprocess
 from lookalike.model.backbones import DEFAULT_BACKBONE, Backbone, build_backbone
 from lookalike.model.card import BackboneWeights, ModelCard
 from lookalike.model.device import resolve_device
-from lookalike.model.folder import TENSORS_FILE, provenance, read_card, read_tensors, write_folder
+from lookalike.model.folder import (
+    TENSORS_FILE,
+    check_tensors,
+    provenance,
+    read_card,
+    read_tensors,
+    write_folder,
+)
 from lookalike.model.layers import PairHead, Pool, projection_mlp
 
 
@@ -322,6 +329,13 @@ class SiameseModel(nn.Module):
             backbone.preprocess = card.preprocess
             model = cls(backbone, **arch)
             model.weights_sha256 = weights.pretrained_sha256
+        built = {"feature_dim": model.feature_dim, "embedding_dim": model.embedding_dim}
+        for name, size in built.items():
+            if size != getattr(card, name):
+                raise ModelFolderError(
+                    f"the card's field {name!r} is {getattr(card, name)}, but the network it "
+                    f"describes has {size}"
+                )
         if card.head is not None:
             try:
                 model.head = PairHead(**card.head)
@@ -394,6 +408,7 @@ def _load_folder(path: str | os.PathLike[str], *, module: nn.Module | None = Non
     """
     folder = Path(path)
     card = read_card(folder)
+    check_tensors(folder, card)  # the file holds what the card implies, before building it
     try:
         model = SiameseModel.from_card(card, module=module)
     except ModelFolderError as exc:
