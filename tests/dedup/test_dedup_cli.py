@@ -73,3 +73,57 @@ def test_keep_rule_option_and_mistakes(
     (tmp_path / "m.json").write_text("{}")
     assert main(["dedup", "--undo", str(tmp_path / "m.json")]) == 2
     assert "not a lookalike move manifest" in capsys.readouterr().err
+
+
+def test_review_in_the_html_report_then_apply_the_choices(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Review in real Chromium: keep the captioned chelsea copy, call coffee "not duplicates",
+    save, and `dedup --choices` moves exactly what the review said."""
+    from browser_helpers import ARTIFACTS, chromium, playwright_or_skip
+
+    playwright_or_skip()
+    html = tmp_path / "review.html"
+    assert main(["dedup", str(folder), "--html", str(html), *ENGINE]) == 0
+    capsys.readouterr()
+    with chromium() as browser:
+        context = browser.new_context(
+            accept_downloads=True, viewport={"width": 1280, "height": 900}
+        )
+        context.route(
+            "**/*",
+            lambda route: (
+                route.abort()
+                if not route.request.url.startswith(("file:", "data:", "blob:"))
+                else route.continue_()
+            ),
+        )
+        page = context.new_page()
+        page.goto(html.as_uri())
+        sections = page.locator("section[data-paths]")
+        assert sections.count() == 2
+        chelsea = page.locator("section", has_text="chelsea_text.jpg")
+        chelsea.locator("input[value='chelsea_text.jpg']").check()
+        assert chelsea.locator("figure.keep").inner_text().count("chelsea_text.jpg") == 1
+        page.locator("section", has_text="coffee_text.jpg").locator("input.notdup").check()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dedup-review-1280x900.png"))
+        with page.expect_download() as download:
+            page.click("#save")
+        saved = tmp_path / "dedup-choices.json"
+        download.value.save_as(saved)
+        context.close()
+    record = json.loads(saved.read_text())
+    assert {g["keep"] for g in record["groups"]} == {"chelsea_text.jpg", None}
+
+    dest = tmp_path / "dups"
+    argv = ["dedup", str(folder), "--choices", str(saved), "--move-to", str(dest), "--yes"]
+    assert main([*argv, "--json", *ENGINE]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [Path(g["keep"]).name for g in report["groups"]] == ["chelsea_text.jpg"]
+    assert report["groups"][0]["keep_reason"] == "kept because the review chose it"
+    assert sorted(p.name for p in dest.glob("*.jpg")) == ["chelsea.jpg"]
+    assert (folder / "coffee.jpg").exists() and (folder / "coffee_text.jpg").exists()
+    (tmp_path / "bad.json").write_text(json.dumps({"format": "x"}))
+    assert main(["dedup", str(folder), "--choices", str(tmp_path / "bad.json"), *ENGINE]) == 2
+    assert "cannot read review choices" in capsys.readouterr().err

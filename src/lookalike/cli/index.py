@@ -181,14 +181,15 @@ def _dedup_threshold(embedder: Any, given: float | None) -> tuple[float, str]:
 def _dedup_groups(
     args: argparse.Namespace, embedder: Any, source: ModelSource, threshold: float
 ) -> tuple[Any, Path]:
-    from lookalike.dedup.groups import dedup_index, find_duplicates
+    from lookalike.dedup.groups import dedup_index, find_duplicates, read_choices
     from lookalike.imaging.files import iter_image_files
     from lookalike.index.index import Index
     from lookalike.inference.pipeline import embed_files
 
+    choices = read_choices(args.choices) if args.choices else None
     if args.index:
         with Index.open(args.index, model_key=_model_key(embedder), model_source=source) as index:
-            return dedup_index(index, threshold, keep=args.keep), index.root
+            return dedup_index(index, threshold, keep=args.keep, choices=choices), index.root
     root = Path(args.dir)
     if not root.is_dir():
         raise DataError(f"{shown_path(root)} is not a folder of images")
@@ -203,7 +204,9 @@ def _dedup_groups(
     for path, reason in embedded.failures:
         print(f"skipped {shown_path(path)}: {reason}", file=sys.stderr)
     rel = [str(Path(p).relative_to(root)) for p in embedded.paths]
-    groups = find_duplicates(embedded.embeddings, threshold, paths=rel, root=root, keep=args.keep)
+    groups = find_duplicates(
+        embedded.embeddings, threshold, paths=rel, root=root, keep=args.keep, choices=choices
+    )
     return groups, root
 
 
@@ -413,6 +416,11 @@ def register(sub: Any) -> None:
         "--undo",
         metavar="MANIFEST",
         help="put back the files a dedup --move-to --yes moved (the manifest it printed)",
+    )
+    p.add_argument(
+        "--choices",
+        metavar="JSON",
+        help="the copies to keep as chosen in the --html report (its Save choices file)",
     )
     common(p)
     p.set_defaults(handler=cmd_dedup)

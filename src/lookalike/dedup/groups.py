@@ -30,7 +30,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,6 +42,7 @@ from lookalike._io import atomic_write_json
 from lookalike.dedup.calibrate import DEFAULT_DEDUP_THRESHOLD
 from lookalike.dedup.keep import KeepRule, rank_copies
 from lookalike.errors import DataError
+from lookalike.imaging.files import shown_path
 from lookalike.index import faiss_structures as vi
 from lookalike.index import self_join as vp
 from lookalike.metrics.distances import unit_rows
@@ -52,7 +53,11 @@ if TYPE_CHECKING:
 MANIFEST_FORMAT = "lookalike.dedup-moves/1"
 """The ``format`` of a move manifest (see :func:`move_duplicates`)."""
 
+CHOICES_FORMAT = "lookalike.dedup-choices/1"
+"""The ``format`` of a review's choices, saved from the HTML report (see :func:`read_choices`)."""
+
 __all__ = [
+    "CHOICES_FORMAT",
     "MANIFEST_FORMAT",
     "DuplicateGroup",
     "UndoResult",
@@ -61,6 +66,7 @@ __all__ = [
     "find_duplicates",
     "manifest_path",
     "move_duplicates",
+    "read_choices",
     "undo_moves",
 ]
 
@@ -155,6 +161,7 @@ def find_duplicates(
     config: vi.VectorIndexConfig | None = None,
     nprobe: int | None = None,
     keep: KeepRule = "original",
+    choices: Mapping[str, str | None] | None = None,
 ) -> list[DuplicateGroup]:
     """Group near-duplicate images (connected components of the near-duplicate links).
 
@@ -168,6 +175,8 @@ def find_duplicates(
         config: FAISS structure to search with (see :func:`duplicate_pairs`).
         nprobe: IVF lists each vector probes (see :func:`duplicate_pairs`).
         keep: Which copy each group keeps (:data:`~lookalike.dedup.keep.KEEP_RULES`).
+        choices: A review's decisions (:func:`read_choices`): member path → the copy to keep,
+            or ``None`` for "not duplicates" (the group is left out). Overrides ``keep``.
 
     Returns:
         The groups of two or more images, largest first, then by kept path.
@@ -184,10 +193,11 @@ def find_duplicates(
     keys = [int(i) for i in ids] if ids is not None else list(range(n))
     i, j, _ = duplicate_pairs(x, threshold, config=config, nprobe=nprobe)
     base = Path(root) if root is not None else None
-    groups = [
-        _group(rows, rows, x[rows], names, keys, base, keep if paths is not None else None)
-        for rows in _components(i, j)
+    rule = keep if paths is not None else None
+    found = [
+        _group(rows, rows, x[rows], names, keys, base, rule, choices) for rows in _components(i, j)
     ]
+    groups = [g for g in found if g is not None]
     groups.sort(key=lambda g: (-len(g), g.keep))
     return groups
 
@@ -198,6 +208,7 @@ def dedup_index(
     *,
     nprobe: int | None = None,
     keep: KeepRule = "original",
+    choices: Mapping[str, str | None] | None = None,
 ) -> list[DuplicateGroup]:
     """Near-duplicate groups among the images of an index.
 
@@ -215,6 +226,7 @@ def dedup_index(
         nprobe: IVF lists each vector probes (``None``: the index's ``nprobe`` setting,
             else :data:`lookalike.index.self_join.DEFAULT_JOIN_NPROBE`).
         keep: Which copy each group keeps (:data:`~lookalike.dedup.keep.KEEP_RULES`).
+        choices: A review's decisions (see :func:`find_duplicates`).
 
     Returns:
         As for :func:`find_duplicates`, with paths relative to the index root and the index's
@@ -235,9 +247,11 @@ def dedup_index(
         rows = [where[i] for i in component if i in where]
         if len(rows) >= 2:
             positions = np.searchsorted(order, snap.ids[rows]).tolist()
-            groups.append(
-                _group(rows, positions, snap.vectors[rows], snap.paths, keys, index.root, keep)
+            group = _group(
+                rows, positions, snap.vectors[rows], snap.paths, keys, index.root, keep, choices
             )
+            if group is not None:
+                groups.append(group)
     groups.sort(key=lambda g: (-len(g), g.keep))
     return groups
 
@@ -278,7 +292,8 @@ def _group(
     keys: Sequence[int],
     root: Path | None,
     keep: KeepRule | None,
-) -> DuplicateGroup:
+    choices: Mapping[str, str | None] | None = None,
+) -> DuplicateGroup | None:
     """One group: members ordered with the kept copy first, then by score to it.
 
     Args:
@@ -290,10 +305,25 @@ def _group(
         root: Folder the paths are relative to.
         keep: The rule choosing the kept copy from the files; ``None`` when there are no
             real paths: keep the first member.
+        choices: A review's decisions, which win over ``keep``.
+
+    Returns:
+        The group, or ``None`` when the review said its members are not duplicates.
     """
     order, reason = list(range(len(rows))), ""
-    if keep is not None:
-        order, reason, _ = rank_copies([names[r] for r in rows], root, keep)
+    members = [names[r] for r in rows]
+    shown = [shown_path(m) for m in members]  # what the report (and so a review) names
+    decided = [choices[m] for m in shown if m in choices] if choices else []
+    if decided and decided[0] is None:
+        return None
+    if decided and decided[0] in shown:
+        chosen = shown.index(str(decided[0]))
+        order = [chosen, *(k for k in order if k != chosen)]
+        reason = "kept because the review chose it"
+    elif keep is not None:
+        order, reason, _ = rank_copies(members, root, keep)
+        if decided:
+            reason += f" (the review's choice {decided[0]} is no longer in this group)"
     scores = (vectors @ vectors[order[0]]).astype(np.float64)
     scores[order[0]] = 1.0
     order = [order[0], *sorted(order[1:], key=lambda k: (-scores[k], rows[k]))]
@@ -386,6 +416,32 @@ def move_duplicates(
                 raise DataError(f"{dst} already exists (never overwritten); stopped before it")
             shutil.move(src, dst)
     return plan
+
+
+def read_choices(path: str | os.PathLike[str]) -> dict[str, str | None]:
+    """A review's decisions, saved from the HTML report (``write_dedup_html``).
+
+    Returns:
+        Every reviewed member's path → the copy its group keeps (``None``: the reviewer said
+        the group is not duplicates, so nothing in it moves).
+
+    Raises:
+        DataError: The file is not a readable lookalike choices file.
+    """
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        if record.get("format") != CHOICES_FORMAT:
+            raise ValueError("not a lookalike dedup choices file (save it from the report)")
+        out: dict[str, str | None] = {}
+        for group in record["groups"]:
+            keep = group["keep"]
+            if keep is not None and keep not in group["paths"]:
+                raise ValueError(f"{keep} is not one of its group's paths")
+            for member in group["paths"]:
+                out[str(member)] = None if keep is None else str(keep)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"cannot read review choices from {path}: {exc}") from exc
+    return out
 
 
 def manifest_path(dest: str | os.PathLike[str]) -> Path:

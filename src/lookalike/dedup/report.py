@@ -1,7 +1,10 @@
 """A self-contained HTML contact sheet of near-duplicate groups, to review before moving files.
 
 Every thumbnail is embedded as a small base64 JPEG, so the page needs no other file and loads
-nothing from the network.
+nothing from the network. The page is also the review: per group, pick the copy to keep or mark
+the group "not duplicates", then **Save choices** downloads ``dedup-choices.json``, which
+``lookalike dedup DIR --choices dedup-choices.json --move-to DEST --yes`` applies
+(:func:`lookalike.dedup.groups.read_choices`).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -18,6 +22,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from lookalike.errors import ImageError
+from lookalike.imaging.files import shown_path
 from lookalike.imaging.images import load_image
 
 if TYPE_CHECKING:
@@ -41,6 +46,43 @@ figcaption { font-size: 12px; word-break: break-all; margin-top: 0.3em; }
          background: #2a8; color: #fff; } .badge.dup { background: #c84; }
 .chain { color: #c33; } .missing { display: flex; align-items: center;
          justify-content: center; color: #999; font-size: 12px; }
+.reason { color: #555; font-size: 12px; margin: -0.3em 0 0.6em; }
+.bar { position: sticky; top: 0; background: #fafafa; padding: 0.5em 0; z-index: 1; }
+.bar button { font: inherit; padding: 0.3em 0.9em; }
+section.notdup .members { opacity: 0.45; }
+label.pick { display: block; font-size: 12px; cursor: pointer; }
+"""
+
+_SCRIPT = """
+function choices() {
+  return Array.from(document.querySelectorAll("section[data-paths]")).map((section) => {
+    const picked = section.querySelector("input[type=radio]:checked");
+    const notdup = section.querySelector("input.notdup").checked;
+    return {paths: JSON.parse(section.dataset.paths), keep: notdup ? null : picked.value};
+  });
+}
+function refresh(section) {
+  const notdup = section.querySelector("input.notdup").checked;
+  section.classList.toggle("notdup", notdup);
+  section.querySelectorAll("figure").forEach((figure) => {
+    const keep = figure.querySelector("input[type=radio]").checked;
+    figure.className = keep ? "keep" : "dup";
+    const badge = figure.querySelector(".badge");
+    badge.className = keep || notdup ? "badge" : "badge dup";
+    badge.textContent = notdup ? "kept" : keep ? "keep" : "duplicate";
+  });
+}
+document.querySelectorAll("section[data-paths]").forEach((section) => {
+  section.addEventListener("change", () => { refresh(section); });
+});
+document.getElementById("save").addEventListener("click", () => {
+  const body = JSON.stringify({format: "FORMAT", groups: choices()}, null, 1);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([body], {type: "application/json"}));
+  link.download = "dedup-choices.json";
+  link.click();
+  URL.revokeObjectURL(link.href);
+});
 """
 
 
@@ -76,6 +118,8 @@ def write_dedup_html(
     Raises:
         ValueError: If ``thumb_px`` is not positive.
     """
+    from lookalike.dedup.groups import CHOICES_FORMAT
+
     if thumb_px < 1:
         raise ValueError(f"thumb_px must be positive, not {thumb_px}")
     base = Path(root) if root is not None else None
@@ -91,30 +135,43 @@ def write_dedup_html(
         + (f", threshold {threshold:.4f}" if threshold is not None else "")
         + (f"; the first {len(shown)} groups are shown" if len(shown) < len(groups) else "")
         + "</p>",
+        '<p class="bar"><button id="save" type="button">Save choices</button> '
+        "pick the copy to keep in each group (or mark it not duplicates), save, then run "
+        "<code>lookalike dedup DIR --choices dedup-choices.json --move-to DEST --yes</code></p>",
     ]
     for number, group in enumerate(shown, 1):
         chain = threshold is not None and group.min_score < threshold
         note = ' <span class="chain">(chained: some members are linked only through others)'
+        members = html.escape(json.dumps([shown_path(p) for p in group.paths]))
         parts.append(
-            f"<section><h2>Group {number}: {len(group)} images, lowest score "
-            f"{group.min_score:.4f}{note + '</span>' if chain else ''}</h2>"
+            f'<section data-paths="{members}"><h2>Group {number}: {len(group)} images, lowest '
+            f"score {group.min_score:.4f}{note + '</span>' if chain else ''}</h2>"
+            + (f'<p class="reason">{html.escape(group.reason)}</p>' if group.reason else "")
+            + '<label class="pick"><input type="checkbox" class="notdup"> not duplicates: '
+            "keep them all</label>"
             '<div class="members">'
         )
         for k, (path, score) in enumerate(zip(group.paths, group.scores, strict=True)):
             file = base / path if base is not None else Path(path)
-            parts.append(_figure(file, path, score, keep=k == 0, thumb_px=thumb_px))
+            parts.append(_figure(file, path, score, keep=k == 0, thumb_px=thumb_px, group=number))
         parts.append("</div></section>")
-    parts.append("</body></html>")
+    parts.append(f"<script>{_SCRIPT.replace('FORMAT', CHOICES_FORMAT)}</script></body></html>")
     out = Path(out_html)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(parts), encoding="utf-8")
     return out
 
 
-def _figure(file: Path, path: str, score: float, *, keep: bool, thumb_px: int) -> str:
-    """One member: thumbnail (or a placeholder), path, score, sizes and a keep/duplicate badge."""
+def _figure(file: Path, path: str, score: float, *, keep: bool, thumb_px: int, group: int) -> str:
+    """One member: thumbnail (or a placeholder), path, score, sizes, a keep/duplicate badge
+    and the radio button that makes it the group's kept copy."""
+    shown = shown_path(path)
     badge = (
         '<span class="badge">keep</span>' if keep else '<span class="badge dup">duplicate</span>'
+    )
+    pick = (
+        f'<label class="pick"><input type="radio" name="g{group}" '
+        f'value="{html.escape(shown)}"{" checked" if keep else ""}> keep this one</label>'
     )
     try:
         image = load_image(file, draft_size=(thumb_px, thumb_px))
@@ -123,15 +180,15 @@ def _figure(file: Path, path: str, score: float, *, keep: bool, thumb_px: int) -
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=80)
         data = base64.b64encode(buffer.getvalue()).decode("ascii")
-        picture = f'<img src="data:image/jpeg;base64,{data}" alt="{html.escape(path)}">'
+        picture = f'<img src="data:image/jpeg;base64,{data}" alt="{html.escape(shown)}">'
         sizes = f"{width}×{height}, {_bytes(file.stat().st_size)}"
     except (ImageError, OSError, ValueError) as exc:
         picture = f'<div class="missing">unreadable: {html.escape(type(exc).__name__)}</div>'
         sizes = "—"
-    score_text = "kept copy" if keep else f"cosine {score:.4f}"
+    score_text = "the rule's pick" if keep else f"cosine {score:.4f} to the rule's pick"
     return (
         f'<figure class="{"keep" if keep else "dup"}">{picture}<figcaption>{badge} '
-        f"{html.escape(path)}<br>{score_text}<br>{sizes}</figcaption></figure>"
+        f"{html.escape(shown)}<br>{score_text}<br>{sizes}{pick}</figcaption></figure>"
     )
 
 
