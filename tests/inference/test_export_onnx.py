@@ -161,3 +161,73 @@ def test_warm_export_reuses_the_engine_cache(
     monkeypatch.setattr(export, "export_model", counting)
     second = standalone.export_onnx(folder, tmp_path / "b.onnx")
     assert calls == [] and first.read_bytes() == second.read_bytes()
+
+
+# -- int8: sampling, agreement figures -----------------------------------------------------------
+
+
+def test_sampling_is_reproducible_and_never_checks_on_calibration_images(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from lookalike.errors import DataError
+    from lookalike.inference import quantize as Q
+
+    for i in range(50):
+        Image.new("L", (8, 8), i).save(tmp_path / f"{i:02d}.png")
+    settings = Q.Int8Settings(count=20, held_out=15, seed=3)
+    calibration, held_out = Q.sample_images(tmp_path, settings)
+    assert (len(calibration), len(held_out)) == (20, 15)
+    assert not set(calibration) & set(held_out)
+    assert Q.sample_images(tmp_path, settings) == (calibration, held_out)
+    other = Q.sample_images(tmp_path, Q.Int8Settings(count=20, held_out=15, seed=4))
+    assert other != (calibration, held_out)
+    # A third of a small folder is held out, at least MIN_HELD_OUT.
+    assert len(Q.sample_images(tmp_path, Q.Int8Settings())[1]) == 16
+    digest = Q.calibration_digest(calibration, settings)
+    assert digest == Q.calibration_digest(calibration, settings)
+    assert digest != Q.calibration_digest(calibration[1:], settings)
+    assert digest != Q.calibration_digest(calibration, Q.Int8Settings(per_channel=False))
+    for path in list(tmp_path.iterdir())[: 50 - Q.MIN_HELD_OUT]:
+        path.unlink()
+    with pytest.raises(DataError, match="needs at least"):
+        Q.sample_images(tmp_path, settings)
+
+
+def test_agreement_figures_against_a_brute_force_reference() -> None:
+    from lookalike.inference import quantize as Q
+
+    rng = np.random.default_rng(0)
+    exact = rng.standard_normal((40, 16)).astype(np.float32)
+    same = Q.measure_agreement(exact, exact.copy(), calibration_images=7)
+    assert same.mean_cosine == pytest.approx(1.0) and same.worst_cosine == pytest.approx(1.0)
+    assert same.recall_vs_float == same.recall_int8 == 1.0 and same.recall_drop == 0.0
+    assert same.passed and same.calibration_images == 7 and same.images == 40
+
+    noisy = exact + rng.standard_normal(exact.shape).astype(np.float32) * 0.8
+    got = Q.measure_agreement(exact, noisy, calibration_images=7)
+    unit = exact / np.linalg.norm(exact, axis=1, keepdims=True)
+    unit_noisy = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+    cosines = np.sum(unit * unit_noisy, axis=1)
+    assert got.mean_cosine == pytest.approx(cosines.mean(), abs=1e-6)
+    assert got.worst_cosine == pytest.approx(cosines.min(), abs=1e-6)
+    # Reference recall@10: the true neighbour (float32, self excluded) among the noisy top 10.
+    hits_vs_float = hits_int8 = 0
+    for i in range(40):
+        truth = max((j for j in range(40) if j != i), key=lambda j: unit[i] @ unit[j])
+        vs_float = sorted(
+            (j for j in range(40) if j != i), key=lambda j: -(unit_noisy[i] @ unit[j])
+        )
+        int8 = sorted(
+            (j for j in range(40) if j != i), key=lambda j: -(unit_noisy[i] @ unit_noisy[j])
+        )
+        hits_vs_float += truth in vs_float[:10]
+        hits_int8 += truth in int8[:10]
+    assert got.recall_vs_float == pytest.approx(hits_vs_float / 40)
+    assert got.recall_int8 == pytest.approx(hits_int8 / 40)
+    assert got.recall_drop == pytest.approx(100 * (1 - min(hits_vs_float, hits_int8) / 40))
+    assert not got.passed  # far below the default floor
+    assert Q.Agreement.from_dict(got.to_dict()) == got
+    lenient = Q.measure_agreement(
+        exact, noisy, calibration_images=7, floor=Q.Floor(min_mean_cosine=-1, max_recall_drop=100)
+    )
+    assert lenient.passed

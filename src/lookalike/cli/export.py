@@ -90,6 +90,7 @@ def _int8(args: argparse.Namespace, source: ModelSource) -> None:
         seed=args.seed,
         quant_format=args.quant_format,
         per_channel=not args.per_tensor,
+        method=args.calibration_method,
     )
     floor = Q.Floor(min_mean_cosine=args.min_cosine, max_recall_drop=args.max_recall_drop)
 
@@ -150,6 +151,12 @@ def register(sub: Any) -> None:
         help="ONNX Runtime's int8 format: QDQ nodes or QOperator (fused) operators",
     )
     q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor")
+    q.add_argument(
+        "--calibration-method",
+        choices=["minmax", "percentile", "entropy"],
+        default="minmax",
+        help="how activation ranges are chosen (percentile: slower, often closer to float32)",
+    )
     q.add_argument(
         "--min-cosine",
         type=options.cosine,

@@ -3,8 +3,8 @@
 A float32 export (:mod:`lookalike.inference.export`) is quantised with
 ``onnxruntime.quantization.quantize_static``: QDQ format, int8 weights per output channel,
 uint8 activations with ranges from MinMax calibration on the user's images; convolutions,
-matrix products and the residual additions are quantised, the pooling and the L2
-normalisation stay float32 (see :class:`Int8Settings`; ``benchmarks/bench_int8.py`` measured
+matrix products, residual additions and their ReLU/ReLU6 are quantised, the pooling and the
+L2 normalisation stay float32 (see :class:`Int8Settings`; ``benchmarks/bench_int8.py`` measured
 the choice).
 
 **Calibration and held-out images.** :func:`sample_images` shuffles a folder's images with a
@@ -77,8 +77,10 @@ DEFAULT_HELD_OUT = 100
 MIN_HELD_OUT = 12
 """Fewest held-out images accepted (recall@10 needs more than 11 to mean anything)."""
 RECALL_K = 10
-QUANTIZED_OPS = ("Conv", "MatMul", "Gemm", "Add")
-"""What is quantised: convolutions, matrix products and the residual additions."""
+QUANTIZED_OPS = ("Conv", "Clip", "Relu", "MatMul", "Gemm", "Add")
+"""What is quantised: convolutions, matrix products, residual additions and the activations
+after them (quantising ``Clip``/``Relu`` lets a convolution's output range be the clipped one:
+on mobilenet_v2 mean cosine 0.896 → 0.953 and 1.6× → 1.9× faster than without)."""
 INT8_FORMAT = 1
 """Version of the int8 scheme; part of the calibration digest, so a change re-quantises."""
 
@@ -185,6 +187,11 @@ class Agreement:
         return 100.0 * (1.0 - min(self.recall_vs_float, self.recall_int8))
 
     @property
+    def recall_change(self) -> float:
+        """``-recall_drop`` (points; never ``-0.0``), as the figures print it."""
+        return 0.0 - self.recall_drop + 0.0
+
+    @property
     def passed(self) -> bool:
         """Whether it reaches the floor."""
         return (
@@ -202,7 +209,7 @@ class Agreement:
             f"  recall@{RECALL_K} (float32 nearest neighbour found): "
             f"int8 queries vs float32 {100 * self.recall_vs_float:.1f}%, "
             f"int8 vs int8 {100 * self.recall_int8:.1f}% (float32: 100%); "
-            f"change {-self.recall_drop:+.1f} points",
+            f"change {self.recall_change:+.1f} points",
             f"  floor: mean cosine >= {self.floor.min_mean_cosine}, recall@{RECALL_K} drop <= "
             f"{self.floor.max_recall_drop} points: {verdict}",
         ]

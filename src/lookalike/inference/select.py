@@ -365,7 +365,7 @@ def _int8_embedder(
         a = built.agreement
         raise LookalikeError(
             f"the int8 model of {source.describe()} fails its agreement check (mean cosine "
-            f"{a.mean_cosine:.4f}, recall@10 change {-a.recall_drop:+.1f} points on "
+            f"{a.mean_cosine:.4f}, recall@10 change {a.recall_change:+.1f} points on "
             f"{a.images} held-out images); use --engine onnx"
         )
     try:

@@ -205,7 +205,7 @@ def export_int8(
     if not a.passed and not force:
         raise ExportError(
             f"int8 model not written: mean cosine {a.mean_cosine:.4f} (floor "
-            f"{a.floor.min_mean_cosine}), recall@10 change {-a.recall_drop:+.1f} points (floor "
+            f"{a.floor.min_mean_cosine}), recall@10 change {a.recall_change:+.1f} points (floor "
             f"-{a.floor.max_recall_drop}); --force writes it anyway"
         )
     atomic_write_bytes(out, built.data, mode=0o644)
