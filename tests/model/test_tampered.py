@@ -325,3 +325,40 @@ def test_every_refusal_is_a_lookalike_error(saved: Path, tmp_path: Path) -> None
         tamper_config(copy_dir, copy.deepcopy(mutate))
         with pytest.raises(LookalikeError):
             SiameseModel.load(copy_dir)
+
+
+def test_serve_with_a_tampered_model_is_one_line_exit_2(
+    folder: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    def never(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the server started with a refused model")
+
+    monkeypatch.setattr(uvicorn.Server, "run", never)
+    tamper_config(folder, CONFIG_CASES["input-huge"][0])
+    code = main(["serve", "--model", str(folder), "--port", "8765"])
+    err = capsys.readouterr().err
+    assert code == 2 and "1 to 2048" in err and err.count("\n") == 1, err
+
+
+def test_the_index_s_recorded_model_tampered_later_is_one_line_exit_2(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((28, 28), 70 * i, np.uint8)).save(images / f"{i}.png")
+    index = str(tmp_path / "index")
+    engine = ["--engine", "torch"]
+    assert main(["index", str(images), "--index", index, "--model", str(folder), *engine]) == 0
+    capsys.readouterr()
+    tamper_config(folder, CONFIG_CASES["version-text"][0])  # `search` reads the recorded model
+    code = main(["search", str(images / "0.png"), "--index", index, *engine])
+    err = capsys.readouterr().err
+    assert code == 2 and "'format_version' must be an int" in err and err.count("\n") == 1, err
+    tamper_config(folder, setting("format_version", value=1))  # restore the version ...
+    tamper_tensors(folder, scale_tensor("projection.0.weight", float("nan")))  # ... break weights
+    code = main(["search", str(images / "0.png"), "--index", index, *engine])
+    err = capsys.readouterr().err
+    assert code == 2 and "non-finite values" in err and err.count("\n") == 1, err
