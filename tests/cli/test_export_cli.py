@@ -157,21 +157,6 @@ def test_engine_onnx_int8_needs_an_export_or_a_calibration_folder(
         assert "fails its agreement check" in capsys.readouterr().err and cached is None
 
 
-def test_web_without_the_site_builder_is_one_line(
-    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "lookalike.web" else real(name, *a),
-    )
-    assert main(["export", str(model), "--web", str(tmp_path / "site")]) == 2
-    assert capsys.readouterr().err.count("\n") == 1
-
-
 def test_nothing_to_export_and_int8_without_calibration(
     model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,7 +15,6 @@ usual ``--model``/``--backbone`` options work too.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +41,10 @@ def _source(args: argparse.Namespace) -> ModelSource:
 
 
 def _web(args: argparse.Namespace, source: ModelSource) -> None:
-    if importlib.util.find_spec("lookalike.web") is None:
-        raise LookalikeError("--web is not available in this version of lookalike yet")
-    import lookalike.web as web
+    from lookalike.web import build_site
 
-    build_site = getattr(web, "build_site", None)
-    if build_site is None:
-        raise LookalikeError("--web is not available in this version of lookalike yet")
     out = build_site(source, args.web)
-    print(f"static page -> {out or args.web}")
+    print(f"static page -> {out}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
