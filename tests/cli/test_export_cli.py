@@ -163,3 +163,18 @@ def test_nothing_to_export_and_int8_without_calibration(
     assert main(["export", str(model)]) == 2
     assert main(["export", str(model), "--onnx", str(tmp_path / "q.onnx"), "--int8"]) == 2
     assert "--calibration" in capsys.readouterr().err
+
+
+def test_a_corrupt_cached_int8_model_is_quantised_again(
+    model: Path, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _int8(model, tmp_path / "q.onnx", folder, *LENIENT) == 0
+    cached, _ = Q.find_cached(str(load_embedder(model, engine="onnx").key))
+    assert cached is not None
+    cached.write_bytes(b"not onnx")
+    capsys.readouterr()
+    embed = ["embed", str(folder), "--out", str(tmp_path / "e.npz"), "--model", str(model)]
+    code = main([*embed, "--engine", "onnx-int8"])  # the recorded folder is quantised again
+    err = capsys.readouterr().err
+    assert code == 0 or (code == 2 and "fails its agreement check" in err)
+    assert cached.read_bytes() != b"not onnx" or code == 2

@@ -338,17 +338,23 @@ def _int8_embedder(
         cached, folder = Q.find_cached(key)
     head = _head_from_folder(plan.folder, plan.card) if plan.folder and plan.card else None
     common = {"name": plan.name, "thresholds": plan.thresholds, "head": head}
-    if cached is not None and plan.preprocess is not None:
-        embedder = OnnxEmbedder.open(
-            cached, plan.preprocess, threads=threads, expect_key=key, **common
-        )
-        agreement = Q.recorded_agreement(embedder.session.get_modelmeta().custom_metadata_map)
-        if agreement is None or not agreement.passed:
-            raise LookalikeError(
-                f"the int8 model {cached} did not pass its agreement check; use --engine onnx"
+    preprocess = plan.preprocess or (reference.preprocess if reference is not None else None)
+    if cached is not None and preprocess is not None:
+        try:
+            embedder = OnnxEmbedder.open(
+                cached, preprocess, threads=threads, expect_key=key, **common
             )
-        embedder.engine = "onnx-int8"
-        return embedder
+        except LookalikeError:
+            embedder = None  # corrupt or stale: quantised again below when a folder is known
+        if embedder is not None:
+            meta = embedder.session.get_modelmeta().custom_metadata_map
+            agreement = Q.recorded_agreement(meta)
+            if agreement is None or not agreement.passed:
+                raise LookalikeError(
+                    f"the int8 model {cached} did not pass its agreement check; use --engine onnx"
+                )
+            embedder.engine = "onnx-int8"
+            return embedder
     if folder is None or not Path(folder).is_dir():
         raise LookalikeError(
             f"no int8 model of {source.describe()} yet: run `lookalike export --int8 "
