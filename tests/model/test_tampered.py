@@ -183,6 +183,10 @@ TENSOR_CASES: dict[str, tuple[Callable[[dict[str, torch.Tensor]], None], str]] =
         lambda t: t.update({first_backbone_weight(t): t[first_backbone_weight(t)] * np.nan}),
         "non-finite values",
     ),
+    "gem-zero": (
+        lambda t: t.update({"pool.gem.p": torch.tensor(0.0)}),
+        "GeM exponent of 0.0; it must be positive",
+    ),
     "missing": (lambda t: t.__delitem__("projection.2.weight"), "lacks the tensor"),
     "wrong-shape": (
         lambda t: t.update({"projection.0.weight": torch.zeros(3, 3)}),

@@ -426,5 +426,11 @@ def _load_folder(path: str | os.PathLike[str], *, module: nn.Module | None = Non
             f"{tensors_path} does not fit the configured model "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
+    exponent = None if model.pool.gem is None else float(model.pool.gem.p.detach())
+    if exponent is not None and not exponent > 0:
+        raise ModelFolderError(
+            f"{tensors_path} holds a GeM exponent of {exponent}; it must be positive: "
+            "the weights are damaged"
+        )
     model.eval()
     return model
