@@ -25,6 +25,9 @@ from lookalike.imaging.limits import (
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
+MAX_INPUT_SIDE = 2048
+"""Largest input height or width, in pixels, a stored preprocessing record may name."""
+
 ResizeMode = Literal["squash", "center_crop"]
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
@@ -101,16 +104,47 @@ class Preprocess:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Preprocess:
-        """Build from :meth:`to_dict` output."""
+    def from_dict(cls, data: Any) -> Preprocess:
+        """Build from :meth:`to_dict` output (JSON), strictly.
+
+        Exact JSON types (no ``"28"`` for 28, no ``28.5``), finite numbers, and an input size
+        of 1 to :data:`MAX_INPUT_SIDE` pixels a side, so a damaged record cannot make the model
+        allocate an enormous input.
+
+        Raises:
+            TypeError, KeyError, ValueError: Not such a record; the message says why.
+        """
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        size, channels = data["input_size"], data["channels"]
+        if not (
+            isinstance(size, list)
+            and len(size) == 2
+            and all(_is_int(v) and 1 <= v <= MAX_INPUT_SIDE for v in size)
+        ):
+            raise ValueError(f"input_size must be [height, width], each 1 to {MAX_INPUT_SIDE}")
+        if not _is_int(channels) or channels not in (1, 3):
+            raise ValueError("channels must be 1 or 3")
+        mean, std = data["mean"], data["std"]
+        for label, values in (("mean", mean), ("std", std)):
+            if not isinstance(values, list) or len(values) != channels:
+                raise ValueError(f"{label} must be a list of {channels} numbers")
+            if not all(_is_finite(v) for v in values):
+                raise ValueError(f"{label} values must be finite numbers, |v| ≤ 1e6")
+        crop = data.get("crop_fraction", 1.0)
+        resize, interpolation = data.get("resize", "squash"), data.get("interpolation", "bilinear")
+        if not _is_finite(crop):
+            raise ValueError("crop_fraction must be a number in (0, 1]")
+        if not isinstance(resize, str) or not isinstance(interpolation, str):
+            raise ValueError("resize and interpolation must be strings")
         return cls(
-            input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
-            mean=tuple(float(v) for v in data["mean"]),
-            std=tuple(float(v) for v in data["std"]),
-            channels=int(data["channels"]),
-            resize=data.get("resize", "squash"),
-            crop_fraction=float(data.get("crop_fraction", 1.0)),
-            interpolation=data.get("interpolation", "bilinear"),
+            input_size=(int(size[0]), int(size[1])),
+            mean=tuple(float(v) for v in mean),
+            std=tuple(float(v) for v in std),
+            channels=int(channels),
+            resize=resize,  # type: ignore[arg-type]  # checked by __post_init__
+            crop_fraction=float(crop),
+            interpolation=interpolation,
         )
 
     # -- the work -----------------------------------------------------------------------------
@@ -207,3 +241,12 @@ class Preprocess:
         for i, source in enumerate(sources):
             out[i] = self.load(source)
         return out
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    """A JSON number within ±1e6 (so also finite; a 400-digit integer is not a float)."""
+    return (_is_int(value) or isinstance(value, float)) and abs(value) <= 1e6

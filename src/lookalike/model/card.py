@@ -33,7 +33,7 @@ from typing import Any
 
 from lookalike._version import __version__
 from lookalike.errors import BackboneError, ModelFolderError
-from lookalike.imaging.preprocess import Preprocess
+from lookalike.imaging.preprocess import MAX_INPUT_SIDE, Preprocess
 from lookalike.model.backbones.specs import find_spec
 
 __all__ = [
@@ -73,8 +73,6 @@ MAX_LAYERS = 8
 MAX_EMBEDDING_DIM = 1 << 20
 """Largest embedding size (flatten pooling multiplies the feature size by the map's area)."""
 
-MAX_INPUT_SIDE = 2048
-"""Largest input height or width in pixels a card may name."""
 
 _MAX_TEXT = 300
 
@@ -393,7 +391,7 @@ class _Reader:
     def preprocess(self) -> Preprocess:
         value = self._get("preprocess", _REQUIRED)
         try:
-            return _preprocess(value)
+            return Preprocess.from_dict(value)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise self.error("preprocess", f"a preprocessing record ({exc})") from exc
 
@@ -510,46 +508,6 @@ def implied_tensors(card: ModelCard) -> dict[str, tuple[int, ...]]:
         shapes[f"head.layers.{index}.weight"] = (1, width)
         shapes[f"head.layers.{index}.bias"] = (1,)
     return shapes
-
-
-def _preprocess(value: Any) -> Preprocess:
-    """A strict :class:`Preprocess` from JSON: exact types, finite numbers, bounded size.
-
-    Raises:
-        TypeError, ValueError, KeyError: The value is not such a record (the message says why).
-    """
-    if not isinstance(value, dict):
-        raise TypeError("not an object")
-    size, channels = value["input_size"], value["channels"]
-    if not (
-        isinstance(size, list)
-        and len(size) == 2
-        and all(_is_int(v) and 1 <= v <= MAX_INPUT_SIDE for v in size)
-    ):
-        raise ValueError(f"input_size must be [height, width], each 1 to {MAX_INPUT_SIDE}")
-    if channels not in (1, 3) or not _is_int(channels):
-        raise ValueError("channels must be 1 or 3")
-    mean, std = value["mean"], value["std"]
-    for label, values in (("mean", mean), ("std", std)):
-        if not isinstance(values, list) or len(values) != channels:
-            raise ValueError(f"{label} must be a list of {channels} numbers")
-        if not all(_is_number(v) and abs(v) <= 1e6 for v in values):
-            raise ValueError(f"{label} values must be finite numbers")
-    crop = value.get("crop_fraction", 1.0)
-    if not _is_number(crop):
-        raise ValueError("crop_fraction must be a number in (0, 1]")
-    resize, interpolation = value.get("resize", "squash"), value.get("interpolation", "bilinear")
-    if not isinstance(resize, str) or not isinstance(interpolation, str):
-        raise ValueError("resize and interpolation must be strings")
-    return Preprocess(
-        input_size=(int(size[0]), int(size[1])),
-        mean=tuple(float(v) for v in mean),
-        std=tuple(float(v) for v in std),
-        channels=int(channels),
-        resize=resize,  # type: ignore[arg-type]  # checked by Preprocess
-        crop_fraction=float(crop),
-        interpolation=interpolation,
-    )
 
 
 _REQUIRED: Any = object()
