@@ -11,10 +11,7 @@ other way: a head trained in Python loads into the page and gives Python's P(sam
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from browser_helpers import (
     chromium,
     phone_screenshots,
     playwright_or_skip,
+    static_server,
     write,
 )
 from server_helpers import glyph, labelled_pairs, png_bytes, small_model_dir
@@ -35,11 +33,6 @@ from server_helpers import glyph, labelled_pairs, png_bytes, small_model_dir
 playwright_or_skip()  # skips this module without Chromium or Playwright
 
 pytestmark = pytest.mark.slow
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 def _vendor_or_skip() -> None:
@@ -61,23 +54,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("web")
     model_dir = small_model_dir(root)
     out = build_site(model_dir, root / "site")
-    handler = functools.partial(_Quiet, directory=str(out))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     images = root / "images"
     images.mkdir()
-    try:
-        yield {
-            "url": f"http://127.0.0.1:{server.server_address[1]}",
-            "model": model_dir,
-            "site": out,
-            "images": images,
-        }
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with static_server(out) as url:
+        yield {"url": url, "model": model_dir, "site": out, "images": images}
 
 
 @pytest.fixture(scope="module")

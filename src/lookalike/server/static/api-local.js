@@ -144,7 +144,7 @@
 
     run(blob, name) {
       const task = this.queue.then(async () => {
-        const image = await root.LookalikePixels.decode(Object.assign(blob, { name }));
+        const image = await root.LookalikePixels.decode(blob, name);
         const pre = this.site.preprocess;
         const input = root.LookalikePixels.toInput(image, pre);
         const shape = [1, pre.channels, pre.input_size[0], pre.input_size[1]];

@@ -4,7 +4,8 @@
 // to RGB or 8-bit grayscale (Pillow's ITU-R 601 luma), resize ("squash" the whole image, or
 // "center_crop"), then (p / 255 − mean) / std as float32, CHW. The resize is a port of
 // Pillow's 8-bit resampler (libImaging/Resample.c: the same filter support, fixed-point
-// coefficients and rounding), so an opaque PNG gives exactly Pillow's pixels. What cannot be
+// coefficients and rounding, and Pillow 13's choice of which pass runs first), so an opaque
+// PNG gives exactly the pixels of the Pillow lookalike pins. What cannot be
 // matched: JPEG decoding (Pillow decodes JPEG with DCT downscaling when the image is much
 // larger than the model input; browsers decode at full size), and ICC colour profiles.
 "use strict";
@@ -122,6 +123,12 @@
     const needV = outHeight !== height || y0 !== 0 || y1 !== outHeight;
     const ch = coefficients(width, x0, x1, outWidth, filter);
     const cv = coefficients(height, y0, y1, outHeight, filter);
+    // Pillow 13 (python-pillow/Pillow#9549) runs the vertical pass first when the height
+    // shrinks by more than twice as many pixels as the width; the order changes the rounding.
+    if (needH && needV && height > outHeight && height - outHeight > 2 * (width - outWidth)) {
+      const tall = vertical(pixels, width, channels, outHeight, cv, 0);
+      return horizontal(tall, width, channels, 0, outHeight, outWidth, ch);
+    }
     const yFirst = cv.bounds[0];
     const yLast = cv.bounds[outHeight * 2 - 2] + cv.bounds[outHeight * 2 - 1];
     let out = pixels;
@@ -189,7 +196,8 @@
     return [left, top, left + cw, top + chh];
   }
 
-  async function decode(blob) {
+  async function decode(blob, name) {
+    const what = name || blob.name || "the image";
     let bitmap;
     try {
       bitmap = await createImageBitmap(blob, {
@@ -198,12 +206,12 @@
         imageOrientation: "from-image",
       });
     } catch (_) {
-      throw new Error(`${blob.name || "the file"} is not an image this browser can decode`);
+      throw new Error(`${what} is not an image this browser can decode`);
     }
     const { width, height } = bitmap;
     if (width * height > MAX_PIXELS) {
       bitmap.close();
-      throw new Error(`${blob.name || "the image"} is too large (${width}×${height} pixels)`);
+      throw new Error(`${what} is too large (${width}×${height} pixels)`);
     }
     const canvas = new OffscreenCanvas(width, height);
     const context = canvas.getContext("2d", { willReadFrequently: true });
