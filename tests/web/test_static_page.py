@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from browser_helpers import (
+    ARTIFACTS,
     choose_pair,
     chromium,
     phone_screenshots,
@@ -151,6 +152,8 @@ def test_compare_label_train_download_round_trip(
     losses = page.evaluate("window.lookalike.api.head.metrics.head_losses")
     assert len(losses) == 150 and losses[-1] < losses[0]
     assert "with a trained pair head" in page.inner_text("#model-info")
+    assert page.is_visible("#loss-curve")
+    assert len(page.get_attribute("#loss-line", "points").split()) == 150  # one per epoch
 
     # Predictions on a new pair.
     new = (png_bytes(glyph(700)), png_bytes(glyph(700, noise_seed=9)))
@@ -171,6 +174,8 @@ def test_compare_label_train_download_round_trip(
     assert code == 0
     assert python["probability"] == pytest.approx(p_page, abs=1e-4)
     assert python["metric"] == "probability" and python["threshold"] == 0.5
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "static-page-trained.png"), full_page=True)
     assert problems == []
 
 

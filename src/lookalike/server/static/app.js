@@ -213,12 +213,26 @@
     return value === null || value === undefined ? "n/a" : (100 * value).toFixed(0) + "%";
   }
 
+  // The loss per step (an epoch over the pairs in the page) as a line, scaled to its maximum.
+  function drawLosses(losses, total) {
+    const top = Math.max(...losses.filter((v) => v !== undefined), 1e-9);
+    const points = [];
+    losses.forEach((loss, i) => {
+      if (loss !== undefined) points.push(`${((100 * (i + 1)) / total).toFixed(2)},${(30 - (28 * loss) / top).toFixed(2)}`);
+    });
+    $("loss-line").setAttribute("points", points.join(" "));
+    $("loss-curve").hidden = false;
+  }
+
   async function train() {
     clearError();
     const steps = parseInt($("steps").value, 10) || 300;
     const bar = $("job-progress");
     const text = $("job-text");
     let firstLoss = null;
+    const losses = [];
+    $("loss-curve").hidden = true;
+    $("loss-line").setAttribute("points", "");
     $("train").disabled = true;
     $("job").hidden = false;
     text.dataset.state = "running";
@@ -230,6 +244,10 @@
         return;
       }
       if (firstLoss === null && job.loss !== null) firstLoss = job.loss;
+      if (job.loss !== null) {
+        losses[job.step - 1] = job.loss;
+        drawLosses(losses, job.total);
+      }
       text.textContent = `Training: ${job.unit || "step"} ${job.step}/${job.total}, loss ${job.loss.toFixed(4)}`;
     };
     try {
