@@ -226,6 +226,33 @@ def test_python_head_loads_into_the_page(
     assert problems == []
 
 
+def test_a_models_own_head_is_on_the_page(
+    browser: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model folder with a pair head (trained in Python) exports a page that answers with it."""
+    import torch
+
+    from lookalike.model.network import SiameseModel
+    from lookalike.web import build_site
+
+    torch.manual_seed(5)
+    model = SiameseModel.create("small_cnn", pretrained=False, input_size=28, head=True)
+    model.thresholds["probability"] = 0.45
+    model.save(tmp_path / "with-head")
+    a = write(tmp_path, "a.png", png_bytes(glyph(21)))
+    b = write(tmp_path, "b.png", png_bytes(glyph(22)))
+    with static_server(build_site(tmp_path / "with-head", tmp_path / "site")) as url:
+        page, problems = open_page(browser, url)
+        assert "with a trained pair head" in page.inner_text("#model-info")
+        choose_pair(page, a, b)
+        code, python = cli_compare(capsys, a, b, "--model", str(tmp_path / "with-head"))
+        assert code == 0
+        assert page_probability(page) == pytest.approx(python["probability"], abs=1e-4)
+        assert "0.450" in page.inner_text("#verdict") and python["threshold"] == 0.45
+        page.context.close()
+    assert problems == []
+
+
 def test_phone_width_screenshot(site: dict[str, Any], browser: Any, tmp_path: Path) -> None:
     page, problems = open_page(browser, site["url"], viewport={"width": 390, "height": 844})
     folder = site["images"]
