@@ -48,6 +48,9 @@ TORCH_FREE_MODULES = (
     "lookalike.inference.source",
     "lookalike.inference.select",
     "lookalike.inference.onnx_engine",
+    "lookalike.inference.heads",
+    "lookalike.model.head_file",
+    "lookalike.web.site",
 )
 
 
