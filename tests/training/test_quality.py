@@ -617,7 +617,7 @@ def test_cli_eval_warns_when_the_model_is_worse_than_its_frozen_backbone(
     assert len(warnings) == 1, captured.err
     assert "worse than its frozen pretrained backbone" in warnings[0]
     assert warnings[0].endswith("--backbone mobilenet_v2 --image-size 32")
-    assert main(["eval", str(tmp_path / "intact"), str(root), *argv, "--json"]) == 0
+    assert main(["eval", str(tmp_path / "intact"), str(root), *argv, "--json", "--overwrite"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["warnings"] == []
     assert "warning" not in captured.err

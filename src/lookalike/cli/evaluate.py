@@ -51,6 +51,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lookalike.viz.maps import require_method
 
     require_method(args.map)  # before minutes of evaluation, not after
+    options.claim_out_folder(args.out, overwrite=args.overwrite)
     set_threads(args.threads)
     read_config(args.model)  # a clear error before anything heavy when MODEL is not a folder
     if args.criterion == "far" and args.far is None:
@@ -174,6 +175,7 @@ def register(sub: Any) -> None:
         help="N-way K-shot episodes, 0 (skip) to 1000000",
     )
     options.add_out(p, "REPORT_DIR", "the report folder to write", folder=True)
+    options.add_overwrite(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
         "--calibrate", action="store_true", help="store thresholds chosen on these pairs"

@@ -348,6 +348,55 @@ def add_out(
     )
 
 
+def add_overwrite(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``: allow replacing what an earlier run wrote to ``--out``."""
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace what an earlier run wrote to --out (a non-empty --out is refused otherwise)",
+    )
+
+
+def claim_out_folder(path: str | os.PathLike[str], *, overwrite: bool) -> None:
+    """Make sure writing the ``--out`` folder loses nothing the user did not agree to lose.
+
+    An empty or missing folder is fine. A non-empty one is refused unless ``overwrite``; with
+    it, the folder's old contents are deleted first (so no file of the earlier run mixes with
+    the new one), but only when they are recognisably lookalike's own: a model folder
+    (``config.json`` of format ``lookalike.model``) or a report (``report.md``).
+
+    Raises:
+        LookalikeError: The folder holds files and ``overwrite`` is off, or it is not a
+            lookalike folder.
+    """
+    import json
+    import shutil
+
+    folder = Path(path)
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    if not overwrite:
+        raise LookalikeError(
+            f"--out {folder} already holds files (an earlier run?): choose another folder, "
+            "or add --overwrite to replace them"
+        )
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        ours = isinstance(config, dict) and config.get("format") == "lookalike.model"
+    except (OSError, ValueError):
+        ours = False
+    if not (ours or (folder / "report.md").is_file()):
+        raise LookalikeError(
+            f"--overwrite: {folder} is not a lookalike model or report folder; "
+            "its files are not deleted (choose another --out)"
+        )
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
 def add_batch_size(parser: argparse.ArgumentParser, *, default: int = 32) -> None:
     """``--batch-size``: images per forward pass, 1 to :data:`MAX_BATCH_SIZE`."""
     parser.add_argument(

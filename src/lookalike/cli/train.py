@@ -46,6 +46,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lookalike.training.recipes import ModelSpec, load_dataset, train_model
 
     set_threads(args.threads)
+    if not args.resume:  # a resumed run continues in its own folder
+        options.claim_out_folder(args.out, overwrite=args.overwrite)
     if not 1 <= args.folds <= 20:
         raise LookalikeError(f"--folds must be between 1 and 20, got {args.folds}")
     source = args.data_dir if args.dataset == "mnist" and args.data_dir else args.data
@@ -164,6 +166,7 @@ def cmd_train_head(args: argparse.Namespace) -> int:
     from lookalike.data.pairs import PairList
     from lookalike.training.fewshot import train_head_on_pairs
 
+    options.claim_out_folder(args.out, overwrite=args.overwrite)
     pairs = PairList.from_csv(args.pairs_csv)
     model = options.load_model(args)
     report = train_head_on_pairs(
@@ -234,6 +237,7 @@ def register(sub: Any) -> None:
         "data", metavar="DATA", help="identity folder (root/<identity>/<image>) or pairs CSV"
     )
     options.add_out(p, "MODEL_DIR", "the model folder to write", folder=True)
+    options.add_overwrite(p)
     p.add_argument(
         "--dataset",
         default="auto",
@@ -395,6 +399,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("train-head", help="few-shot pair head from 10-100 labelled pairs")
     p.add_argument("pairs_csv", metavar="PAIRS.csv", help="columns a,b,label (1/0, same/different)")
     options.add_out(p, "MODEL_DIR", "the model folder to write", folder=True)
+    options.add_overwrite(p)
     p.add_argument(
         "--holdout",
         type=options.float_in(0, 1, hi_open=True),
