@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import warnings
 from pathlib import Path
@@ -288,23 +289,36 @@ def _sniff_format(fp: IO[bytes]) -> str | None:
 # --------------------------------------------------------------------------- decoding
 
 
-def _pillow_bomb(name: str, exc: Exception) -> ImageTooLargeError:
+def _pillow_bomb(name: str, exc: Exception, max_pixels: int | None) -> ImageTooLargeError:
     """Pillow's own refusal of a decompression bomb, as :class:`ImageTooLargeError`.
+
+    Pillow refuses more than ``2 * PIL.Image.MAX_IMAGE_PIXELS`` while reading the header,
+    before our own check can run; the message names the limit that matters to the caller.
 
     Args:
         name: The image's printable name.
         exc: Pillow's ``DecompressionBombError``.
+        max_pixels: The caller's limit.
 
     Returns:
         The error, with how to allow the image.
     """
-    limit = Image.MAX_IMAGE_PIXELS
-    pil_limit = f"{2 * limit}" if limit is not None else "its limit"
-    cause = (
-        f"{_describe(exc)}: more than Pillow's own limit of {pil_limit} pixels "
-        "(decompression-bomb guard); to allow it, raise PIL.Image.MAX_IMAGE_PIXELS "
-        "in your program and pass a larger max_pixels (or None)"
-    )
+    match = re.search(r"\((\d+) pixels\)", str(exc))
+    pixels = int(match.group(1)) if match else None
+    size = f"{pixels} pixels" if pixels is not None else "too many pixels"
+    if max_pixels is not None and pixels is not None and pixels > max_pixels:
+        cause = (
+            f"image has {size}, more than the limit of {max_pixels} "
+            "(decompression-bomb guard); pass a larger max_pixels to allow it"
+        )
+    else:
+        limit = Image.MAX_IMAGE_PIXELS
+        pil_limit = f"{2 * limit}" if limit is not None else "its limit"
+        cause = (
+            f"image has {size}, more than Pillow's own limit of {pil_limit} "
+            "(decompression-bomb guard); to allow it, raise PIL.Image.MAX_IMAGE_PIXELS "
+            "in your program and pass a larger max_pixels (or None)"
+        )
     return ImageTooLargeError(name, cause, limit="pixels")
 
 
@@ -338,7 +352,7 @@ def _decode(
         try:
             img: Image.Image = Image.open(fp, formats=pillow_formats())
         except Image.DecompressionBombError as exc:
-            raise _pillow_bomb(name, exc) from exc
+            raise _pillow_bomb(name, exc, limits.pixels) from exc
         except UnidentifiedImageError as exc:
             fmt = _sniff_format(fp)
             if fmt is not None:
@@ -367,7 +381,7 @@ def _decode(
             if orientation in (2, 3, 4, 5, 6, 7, 8):
                 img = ImageOps.exif_transpose(img)
         except Image.DecompressionBombError as exc:
-            raise _pillow_bomb(name, exc) from exc
+            raise _pillow_bomb(name, exc, limits.pixels) from exc
         except MemoryError as exc:
             raise ImageError(name, "not enough memory to decode the image") from exc
         except Exception as exc:  # Pillow raises many types on malformed data.
@@ -436,7 +450,7 @@ def _from_pil(source: Image.Image, name: str, *, limits: _Limits, mode: str) -> 
             if _orientation(img) in (2, 3, 4, 5, 6, 7, 8):
                 img = ImageOps.exif_transpose(img)
         except Image.DecompressionBombError as exc:
-            raise _pillow_bomb(name, exc) from exc
+            raise _pillow_bomb(name, exc, limits.pixels) from exc
         except Exception as exc:
             raise ImageError(name, f"cannot read the pixel data: {_describe(exc)}") from exc
     result = _convert(img, mode, name)
