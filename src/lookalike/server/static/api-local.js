@@ -240,9 +240,10 @@
             },
           },
         });
-        const predicted = model.predict(xs).dataSync();
+        const predicted = tf.tidy(() => model.predict(xs).dataSync());
         const correct = y.filter((label, i) => (predicted[i] >= 0.5 ? 1 : 0) === label).length;
         const accuracy = correct / pairs.length;
+        if (this.head) this.head.model.dispose(); // the head it replaces
         this.head = {
           model,
           config,
