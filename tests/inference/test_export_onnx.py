@@ -231,3 +231,34 @@ def test_agreement_figures_against_a_brute_force_reference() -> None:
         exact, noisy, calibration_images=7, floor=Q.Floor(min_mean_cosine=-1, max_recall_drop=100)
     )
     assert lenient.passed
+
+
+def test_the_first_and_depthwise_convolutions_are_the_ones_kept_float() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    from lookalike.inference import quantize as Q
+
+    def weight(name: str, shape: tuple[int, ...]) -> Any:
+        return numpy_helper.from_array(np.ones(shape, np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["images", "w0"], ["a"], name="stem"),
+        helper.make_node("Conv", ["a", "w1"], ["b"], name="depthwise", group=4),
+        helper.make_node("Conv", ["b", "w2"], ["c"], name="pointwise"),
+        helper.make_node("Conv", ["c", "w3"], ["embeddings"], name="grouped", group=2),
+    ]
+    inits = [
+        weight("w0", (4, 3, 3, 3)),
+        weight("w1", (4, 1, 3, 3)),
+        weight("w2", (4, 4, 1, 1)),
+        weight("w3", (4, 2, 1, 1)),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, None)],
+        inits,
+    )
+    data = helper.make_model(graph).SerializeToString()
+    assert Q.sensitive_nodes(data) == ["stem", "depthwise"]

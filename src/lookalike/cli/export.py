@@ -85,6 +85,7 @@ def _int8(args: argparse.Namespace, source: ModelSource) -> None:
         quant_format=args.quant_format,
         per_channel=not args.per_tensor,
         method=args.calibration_method,
+        keep_sensitive_float=not args.int8_everywhere,
     )
     floor = Q.Floor(min_mean_cosine=args.min_cosine, max_recall_drop=args.max_recall_drop)
 
@@ -145,6 +146,12 @@ def register(sub: Any) -> None:
         help="ONNX Runtime's int8 format: QDQ nodes or QOperator (fused) operators",
     )
     q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor")
+    q.add_argument(
+        "--int8-everywhere",
+        action="store_true",
+        help="quantise the first and the depthwise convolutions too (kept float32 by default: "
+        "they lose the most)",
+    )
     q.add_argument(
         "--calibration-method",
         choices=["minmax", "percentile", "entropy"],
