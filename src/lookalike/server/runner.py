@@ -232,7 +232,7 @@ def make_config(
         log_level=log_level,
         http=guarded_protocol(limits),
         timeout_keep_alive=max(1, min(5, int(limits.header_timeout))),
-        backlog=min(2048, limits.max_connections * 2),
+        backlog=min(2048, limits.max_connections),
         **extra,
     )
     # After uvicorn.Config, which configures its loggers.
