@@ -10,9 +10,12 @@ HTTP protocol, :func:`guarded_protocol`, that
   after ``request_timeout`` seconds;
 * closes a connection whose client has stopped reading our response for
   ``request_timeout`` seconds;
-* keeps at most ``max_connections`` open: a new connection past it closes the oldest one
+* keeps about ``max_connections`` open: a new connection past it closes the oldest one
   still sending its request (a slow client), so real requests keep getting through; when
-  every connection is busy being answered, the new one is closed instead;
+  every connection is busy being answered, the new one is closed instead (the listen
+  backlog is the cap too, so a burst holds a bounded number of descriptors: at most 596
+  for a cap of 256 under 2,000 stalled connections opened in 2 s,
+  ``benchmarks/bench_slow_clients.py``);
 * logs these closings as one summary line per ``LOG_EVERY`` seconds, not one per
   connection, and repeats of any other uvicorn or asyncio warning at most once per
   ``LOG_EVERY`` seconds.
