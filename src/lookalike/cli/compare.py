@@ -17,16 +17,46 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _print_comparison(result: Any) -> None:
+def _print_comparison(result: Any, model: Any) -> None:
     print(f"cosine similarity:  {result.cosine:.4f}")
     print(f"euclidean distance: {result.euclidean:.4f}")
     if result.probability is None:
         print("P(same):            n/a (model has no pair head)")
     else:
         print(f"P(same):            {result.probability:.4f}")
-    if result.same is not None:
-        verdict = "same" if result.same else "different"
-        print(f"decision:           {verdict} ({result.metric} threshold {result.threshold:.4f})")
+    print(f"decision:           {_decision(result, model)}")
+
+
+def _decision(result: Any, model: Any) -> str:
+    """The verdict in words: what "same" means for this model and the threshold used."""
+    from lookalike.inference.comparison import (
+        NEAR_DUPLICATE,
+        NEAR_DUPLICATE_MEANING,
+        near_duplicate_threshold,
+    )
+
+    if result.same is None:
+        return (
+            "none: this model has no calibrated threshold (calibrate one with "
+            "`lookalike eval MODEL DATA --calibrate` or `lookalike calibrate-dedup --model DIR`)"
+        )
+    verdict = "same" if result.same else "different"
+    if result.metric == NEAR_DUPLICATE:
+        near = near_duplicate_threshold(model)
+        how = f"; {near[1]}" if near else ""
+        sign = "≥" if result.same else "<"
+        return (
+            f"{verdict} picture (cosine {result.cosine:.4f} {sign} {result.threshold:.4f}{how})"
+            f'\n                    "same" here means {NEAR_DUPLICATE_MEANING}'
+        )
+    name = "P(same)" if result.metric == "probability" else result.metric
+    value = {"probability": result.probability, "cosine": result.cosine}.get(
+        result.metric, result.euclidean
+    )
+    low = result.metric == "euclidean"
+    sign = ("≤" if result.same else ">") if low else ("≥" if result.same else "<")
+    shown = f"{name} {value:.4f} {sign} {result.threshold:.4f}"
+    return f"{verdict} ({shown}, the model's calibrated threshold)"
 
 
 def _comparer(args: argparse.Namespace) -> Any:
@@ -83,7 +113,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
-        _print_comparison(result)
+        _print_comparison(result, model)
     return 0
 
 
@@ -95,6 +125,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     paths: list[str] = []
     for item in args.paths:
         path = Path(item)
+        if not path.exists():
+            raise LookalikeError(f"{item}: no such file or folder")
         paths.extend(str(p) for p in iter_image_files(path)) if path.is_dir() else paths.append(
             item
         )
@@ -119,13 +151,13 @@ def register(sub: Any) -> None:
     p.add_argument("--pairs", metavar="CSV", help="CSV with columns a,b[,label]")
     options.add_out(p, "CSV", "scores CSV for --pairs", required=False)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    options.add_batch_size(p)
-    options.add_model(p)
     p.add_argument(
         "--head",
         metavar="FILE",
         help="a head file (.safetensors) trained for this model, e.g. on the static page",
     )
+    options.add_batch_size(p)
+    options.add_model(p)
     options.add_runtime(p)
     options.add_engine(p)
     p.set_defaults(handler=cmd_compare)

@@ -32,6 +32,7 @@ from lookalike.imaging.images import ImageSource, load_image
 from lookalike.inference.embedder import Embedder
 from lookalike.metrics.calibration import best_accuracy_threshold
 from lookalike.metrics.distances import unit_rows
+from lookalike.model.backbones.specs import find_spec
 
 __all__ = [
     "DEFAULT_DEDUP_THRESHOLD",
@@ -44,7 +45,16 @@ __all__ = [
     "pair_metrics",
 ]
 
-DEFAULT_DEDUP_THRESHOLD: float = 0.75
+
+def _measured(backbone: str) -> float:
+    """The near-duplicate threshold the backbone registry records (its one owner)."""
+    spec = find_spec(backbone)
+    if spec is None or spec.near_duplicate_cosine is None:
+        raise RuntimeError(f"no measured near-duplicate threshold for {backbone}")
+    return spec.near_duplicate_cosine
+
+
+DEFAULT_DEDUP_THRESHOLD: float = _measured("mobilenet_v2")
 """Cosine threshold for the default model (MobileNetV2, ImageNet weights, average pooling).
 
 Measured with :func:`calibrate_dedup_threshold` on 21 distinct offline photos (19

@@ -20,6 +20,7 @@ from lookalike.imaging.images import ImageSource
 from lookalike.inference.embedder import Embedder
 from lookalike.inference.pipeline import embed_files
 from lookalike.metrics.distances import Score, cosine_similarity, euclidean_distance
+from lookalike.model.backbones.specs import find_spec
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,9 @@ class Comparison:
         probability: P(same) from the pair head, or ``None`` when the model has none.
         same: The same/different decision at the model's calibrated threshold, or ``None``
             when the model has no threshold.
-        threshold: The threshold used, and ``metric`` what it applies to.
+        threshold: The threshold used, and ``metric`` what it applies to (``"probability"``,
+            ``"cosine"``, ``"euclidean"``, or :data:`NEAR_DUPLICATE`: cosine, at the
+            threshold for the same picture after edits; see :func:`decide`).
     """
 
     cosine: float
@@ -48,10 +51,53 @@ class Comparison:
         return asdict(self)
 
 
+NEAR_DUPLICATE_MEANING = (
+    "the same picture after edits (crop, resize, recompression, colour, captions), "
+    "not the same object or person"
+)
+"""What a near-duplicate verdict's "same" means, in words."""
+
+NEAR_DUPLICATE = "near_duplicate"
+"""The ``metric`` of a verdict made at a near-duplicate threshold: the threshold applies to
+cosine similarity, and "same" means *the same picture after edits* (crops, resizing,
+recompression, colour changes, captions), not the same object or person."""
+
+
+def near_duplicate_threshold(model: Embedder) -> tuple[float, str] | None:
+    """The cosine from which two images are the same picture for this model, if known.
+
+    The threshold stored with the model (``thresholds["dedup"]``, from ``lookalike
+    calibrate-dedup``), else, for a plain pretrained registry backbone whose near-duplicate
+    threshold was measured (the default ``mobilenet_v2``: 0.75), that one.
+
+    Returns:
+        ``(threshold, where it comes from)``, or ``None`` when the model has none.
+    """
+    stored = model.thresholds.get("dedup")
+    if stored is not None:
+        return float(stored), "calibrated for this model with lookalike calibrate-dedup"
+    name, key = getattr(model, "name", None), getattr(model, "key", None)
+    spec = find_spec(name) if isinstance(name, str) else None
+    if spec is None or spec.near_duplicate_cosine is None or key is None:
+        return None
+    sha = spec.pretrained_sha256
+    from lookalike.inference.select import _pretrained_key
+
+    if sha is None or key != _pretrained_key(spec.name, spec.feature_dim, sha, spec.preprocess):
+        return None  # another image size, weights file or a trained model: not measured
+    how = f"measured for the pretrained {spec.name} on {spec.near_duplicate_sample}"
+    return spec.near_duplicate_cosine, how
+
+
 def decide(
     model: Embedder, cosine: float, euclidean: float, probability: float | None
 ) -> tuple[bool | None, float | None, str | None]:
     """Apply the model's calibrated threshold, preferring the head's probability when present.
+
+    The thresholds a model was calibrated with for its task come first (P(same), cosine,
+    euclidean: "same" as the model was trained, e.g. the same identity); without any, the
+    near-duplicate threshold (:func:`near_duplicate_threshold`, metric
+    :data:`NEAR_DUPLICATE`: "same" means the same picture after edits).
 
     Returns:
         (same, threshold, metric), all ``None`` when the model holds no usable threshold.
@@ -65,6 +111,9 @@ def decide(
         if score.value in model.thresholds and value is not None:
             threshold = model.thresholds[score.value]
             return score.is_same(value, threshold), threshold, score.value
+    near = near_duplicate_threshold(model)
+    if near is not None:
+        return cosine >= near[0], near[0], NEAR_DUPLICATE
     return None, None, None
 
 
