@@ -62,16 +62,25 @@ def labelled_pairs(n: int) -> list[tuple[bytes, bytes, str]]:
     return pairs
 
 
-def glyph_index(model_dir: Path, tmp_path: Path, n: int, extra: Path | None = None) -> Path:
+def glyph_index(
+    model_dir: Path,
+    tmp_path: Path,
+    n: int,
+    extra: Path | None = None,
+    *,
+    folder_made: bool = False,
+) -> Path:
     """Index ``n`` glyph images (``tmp_path/photos/g{k}.png``) into ``tmp_path/index`` with
     the model in ``model_dir``, recording it as the source; ``extra`` adds
-    ``elsewhere.png``, a symbolic link to that file. Returns the image folder."""
+    ``elsewhere.png``, a symbolic link to that file; ``folder_made``: the image folder exists
+    already (it may hold other files). Returns the image folder."""
     from lookalike.index.index import Index
     from lookalike.inference import ModelSource, load_embedder
     from lookalike.model.network import SiameseModel
 
     root = tmp_path / "photos"
-    root.mkdir()
+    if not folder_made:
+        root.mkdir()
     for k in range(n):
         Image.fromarray(glyph(k)).save(root / f"g{k}.png")
     if extra is not None:

@@ -439,6 +439,24 @@ def test_search_links_to_symlinked_files_work(model_dir: Path, tmp_path: Path) -
             assert client.get("/api/index/image", params={"path": bad}).status_code == 404
 
 
+def test_search_links_to_names_that_are_not_utf8_work(model_dir: Path, tmp_path: Path) -> None:
+    """A name with a Latin-1 byte (``caf\\xe9.png``) is shown escaped and its link answers."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    odd = os.fsdecode(os.fsencode(root) + b"/caf\xe9.png")
+    Image.fromarray(glyph(5)).save(odd)
+    glyph_index(model_dir, tmp_path, 2, folder_made=True)
+    app = create_app(model_dir, index_dir=tmp_path / "index", data_dir=tmp_path / "d")
+    with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as client:
+        query = {"image": ("q.png", png_bytes(glyph(5)))}
+        found = client.post("/api/search", files=query, data={"k": "3"})
+        assert found.status_code == 200, found.text
+        hit = found.json()["hits"][0]
+        assert hit["path"] == "caf\\xe9.png"
+        thumb = client.get(hit["url"])
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+
+
 def test_pair_storage_is_bounded(model_dir: Path, tmp_path: Path) -> None:
     from lookalike.server.limits import ServeLimits
 

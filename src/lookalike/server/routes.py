@@ -20,6 +20,7 @@ from fastapi.responses import Response
 
 from lookalike._version import __version__
 from lookalike.errors import ImageError, LookalikeError
+from lookalike.imaging.files import shown_path
 from lookalike.imaging.images import load_image
 from lookalike.inference.comparison import decide
 from lookalike.metrics.distances import cosine_similarity, euclidean_distance
@@ -178,8 +179,9 @@ def search(
     hits = index.search(vector, k)
     return SearchResponse(
         hits=[
-            SearchHit(path=h.path, score=h.score, url=f"/api/index/image?path={quote(h.path)}")
+            SearchHit(path=shown, score=h.score, url=f"/api/index/image?path={quote(shown)}")
             for h in hits
+            for shown in [shown_path(h.path)]
         ]
     )
 

@@ -8,6 +8,7 @@ index is opened, searched and closed by one worker thread, and every call is han
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -76,11 +77,14 @@ class IndexService:
     def file(self, path: str) -> Path | None:
         """The file of an indexed relative path, or ``None`` when it is not one.
 
-        Only paths the index holds are served: absolute paths, ``..`` and anything the
-        index does not hold are refused. A path inside the root that is a symbolic link
-        to a file elsewhere is served, as the index itself followed it: the index, not
-        the link's target, decides what a hit may show.
+        ``path`` is as a search hit gives it (:func:`lookalike.imaging.files.shown_path`:
+        bytes of a name that are not UTF-8 written ``\\xNN``). Only paths the index holds
+        are served: absolute paths, ``..`` and anything the index does not hold are
+        refused. A path inside the root that is a symbolic link to a file elsewhere is
+        served, as the index itself followed it: the index, not the link's target, decides
+        what a hit may show.
         """
+        path = unshown_path(path)
         if not path or "\\" in path or "\0" in path:
             return None
         relative = PurePosixPath(path)
@@ -100,6 +104,20 @@ class IndexService:
             self._call(self._index.close)
         finally:
             self._pool.shutdown(wait=True)
+
+
+_ESCAPED = re.compile(r"\\x([0-9a-f]{2})")
+
+
+def unshown_path(shown: str) -> str:
+    """The path :func:`lookalike.imaging.files.shown_path` printed, as Python holds it
+    (undecodable bytes as lone surrogates, ``surrogateescape``)."""
+
+    def back(match: re.Match[str]) -> str:
+        code = int(match.group(1), 16)
+        return chr(0xDC00 + code) if code >= 0x80 else chr(code)
+
+    return _ESCAPED.sub(back, shown)
 
 
 def _open(folder: Path, model_key: str | None, model_source: ModelSource | None) -> Index:
