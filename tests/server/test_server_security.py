@@ -178,6 +178,10 @@ def test_binding_beyond_loopback_needs_a_token(model_dir: Path) -> None:
     from lookalike.server.guard import AccessPolicy
 
     assert AccessPolicy.for_bind("192.168.1.5", token=TOKEN).host_allowed("192.168.1.5:8000")
+    everywhere = AccessPolicy.for_bind("0.0.0.0", ["photos.lan"], token=TOKEN)
+    for host in ("10.0.0.7:8000", "[fe80::1]:8000", "photos.lan", "localhost:8000"):
+        assert everywhere.host_allowed(host), host
+    assert not everywhere.host_allowed("rebind.attacker.example:8000")
     with pytest.raises(Exception, match="token"):
         AccessPolicy.for_bind("::")
     with pytest.raises(Exception, match="token"):

@@ -60,6 +60,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _host_name(value: str) -> str:
     """The host part of a ``Host`` header value, lower case, without port or brackets."""
     value = value.strip().lower()
@@ -78,10 +86,14 @@ class AccessPolicy:
         allowed_hosts: Extra host names (or addresses) the ``Host`` header may name, beside
             the loopback ones; ``"*"`` allows any (only together with a token).
         token: A secret every ``/api`` request must carry, or ``None`` for none.
+        ip_literals: Also allow any IP address as the host (a server listening on every
+            interface is reached by its addresses). DNS rebinding needs a host *name*, so
+            an address cannot be rebound.
     """
 
     allowed_hosts: tuple[str, ...] = ()
     token: str | None = field(default=None, repr=False)
+    ip_literals: bool = False
 
     def __post_init__(self) -> None:
         if "*" in self.allowed_hosts and not self.token:
@@ -101,8 +113,9 @@ class AccessPolicy:
     ) -> AccessPolicy:
         """The policy of a server listening on ``bind_host``.
 
-        A specific bind address is allowed as a host name; binding to anything but loopback
-        needs a token.
+        A specific bind address is allowed as a host name; listening on every interface
+        (``0.0.0.0``, ``::``) allows any IP address; names need ``allow_hosts``. Binding to
+        anything but loopback needs a token.
 
         Raises:
             LookalikeError: A non-loopback bind address without a token, or a bad token.
@@ -113,9 +126,10 @@ class AccessPolicy:
                 "--token TOKEN (or --token auto) so that only those who have it can use it"
             )
         hosts = [h.strip() for h in allow_hosts if h.strip()]
-        if bind_host not in ("0.0.0.0", "::", "") and not is_loopback(bind_host):
+        everywhere = bind_host in ("0.0.0.0", "::", "")
+        if not everywhere and not is_loopback(bind_host):
             hosts.append(bind_host)
-        return cls(tuple(dict.fromkeys(hosts)), token or None)
+        return cls(tuple(dict.fromkeys(hosts)), token or None, ip_literals=everywhere)
 
     def host_allowed(self, host: str) -> bool:
         """Whether a request's ``Host`` header value names this server."""
@@ -126,11 +140,14 @@ class AccessPolicy:
             return False
         if is_loopback(name) and not name.endswith(".localhost"):
             return True
+        if self.ip_literals and _is_address(name):
+            return True
         return name in {_host_name(h) for h in self.allowed_hosts}
 
     def describe_hosts(self) -> str:
         """The allowed host names, in words."""
-        return ", ".join((*LOOPBACK_NAMES, *self.allowed_hosts))
+        addresses = ("any IP address",) if self.ip_literals else ()
+        return ", ".join((*LOOPBACK_NAMES, *addresses, *self.allowed_hosts))
 
 
 class RequestGuard:
