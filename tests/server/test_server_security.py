@@ -376,6 +376,54 @@ def test_slow_clients_are_closed_and_health_keeps_answering(
     assert len(lines) <= 5, [r.getMessage() for r in lines]  # a summary, not one per connection
 
 
+def test_a_client_that_stops_reading_is_dropped() -> None:
+    """A response the client never reads does not hold its connection for ever."""
+    import uvicorn
+
+    from lookalike.server.limits import ServeLimits
+    from lookalike.server.runner import make_config
+
+    size = 256 * 2**20
+
+    async def big(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        chunk = b"\0" * 2**20
+        for _ in range(size // len(chunk)):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    limits = ServeLimits(header_timeout=1.0, request_timeout=1.5, queue_seconds=1.0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = make_config(big, host="127.0.0.1", port=port, limits=limits, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            time.sleep(4)  # not reading: the server's writes stall
+            received = 0
+            try:
+                while data := conn.recv(2**20):
+                    received += len(data)
+            except ConnectionResetError:
+                pass
+        assert received < size, "the stalled response was kept open to the end"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
 def test_repeated_warnings_are_summarised() -> None:
     from lookalike.server.runner import RepeatFilter
 
