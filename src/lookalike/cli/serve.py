@@ -99,7 +99,6 @@ def _add_security(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--allow-host",
         action="append",
-        default=[],
         metavar="NAME",
         help="also answer requests for this host name (repeatable; loopback names always; "
         "'*' for any, only with --token)",
@@ -155,7 +154,7 @@ def _access(args: argparse.Namespace) -> AccessPolicy:
     token = args.token if args.token is not None else os.environ.get("LOOKALIKE_TOKEN") or None
     if token == "auto":
         token = secrets.token_urlsafe(24)
-    return AccessPolicy.for_bind(args.host, args.allow_host, token)
+    return AccessPolicy.for_bind(args.host, args.allow_host or (), token)
 
 
 def _limits(args: argparse.Namespace) -> ServeLimits:
