@@ -37,8 +37,11 @@ Needs ``onnx`` and ``onnxruntime`` (``pip install lookalike[onnx]``); never impo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import logging
 import os
 import random
 import tempfile
@@ -376,7 +379,13 @@ def _quantize(data: bytes, batches: Iterator[np.ndarray], settings: Int8Settings
         "percentile": CalibrationMethod.Percentile,
         "entropy": CalibrationMethod.Entropy,
     }
-    with tempfile.TemporaryDirectory(prefix="lookalike-int8-") as tmp:
+    quiet = _Quiet()
+    root = logging.getLogger()
+    root.addFilter(quiet)  # its advice to pre-process: the graph is already optimised
+    with (
+        tempfile.TemporaryDirectory(prefix="lookalike-int8-") as tmp,
+        contextlib.redirect_stdout(io.StringIO()),  # the histogram calibrators print
+    ):
         source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         source.write_bytes(data)
         try:
@@ -397,7 +406,16 @@ def _quantize(data: bytes, batches: Iterator[np.ndarray], settings: Int8Settings
             )
         except Exception as exc:  # onnxruntime raises many types for unsupported graphs
             raise ExportError(f"int8 quantisation failed: {exc}") from exc
+        finally:
+            root.removeFilter(quiet)
         return target.read_bytes()
+
+
+class _Quiet(logging.Filter):
+    """Drops onnxruntime.quantization's advice to run its pre-processing first."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
