@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,8 +36,44 @@ def _data(args: argparse.Namespace) -> LabelledImages | None:
     return data
 
 
+def _is_model_folder(path: str) -> bool:
+    return (Path(path) / "config.json").is_file()
+
+
+def _resolve_model(args: argparse.Namespace) -> None:
+    """Sort the positionals into ``args.model`` and ``args.data``.
+
+    ``eval DATA --model DIR`` (or ``--backbone NAME``) is the form every command shares;
+    the older ``eval MODEL DATA`` keeps working: with two positionals the first is the
+    model, and a lone positional that is a model folder (it holds ``config.json``) is the
+    model too (``eval MODEL --pairs CSV``). Without any model, the default backbone is
+    evaluated.
+
+    Raises:
+        LookalikeError: A model given both as a positional and as an option.
+    """
+    first, second = args.first, args.second
+    named = bool(args.model or args.backbone)
+    if second is not None:
+        if named:
+            raise LookalikeError(
+                f"the model is given twice ({first} and "
+                f"{'--model' if args.model else '--backbone'}): use eval DATA --model DIR"
+            )
+        args.model, args.data = first, second
+    elif first is not None and not named and _is_model_folder(first):
+        args.model, args.data = first, None
+    else:
+        args.data = first
+
+
+def _model_name(source: Any) -> str:
+    return str(source.folder or source.backbone or "the default backbone")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """``lookalike eval``: verification, retrieval and N-way K-shot, beside the baselines."""
+    from lookalike._progress import Phases, done
     from lookalike.data.pairs import PairList
     from lookalike.evaluation.evaluate import (
         EvalConfig,
@@ -47,13 +84,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lookalike.evaluation.report import write_report
     from lookalike.model.device import set_threads
     from lookalike.model.folder import read_config
-    from lookalike.model.network import SiameseModel
     from lookalike.viz.maps import require_method
 
+    started = time.perf_counter()
     require_method(args.map)  # before minutes of evaluation, not after
+    _resolve_model(args)
     options.claim_out_folder(args.out, overwrite=args.overwrite)
     set_threads(args.threads)
-    read_config(args.model)  # a clear error before anything heavy when MODEL is not a folder
+    source = options.model_source(args)
+    if source.folder is not None:
+        read_config(source.folder)  # a clear error before anything heavy when not a folder
+    elif args.calibrate:
+        raise LookalikeError(
+            "--calibrate stores thresholds in a model folder: give --model DIR "
+            "(a backbone has no folder to store them in)"
+        )
     if args.criterion == "far" and args.far is None:
         raise LookalikeError("--criterion far needs --far RATE, e.g. --far 1e-3")
     if args.far is not None and args.criterion != "far":
@@ -76,15 +121,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     pairs = PairList.from_csv(args.pairs) if args.pairs else None
     if data is None and pairs is None:
         raise DataError("give DATA (an identity folder, or --dataset digits|mnist) or --pairs CSV")
-    model = SiameseModel.load(args.model, device=args.device)
-    result = evaluate(model, data, pairs=pairs, config=config)
-    files = write_report(
-        result, args.out, title=f"lookalike eval of {args.model}", map_method=args.map
-    )
+    model = options.load_model(args, source)
+    progress = sys.stderr.isatty()
+    result = evaluate(model, data, pairs=pairs, config=config, progress=progress)
+    with Phases("eval", 1, progress=progress) as phases:
+        phases.start("writing the report (plots, map)")
+        files = write_report(
+            result, args.out, title=f"lookalike eval of {_model_name(source)}", map_method=args.map
+        )
     calibrated = None
-    if args.calibrate:
+    if args.calibrate and source.folder is not None:
         calibrated = calibrated_thresholds(result, config)
-        save_thresholds(args.model, calibrated, criterion=args.criterion)
+        save_thresholds(source.folder, calibrated, criterion=args.criterion)
+    episodes = result.model.episodes.episodes if result.model.episodes else 0
+    done(
+        f"eval: the model and {len(result.baselines)} baseline(s) on {result.pairs} pairs, "
+        f"{result.images} images, {episodes} episodes; report {len(files)} files",
+        time.perf_counter() - started,
+    )
     if args.json:
         report = result.to_dict()
         if calibrated is not None:
@@ -144,10 +198,13 @@ def _print_summary(
 def register(sub: Any) -> None:
     """Add ``eval`` to the sub-command parsers."""
     p = sub.add_parser("eval", help="measure a model beside raw pixels and the frozen backbone")
-    p.add_argument("model", metavar="MODEL", help="a lookalike model folder")
     p.add_argument(
-        "data", metavar="DATA", nargs="?", help="identity folder (root/<identity>/<image>)"
+        "first",
+        metavar="DATA",
+        nargs="?",
+        help="identity folder (root/<identity>/<image>); the older form MODEL DATA still works",
     )
+    p.add_argument("second", nargs="?", help=argparse.SUPPRESS)
     p.add_argument(
         "--dataset",
         default="folder",
@@ -201,5 +258,6 @@ def register(sub: Any) -> None:
         "--frozen-backbone", metavar="NAME", help="pretrained backbone of the frozen baseline"
     )
     p.add_argument("--seed", type=options.seed, default=0, help="seed of pairs and episodes")
+    options.add_model(p)
     options.add_runtime(p)
     p.set_defaults(handler=cmd_eval)

@@ -33,6 +33,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.max_upload_mb <= 0:
         raise LookalikeError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     access, limits = _access(args), _limits(args)
+    _check_port(args.host, args.port)  # before the model loads, in one line
     set_threads(options.threads(args))
     head = None
     if args.head:
@@ -54,6 +55,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
         head.attach_to(app.state.lookalike.model, key=app.state.lookalike.model_key)
     _run(app, args, access, limits)
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """Make sure ``host:port`` can be listened on, as uvicorn will (``SO_REUSEADDR``).
+
+    Raises:
+        LookalikeError: The port is taken or the address is not this machine's, in one line
+            (instead of uvicorn's ``[Errno 98]`` log line after the model has loaded).
+    """
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise LookalikeError(f"--host {host}: not an address of this machine ({exc})") from exc
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise LookalikeError(
+                    f"port {port} is already in use on {host} (another server?): "
+                    f"stop it or choose another --port"
+                ) from exc
+            reason = exc.strerror or type(exc).__name__
+            raise LookalikeError(f"cannot listen on {host}:{port}: {reason}") from exc
 
 
 def register(sub: Any) -> None:

@@ -1,0 +1,158 @@
+"""The command line's face: every sub-command explains itself in ``--help`` with an example,
+and one model option group (``--model DIR`` / ``--backbone NAME``) works everywhere,
+``eval`` and ``serve`` included."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from tests.glyphs import write_identity_folder
+
+from lookalike.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+# --------------------------------------------------------------------------- eval's model
+
+
+@pytest.fixture(scope="module")
+def glyph_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained small CNN model folder (enough to evaluate; fast)."""
+    from lookalike.model.network import SiameseModel
+
+    folder = tmp_path_factory.mktemp("model") / "m"
+    SiameseModel.create("small_cnn", pretrained=False, input_size=28).save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def glyphs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_identity_folder(tmp_path_factory.mktemp("glyphs"), n_ids=4, per_id=5)
+
+
+QUICK = ["--no-baselines", "--episodes", "0", "--n-pairs", "40", "--json"]
+
+
+def _eval(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    assert main(["eval", *argv, *QUICK]) == 0, capsys.readouterr().err
+    report: dict[str, object] = json.loads(capsys.readouterr().out)
+    return report
+
+
+def test_eval_takes_model_option_and_keeps_the_positional_form(
+    glyph_model: Path, glyphs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    new = _eval([str(glyphs), "--model", str(glyph_model), "--out", str(tmp_path / "a")], capsys)
+    old = _eval([str(glyph_model), str(glyphs), "--out", str(tmp_path / "b")], capsys)
+    assert new["roc_auc"] == old["roc_auc"] and new["pairs"] == old["pairs"] == 40
+    assert "eval of " + str(glyph_model) in (tmp_path / "a" / "report.md").read_text()
+
+
+def test_eval_takes_a_backbone(
+    glyphs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [str(glyphs), "--backbone", "small_cnn", "--image-size", "28"]
+    report = _eval([*argv, "--out", str(tmp_path / "r")], capsys)
+    assert report["pairs"] == 40
+    assert "eval of small_cnn" in (tmp_path / "r" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--backbone", "small_cnn", "--calibrate"], "--calibrate stores thresholds"),
+        (["EXTRA", "--backbone", "small_cnn"], "the model is given twice"),
+    ],
+)
+def test_eval_model_mistakes_are_one_line(
+    glyphs: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    expected: str,
+) -> None:
+    argv = [str(glyphs), *extra, "--out", str(tmp_path / "r")]
+    assert main(["eval", *argv]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------- serve --backbone
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve(*argv: str) -> subprocess.Popen[str]:
+    env = {"PYTHONPATH": str(ROOT / "src"), "LOOKALIKE_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "lookalike", "serve", *argv, "--log-level", "warning"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_serve_takes_a_backbone(tmp_path: Path) -> None:
+    port = _free_port()
+    server = _serve(
+        "--backbone", "small_cnn", "--image-size", "28", "--port", str(port),
+        "--data-dir", str(tmp_path / "data"), "--engine", "torch",
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
+                    health = json.loads(r.read())
+                break
+            except OSError:
+                assert server.poll() is None, server.communicate()[1]
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.3)
+        assert health["backbone"] == "small_cnn"
+        assert health["input_size"] == [28, 28]
+    finally:
+        server.terminate()
+        server.communicate(timeout=20)
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        server = _serve(
+            "--backbone", "small_cnn", "--image-size", "28", "--port", str(port),
+            "--data-dir", str(tmp_path / "data"), "--engine", "torch",
+        )  # fmt: skip
+        try:
+            _, err = server.communicate(timeout=90)
+        finally:
+            if server.poll() is None:
+                server.kill()
+    assert server.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"port {port} is already in use" in lines[0], err
+    assert "Errno" not in err
