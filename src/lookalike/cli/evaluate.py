@@ -162,22 +162,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _print_summary(
     result: Any, calibrated: dict[str, float] | None, args: argparse.Namespace
 ) -> None:
+    """The headline figures, each with its sample size and 95 % interval (see report.md)."""
+    from lookalike.evaluation.report import (
+        auc_interval,
+        interval_text,
+        proportion_text,
+        tar_at_far_text,
+    )
+
     def show(name: str, sub: Any) -> None:
         s = sub.summary()
-        parts = [f"{name:<26}"]
+        print(f"{name}:")
         if s["roc_auc"] is not None:
-            parts.append(
-                f"ROC AUC {s['roc_auc']:.4f}  EER {s['eer']:.4f}  "
-                f"accuracy {s['accuracy']:.4f} @ {s['metric']} {s['threshold']:.4f} "
-                f"({s['threshold_source']})"
+            head = sub.headline()
+            n = head.positives + head.negatives
+            metric = s["metric"]
+            auc = auc_interval(
+                sub.pair_scores[metric], sub.pair_labels, higher_is_same=head.higher_is_same
             )
+            print(f"  ROC AUC {interval_text(auc)}  EER {s['eer']:.4f}  ({metric}, {n:,} pairs)")
+            print(
+                f"  accuracy {proportion_text(s['accuracy'], n, unit='pairs')} "
+                f"@ {metric} {s['threshold']:.4f} ({s['threshold_source']})"
+            )
+            for far in head.tar_at_far:
+                print(f"  TAR @ FAR {far} {tar_at_far_text(head, far)}")
         if s["precision_at_1"] is not None:
-            parts.append(f"P@1 {s['precision_at_1']:.4f}  MAP@R {s['map_at_r']:.4f}")
-        if s["n_way_accuracy"] is not None:
-            parts.append(
-                f"{args.ways}-way {args.shots}-shot {s['n_way_accuracy']:.4f}±{s['n_way_ci95']:.4f}"
+            queries = sub.retrieval.queries
+            print(
+                f"  P@1 {proportion_text(s['precision_at_1'], queries, unit='queries')}  "
+                f"MAP@R {s['map_at_r']:.4f}"
             )
-        print("  ".join(parts))
+        if s["n_way_accuracy"] is not None:
+            print(
+                f"  {args.ways}-way {args.shots}-shot {s['n_way_accuracy']:.4f} "
+                f"± {s['n_way_ci95']:.4f} (95 % CI, {sub.episodes.episodes} episodes)"
+            )
 
     print(
         f"{result.pairs} pairs ({result.pair_source}), {result.images} images, "
@@ -192,7 +212,10 @@ def _print_summary(
         print(f"warning: {len(result.skipped)} unreadable image(s) skipped", file=sys.stderr)
     if calibrated is not None:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in calibrated.items())
-        print(f"calibrated thresholds ({args.criterion}) written to {args.model}: {shown}")
+        print(
+            f"calibrated thresholds ({args.criterion}) on {result.pairs:,} pairs written to "
+            f"{args.model}: {shown}"
+        )
 
 
 def register(sub: Any) -> None:

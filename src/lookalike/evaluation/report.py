@@ -1,4 +1,13 @@
-"""The evaluation report: ``metrics.json``, ``report.md`` and its figures, in one folder."""
+"""The evaluation report: ``metrics.json``, ``report.md`` and its figures, in one folder.
+
+Every figure shown carries its sample size and, for the ones a decision rests on, a 95 %
+confidence interval: Wilson intervals for proportions (accuracy on P pairs, TAR on the same
+pairs, precision@1 and recall@K on Q queries; :func:`lookalike.metrics.bootstrap.wilson_interval`)
+and a bootstrap over pairs for ROC AUC (:func:`lookalike.metrics.bootstrap.identity_bootstrap`).
+A TAR at a FAR that the different pairs cannot resolve (fewer than ``1/FAR`` of them) is shown
+as *unresolved*, never as a number. The helpers here (:func:`proportion_text`,
+:func:`auc_interval`, :func:`tar_at_far_text`) are also what ``lookalike eval`` prints.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +19,9 @@ from typing import Any, Literal
 import numpy as np
 
 from lookalike.evaluation.evaluate import EvalResult, SubjectResult
-from lookalike.metrics.verification import roc_curve
+from lookalike.metrics.bootstrap import Interval, identity_bootstrap, weighted_auc, wilson_interval
+from lookalike.metrics.calibration import min_negatives_for
+from lookalike.metrics.verification import VerificationReport, roc_curve
 from lookalike.viz.curves import plot_roc, plot_score_histograms
 from lookalike.viz.maps import plot_embedding_map
 
@@ -32,6 +43,77 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def interval_text(interval: Interval, digits: int = 4) -> str:
+    """``0.9500 (95 % CI 0.888–0.978)``; ``n/a`` for a NaN value."""
+    if not np.isfinite(interval.value):
+        return "n/a"
+    if not (np.isfinite(interval.low) and np.isfinite(interval.high)):
+        return f"{interval.value:.{digits}f}"
+    return (
+        f"{interval.value:.{digits}f} ({interval.level:.0%} CI "
+        f"{interval.low:.3f}–{interval.high:.3f})"
+    ).replace("%", " %", 1)
+
+
+def proportion(value: float | None, n: int) -> Interval | None:
+    """A proportion measured on ``n`` trials with its Wilson interval (``None`` when unmeasured).
+
+    Args:
+        value: The proportion in [0, 1] (``successes / n``), or ``None``/NaN.
+        n: How many trials it was measured on (pairs, queries).
+    """
+    if value is None or not np.isfinite(value) or n <= 0:
+        return None
+    return wilson_interval(min(n, max(0, round(float(value) * n))), n)
+
+
+def proportion_text(value: float | None, n: int, *, unit: str = "") -> str:
+    """``0.9500 (95 % CI 0.888–0.978)``, with `` on 100 pairs`` when ``unit`` is given."""
+    interval = proportion(value, n)
+    text = "n/a" if interval is None else interval_text(interval)
+    return f"{text} on {n:,} {unit}" if unit and interval is not None else text
+
+
+def auc_interval(
+    scores: np.ndarray, labels: np.ndarray, *, higher_is_same: bool = True, rounds: int = 400
+) -> Interval:
+    """ROC AUC of scored pairs with a 95 % bootstrap interval over the pairs.
+
+    Pairs that share identities are not independent, so the true interval is somewhat wider
+    (the pairs' identities are not kept in an :class:`EvalResult`).
+
+    Args:
+        scores: (P,) pair scores.
+        labels: (P,) 1 same, 0 different.
+        higher_is_same: The score's direction (``False`` for distances).
+        rounds: Bootstrap rounds.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    s = s if higher_is_same else -s
+    return identity_bootstrap(s, np.asarray(labels), None, weighted_auc, rounds=rounds)
+
+
+def tar_at_far_text(report: VerificationReport, key: str) -> str:
+    """TAR at the target FAR ``key`` (``"1e-03"``) with its interval, or why it is unresolved.
+
+    With N different pairs the smallest FAR above 0 is 1/N: a target below it is met only by
+    accepting no different pair at all, so its TAR says nothing about that FAR.
+    """
+    value = report.tar_at_far.get(key)
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    if not report.tar_at_far_resolved.get(key, True):
+        need = min_negatives_for(float(key))
+        return f"unresolved (needs ≥ {need:,} different pairs, has {report.negatives:,})"
+    return proportion_text(value, report.positives)
+
+
+def _auc(sub: SubjectResult) -> Interval:
+    labels = sub.pair_labels
+    assert labels is not None  # scored pairs always have labels
+    return auc_interval(sub.pair_scores["cosine"], labels)
+
+
 def _subjects(result: EvalResult) -> list[SubjectResult]:
     return [result.model, *result.baselines.values()]
 
@@ -43,42 +125,53 @@ def _headline_table(result: EvalResult) -> list[str]:
     ]
     if result.pairs:
         best = [s.verification["cosine"]["best"] for s in _subjects(result)]
+        first = best[0]
+        aucs = [_auc(s) for s in _subjects(result)]
         rows += [
-            "| ROC AUC (cosine) | " + " | ".join(_fmt(b.roc_auc) for b in best) + " |",
-            "| EER (cosine) | " + " | ".join(_fmt(b.eer) for b in best) + " |",
+            f"| ROC AUC (cosine; {result.pairs:,} pairs) | "
+            + " | ".join(interval_text(a) for a in aucs)
+            + " |",
+            f"| EER (cosine; {result.pairs:,} pairs) | "
+            + " | ".join(_fmt(b.eer) for b in best)
+            + " |",
         ]
-        for far in best[0].tar_at_far:
+        for far in first.tar_at_far:
             rows.append(
-                f"| TAR @ FAR {far} (cosine) | "
-                + " | ".join(_fmt(b.tar_at_far.get(far)) for b in best)
+                f"| TAR @ FAR {far} (cosine; {first.positives:,} same, "
+                f"{first.negatives:,} different pairs) | "
+                + " | ".join(tar_at_far_text(b, far) for b in best)
                 + " |"
             )
         rows.append(
-            "| best accuracy on these pairs (cosine) | "
-            + " | ".join(_fmt(b.accuracy) for b in best)
+            f"| best accuracy on these {result.pairs:,} pairs (cosine; optimistic) | "
+            + " | ".join(proportion_text(b.accuracy, b.positives + b.negatives) for b in best)
             + " |"
         )
     retrieval = [s.retrieval for s in _subjects(result)]
-    if all(r is not None for r in retrieval):
-        for key, name in (
-            ("precision_at_1", "precision@1"),
-            ("r_precision", "R-precision"),
-            ("map_at_r", "MAP@R"),
-        ):
+    if all(r is not None for r in retrieval) and retrieval[0] is not None:
+        queries = retrieval[0].queries
+        rows.append(
+            f"| precision@1 ({queries:,} queries) | "
+            + " | ".join(proportion_text(r.precision_at_1, r.queries) for r in retrieval if r)
+            + " |"
+        )
+        for key, name in (("r_precision", "R-precision"), ("map_at_r", "MAP@R")):
             rows.append(
-                f"| {name} | " + " | ".join(_fmt(getattr(r, key)) for r in retrieval) + " |"
+                f"| {name} (mean of {queries:,} queries) | "
+                + " | ".join(_fmt(getattr(r, key)) for r in retrieval)
+                + " |"
             )
-        for k in retrieval[0].recall_at_k if retrieval[0] else {}:
+        for k in retrieval[0].recall_at_k:
             rows.append(
-                f"| recall@{k} | "
-                + " | ".join(_fmt(r.recall_at_k[k]) for r in retrieval if r is not None)
+                f"| recall@{k} ({queries:,} queries) | "
+                + " | ".join(proportion_text(r.recall_at_k[k], r.queries) for r in retrieval if r)
                 + " |"
             )
     episodes = [s.episodes for s in _subjects(result)]
     if all(e is not None for e in episodes) and episodes[0] is not None:
         e0 = episodes[0]
         rows.append(
-            f"| {e0.ways}-way {e0.shots}-shot accuracy (± 95% CI, {e0.episodes} episodes) | "
+            f"| {e0.ways}-way {e0.shots}-shot accuracy (± 95 % CI, {e0.episodes} episodes) | "
             + " | ".join(f"{e.accuracy:.4f} ± {e.ci95:.4f}" for e in episodes if e is not None)
             + " |"
         )
@@ -87,7 +180,8 @@ def _headline_table(result: EvalResult) -> list[str]:
 
 def _verification_section(sub: SubjectResult) -> list[str]:
     lines = [
-        "| score | threshold (source) | accuracy | F1 | precision | recall | ROC AUC | EER |",
+        "| score | threshold (source) | accuracy (95 % CI) | F1 | precision | "
+        "recall (95 % CI) | ROC AUC | EER |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for metric, reports in sub.verification.items():
@@ -97,7 +191,8 @@ def _verification_section(sub: SubjectResult) -> list[str]:
                 continue
             lines.append(
                 f"| {SCORE_LABELS[metric]} | {r.threshold:.4f} ({r.threshold_source}) | "
-                f"{_fmt(r.accuracy)} | {_fmt(r.f1)} | {_fmt(r.precision)} | {_fmt(r.recall)} | "
+                f"{proportion_text(r.accuracy, r.positives + r.negatives)} | {_fmt(r.f1)} | "
+                f"{_fmt(r.precision)} | {proportion_text(r.recall, r.positives)} | "
                 f"{_fmt(r.roc_auc)} | {_fmt(r.eer)} |"
             )
     return lines
@@ -127,9 +222,29 @@ def write_report(
     )
     for name, reason in result.unavailable.items():
         md.append(f"\n{LABELS.get(name, name)}: not measured ({reason}).")
-    md += ["", "## Model and baselines", "", *_headline_table(result), ""]
+    md += [
+        "",
+        "## Model and baselines",
+        "",
+        *_headline_table(result),
+        "",
+        "Sample sizes are in each row; brackets hold 95 % confidence intervals (Wilson for "
+        "proportions, a bootstrap over pairs for ROC AUC; pairs that share identities are not "
+        "independent, so the true intervals are somewhat wider). A TAR @ FAR is *unresolved* "
+        "when there are fewer than 1/FAR different pairs: it would only be TAR at FAR 0.",
+        "",
+    ]
     if result.pairs:
-        md += ["## Verification (model)", "", *_verification_section(result.model), ""]
+        counted = result.model.verification["cosine"]["best"]
+        md += [
+            "## Verification (model)",
+            "",
+            f"{counted.positives + counted.negatives:,} pairs: {counted.positives:,} same, "
+            f"{counted.negatives:,} different.",
+            "",
+            *_verification_section(result.model),
+            "",
+        ]
         md.append(
             "`stored` is the threshold saved in the model folder (calibrated on its own "
             "validation data); `best on these pairs` is chosen on the evaluated pairs "
