@@ -23,6 +23,8 @@ FLOORS: dict[str, int] = {
     "errors": 0,
     "_io": 0,
     "_lazy": 0,
+    "_progress": 0,
+    "_limits": 0,
     "_version": 0,
     "__main__": 5,
     "samples": 0,

@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 
 import lookalike.cli as cli
-from lookalike.cli import main, options
-from lookalike.errors import LookalikeError
-from lookalike.inference.limits import (
+from lookalike._limits import (
     MAX_BATCH_SIZE,
     check_batch_size,
     check_threads,
     cpu_cores,
     max_threads,
 )
+from lookalike.cli import main, options
+from lookalike.errors import LookalikeError
 
 OUTPUTS = (options.output_file, options.output_folder)
 
@@ -356,3 +356,19 @@ def test_every_option_has_help_and_shows_its_default(command: str) -> None:
         shown = shown and action.default != argparse.SUPPRESS and action.nargs != 0
         if shown and "default" not in (action.help or ""):
             assert f"(default: {action.default})" in text, (command, action.option_strings)
+
+
+def test_set_threads_checks_before_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``lookalike.model.device.set_threads`` (torch's setter) is bounded like the engines."""
+    import torch
+
+    from lookalike.model.device import set_threads
+
+    def native(n: int) -> None:
+        raise AssertionError(f"torch saw {n} threads")
+
+    monkeypatch.setattr(torch, "set_num_threads", native)
+    with pytest.raises(LookalikeError, match="at most"):
+        set_threads(100_000)
+    with pytest.raises(LookalikeError):
+        set_threads(0)

@@ -30,13 +30,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar
 
-from lookalike.errors import LookalikeError
-from lookalike.inference.limits import (
+from lookalike._limits import (
     MAX_BATCH_SIZE,
     check_threads,
     max_threads,
     threads_reason,
 )
+from lookalike.errors import LookalikeError
 from lookalike.inference.source import ModelSource
 
 if TYPE_CHECKING:
@@ -50,8 +50,10 @@ class CommandLineError(LookalikeError):
     """A mistake on the command line: an unknown option, a missing or invalid value."""
 
 
-class HelpFormatter(argparse.HelpFormatter):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """``--help`` with each option's default appended, ``(default: 32)``.
+
+    Descriptions and epilogs keep their line breaks (the examples are one per line).
 
     Unlike :class:`argparse.ArgumentDefaultsHelpFormatter`, it says nothing for flags (which
     take no value) or options whose default is ``None`` (there is no value to show), nor when
@@ -213,11 +215,11 @@ port = int_in(1, 65535)
 seed = int_in(0, SEED_MAX)
 """A random seed (NumPy's range)."""
 batch_size = int_in(1, MAX_BATCH_SIZE)
-"""Images per forward pass (:data:`lookalike.inference.limits.MAX_BATCH_SIZE`)."""
+"""Images per forward pass (:data:`lookalike._limits.MAX_BATCH_SIZE`)."""
 image_size = int_in(8, MAX_IMAGE_SIZE)
 """A model input side in pixels."""
 thread_count = int_in(1, max_threads(), why=threads_reason())
-"""CPU threads: at most 4 per usable core (:func:`lookalike.inference.limits.max_threads`)."""
+"""CPU threads: at most 4 per usable core (:func:`lookalike._limits.max_threads`)."""
 
 
 # --------------------------------------------------------------------------- output paths
@@ -451,7 +453,7 @@ def threads(args: argparse.Namespace) -> int | None:
     """``--threads``, validated (again, for namespaces not built by the parser).
 
     Raises:
-        LookalikeError: Not from 1 to :func:`~lookalike.inference.limits.max_threads`.
+        LookalikeError: Not from 1 to :func:`~lookalike._limits.max_threads`.
     """
     return check_threads(getattr(args, "threads", None), name="--threads")
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lookalike._limits import check_threads
 from lookalike.errors import ExportError, LookalikeError
 from lookalike.imaging.preprocess import Preprocess
 from lookalike.inference import export as X
 from lookalike.inference.embedder import BaseEmbedder
-from lookalike.inference.limits import check_threads
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -81,7 +81,7 @@ def _session(model: str | bytes, threads: int | None) -> onnxruntime.InferenceSe
     alone too (about 87 vs 72 images/s for mobilenet_v2, batch 32).
 
     Raises:
-        LookalikeError: ``threads`` out of range (see :mod:`lookalike.inference.limits`).
+        LookalikeError: ``threads`` out of range (see :mod:`lookalike._limits`).
     """
     import onnxruntime as ort
 

@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from lookalike._io import sha256_file
+from lookalike._limits import check_threads
 from lookalike.errors import ExportError, LookalikeError, ModelFolderError
 from lookalike.imaging.preprocess import Preprocess
 from lookalike.inference import export as X
 from lookalike.inference.embedder import BaseEmbedder
-from lookalike.inference.limits import check_threads
 from lookalike.inference.onnx_engine import NumpyPairHead, OnnxEmbedder
 from lookalike.inference.source import ModelSource
 from lookalike.inference.torch_engine import TorchEmbedder
@@ -247,7 +247,7 @@ def load_embedder(
             :func:`choose_engine` and the module docstring).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         threads: CPU threads for inference, 1 to
-            :func:`~lookalike.inference.limits.max_threads` (``None``: the engine's default).
+            :func:`~lookalike._limits.max_threads` (``None``: the engine's default).
 
     Returns:
         A :class:`TorchEmbedder` or an :class:`OnnxEmbedder`; its ``key`` is the model key.

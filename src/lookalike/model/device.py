@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from lookalike._limits import check_threads
 from lookalike.errors import LookalikeError
 
 
@@ -34,10 +35,10 @@ def set_threads(threads: int | None) -> None:
     """Set the number of CPU threads torch uses (``None`` leaves the default).
 
     Raises:
-        LookalikeError: ``threads`` is smaller than 1.
+        LookalikeError: ``threads`` is not from 1 to :func:`lookalike._limits.max_threads`
+            (checked before torch sees it).
     """
     if threads is None:
         return
-    if threads < 1:
-        raise LookalikeError(f"--threads must be at least 1, got {threads}")
+    check_threads(threads)
     torch.set_num_threads(threads)

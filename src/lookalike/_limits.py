@@ -3,8 +3,9 @@
 A thread count goes straight to ONNX Runtime or torch, which start that many OS threads:
 ``--threads 100000`` exhausted a machine's process table (ONNX Runtime) or crashed the
 process (torch). So every entry point checks it here first:
-:func:`lookalike.inference.load_embedder`, the ONNX session, and the command line's
-parse-time types (:mod:`lookalike.cli.options`).
+:func:`lookalike.inference.load_embedder`, the ONNX session, torch's
+(:func:`lookalike.model.device.set_threads`), and the command line's parse-time types
+(:mod:`lookalike.cli.options`). It sits on the lowest floor so that all of them can.
 
 The limit follows the machine: at most :data:`THREADS_PER_CORE` threads per usable CPU core
 (the cores this process may run on), and never more than :data:`MAX_THREADS`.
