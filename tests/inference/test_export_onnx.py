@@ -17,10 +17,12 @@ from lookalike.inference import export, standalone
 from lookalike.inference.source import ModelSource
 from lookalike.model.network import SiameseModel
 
-# Run by a fresh interpreter whose path holds no lookalike: it reads the metadata, preprocesses
-# with NumPy as the metadata says, runs both files and writes what it got.
+# Run by a fresh interpreter in which lookalike cannot be imported (blocked before anything
+# runs: the environment may have it installed): it reads the metadata, preprocesses with NumPy
+# as the metadata says, runs both files and writes what it got.
 PLAIN_ORT = r"""
 import json, sys
+sys.modules["lookalike"] = None  # any import of lookalike now fails
 import numpy as np
 import onnxruntime as ort
 
@@ -46,7 +48,7 @@ json.dump(result, open(out_file, "w"))
 def _plain_ort(
     tmp: Path, model_file: Path, head_file: Path | None, batch: np.ndarray
 ) -> dict[str, Any]:
-    """Run the exported files in a subprocess that cannot import lookalike."""
+    """Run the exported files in a subprocess that cannot import lookalike (and checks so)."""
     script, batch_file, out_file = tmp / "run.py", tmp / "batch.npy", tmp / "out.json"
     script.write_text(PLAIN_ORT)
     np.save(batch_file, batch)
