@@ -46,6 +46,18 @@ async (names) => {
 }
 """
 
+EMBED_JS = """
+async (names) => {
+  const api = window.lookalike.api;
+  const out = [];
+  for (const name of names) {
+    const blob = await (await fetch("bench/" + name)).blob();
+    out.push(Array.from(await api.run(blob, name)));
+  }
+  return out;
+}
+"""
+
 PASS_JS = """
 async () => {
   const api = window.lookalike.api;
@@ -73,7 +85,7 @@ async () => {
 
 
 def make_images(folder: Path, count: int) -> list[str]:
-    """``count`` PNG crops (various sizes) of the bundled sample photos."""
+    """``count`` PNG crops (various sizes) of the bundled sample photos, and each as a JPEG."""
     from lookalike.samples import sample_paths
 
     photos = [Image.open(p).convert("RGB") for p in sample_paths().values()]
@@ -85,8 +97,13 @@ def make_images(folder: Path, count: int) -> list[str]:
         left = int(rng.integers(0, max(1, photo.width - w)))
         top = int(rng.integers(0, max(1, photo.height - h)))
         name = f"img{i:02d}.png"
-        photo.crop((left, top, left + w, top + h)).save(folder / name)
+        crop = photo.crop((left, top, left + w, top + h))
+        crop.save(folder / name)
+        crop.save(folder / name.replace(".png", ".jpg"), quality=90)  # for the JPEG agreement
         names.append(name)
+    for k, photo in enumerate(photos):  # large JPEGs: Pillow decodes them at 1/2 to 1/8 size
+        big = photo.resize((photo.width * 3, photo.height * 3), Image.Resampling.BICUBIC)
+        big.save(folder / f"big{k}.jpg", quality=90)
     return names
 
 
@@ -114,6 +131,13 @@ class PythonSide:
             model.append(1000 * (time.perf_counter() - t0))
         return {"end": end, "model": model, "embeddings": embeddings}
 
+    def embed(self, site: Path, names: list[str]) -> list[np.ndarray]:
+        """Embeddings of other files of the site's bench folder."""
+        return [
+            self.embedder.embed_batch(self.embedder.preprocess.load(site / "bench" / n)[None])[0]
+            for n in names
+        ]
+
 
 def measure(site: Path, names: list[str], passes: int) -> dict[str, dict[str, Any]]:
     """Interleaved passes (page, Python 1 thread, Python default), after one warm-up each."""
@@ -140,7 +164,21 @@ def measure(site: Path, names: list[str], passes: int) -> dict[str, dict[str, An
                 if round_:
                     out[key]["end"] += result["end"]
                     out[key]["model"] += result["model"]
+        jpegs = [n.replace(".png", ".jpg") for n in names]
+        big = sorted(p.name for p in (site / "bench").glob("big*.jpg"))
+        out["page"]["jpeg"] = page.evaluate(EMBED_JS, jpegs)
+        out["py1"]["jpeg"] = sides["py1"].embed(site, jpegs)
+        out["page"]["big"] = page.evaluate(EMBED_JS, big)
+        out["py1"]["big"] = sides["py1"].embed(site, big)
     return out
+
+
+def agreement(page: list[Any], python: list[Any]) -> tuple[np.ndarray, float]:
+    """Cosine per image between the page's and Python's embeddings, and the largest
+    difference of one coordinate."""
+    a, b = np.asarray(page, dtype=np.float64), np.asarray(python, dtype=np.float64)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return cos, float(np.abs(a - b).max())
 
 
 def main() -> None:
@@ -173,10 +211,9 @@ def main() -> None:
         f"{browser_end / med(end):.2f} | {browser_model / med(model):.2f} |"
         for name, end, model in rows
     )
-    a = np.asarray(page["embeddings"], dtype=np.float64)
-    b = np.asarray(py1["embeddings"], dtype=np.float64)
-    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    worst_abs = float(np.abs(a - b).max())
+    cos, worst_abs = agreement(page["embeddings"], py1["embeddings"])
+    jpeg_cos, jpeg_abs = agreement(page["jpeg"], py1["jpeg"])
+    big_cos, _ = agreement(page["big"], py1["big"])
     body = f"""
 `{args.backbone}` at 224 px, one image at a time, {args.images} PNG crops of the sample photos
 (160–400 px a side) × {args.passes} passes after a warm-up pass; median milliseconds per image.
@@ -194,7 +231,12 @@ server (no cross-origin isolation: {page["threads"]} WASM thread).
   alone), {browser_end / med(pyn["end"]):.2f}× against Python on its default threads.
 - Agreement, page vs Python embedding of the same image: mean cosine {cos.mean():.7f},
   worst {cos.min():.7f}, largest difference of one coordinate {worst_abs:.1e}
-  ({len(cos)} images; the page's input pixels are Pillow's, bit for bit).
+  ({len(cos)} PNGs; the page's input pixels are Pillow's, bit for bit). The same crops as
+  JPEG (quality 90), where the browser's decoder and Pillow's may differ: mean cosine
+  {jpeg_cos.mean():.7f}, worst {jpeg_cos.min():.7f}, largest difference {jpeg_abs:.1e}.
+  JPEGs over twice the input size ({len(big_cos)} sample photos ×3, about 1350×900), which
+  Pillow decodes with DCT downscaling and the browser at full size: mean cosine
+  {big_cos.mean():.4f}, worst {big_cos.min():.4f}.
 """
     if args.write:
         write_section("bench_browser_embed", "The static page: embedding in the browser", body)
