@@ -156,3 +156,65 @@ def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and f"port {port} is already in use" in lines[0], err
     assert "Errno" not in err
+
+
+# --------------------------------------------------------------------------- --help
+
+
+def test_every_subcommand_has_a_description_and_examples_that_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+
+    monkeypatch.chdir(tmp_path)  # examples name relative outputs, checked while parsing
+    commands = _subcommands()
+    assert len(commands) >= 16
+    for name, parser in commands.items():
+        description = parser.description or ""
+        sentences = [s for s in description.replace("\n", " ").split(". ") if s.strip()]
+        assert description and 1 <= len(sentences) <= 3, (name, description)
+        text = parser.format_help()
+        assert description.splitlines()[0] in text, name
+        assert "examples:\n  lookalike " + name in text, (name, parser.epilog)
+        examples = [
+            line.split("#")[0].strip()
+            for line in (parser.epilog or "").splitlines()
+            if line.strip().startswith("lookalike ")
+        ]
+        assert examples, name
+        for example in examples:
+            argv = shlex.split(example)[1:]
+            args = build_parser().parse_args(argv)  # a wrong example raises here
+            assert args.command == name, example
+
+
+def test_help_keeps_defaults_and_line_breaks(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "(default: 2000)" in text  # --n-pairs: options.HelpFormatter still adds defaults
+    assert "\nexamples:\n  lookalike eval photos-by-person/ --model my-model" in text
+    assert "--model DIR" in text and "--backbone NAME" in text
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "lookalike COMMAND --help" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["compare", "eval", "serve", "explain", "train-head"])
+def test_one_model_option_group(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--model`` and ``--backbone`` mean the same on every command that loads a model."""
+    from lookalike.cli import options
+
+    monkeypatch.chdir(tmp_path)
+
+    positionals = {"compare": ["a", "b"], "explain": ["a", "b", "--out", "x.png"]}
+    extra = {"eval": ["data", "--out", "r"], "train-head": ["p.csv", "--out", "m"]}
+    argv = [command, *positionals.get(command, []), *extra.get(command, [])]
+    args = build_parser().parse_args([*argv, "--backbone", "small_cnn", "--image-size", "28"])
+    source = options.model_source(args)
+    assert (source.backbone, source.folder, source.image_size) == ("small_cnn", None, 28)
+    args = build_parser().parse_args([*argv, "--model", "some-folder"])
+    assert options.model_source(args).folder is not None

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from lookalike._version import __version__
-from lookalike.cli import compare, evaluate, explain, export, index, models, serve, train
+from lookalike.cli import compare, evaluate, explain, export, helptext, index, models, serve, train
 from lookalike.cli import map as map_
 from lookalike.cli.options import Parser
 from lookalike.errors import LookalikeError
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for command in (compare, models, train, evaluate, serve, explain, map_, index, export):
         command.register(sub)
+    helptext.describe(parser, sub.choices)
     return parser
 
 
