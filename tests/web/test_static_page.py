@@ -176,6 +176,14 @@ def test_compare_label_train_download_round_trip(
     assert python["metric"] == "probability" and python["threshold"] == 0.5
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "static-page-trained.png"), full_page=True)
+
+    # A reload keeps the labelled pairs and the trained head (IndexedDB, this browser only).
+    page.reload()
+    page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
+    page.wait_for_function("document.querySelectorAll('#pairs li').length === 10")
+    assert "with a trained pair head" in page.inner_text("#model-info")
+    choose_pair(page, c1, c2)
+    assert page_probability(page) == pytest.approx(p_page, abs=1e-6)
     assert problems == []
 
 

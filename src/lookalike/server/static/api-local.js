@@ -63,6 +63,40 @@
     return { same: null, threshold: null, metric: null };
   }
 
+  // What the tab has done survives a reload: the labelled pairs (their image files) and the
+  // trained head (as a head file), in IndexedDB under the model key. Where IndexedDB is not
+  // available (some private modes) the page works as before, without it.
+  const saved = {
+    db: null,
+    async open() {
+      if (!root.indexedDB) return null;
+      if (!this.db) {
+        this.db = new Promise((resolve) => {
+          const request = root.indexedDB.open("lookalike-page", 1);
+          request.onupgradeneeded = () => request.result.createObjectStore("models");
+          request.onsuccess = () => resolve(request.result);
+          request.onerror = () => resolve(null);
+        });
+      }
+      return this.db;
+    },
+    async run(mode, work) {
+      const db = await this.open();
+      if (!db) return undefined;
+      return new Promise((resolve) => {
+        const request = work(db.transaction("models", mode).objectStore("models"));
+        request.onsuccess = () => resolve(request.result);
+        request.onerror = () => resolve(undefined);
+      });
+    },
+    get(key) {
+      return this.run("readonly", (store) => store.get(key));
+    },
+    put(key, value) {
+      return this.run("readwrite", (store) => store.put(value, key));
+    },
+  };
+
   function headModel(tf, config) {
     const model = tf.sequential();
     config.hidden.forEach((units, i) => {
@@ -108,7 +142,32 @@
         const buffer = await (await fetch(new URL(site.head, base))).arrayBuffer();
         api.useHead(root.LookalikeHeadFile.parse(buffer, site.head));
       }
+      await api.restore();
       return api;
+    }
+
+    // The pairs and head this browser kept for this model (see `saved`).
+    async restore() {
+      const record = await saved.get(this.site.model_key);
+      if (!record) return;
+      for (const pair of record.pairs || []) {
+        const { id, label, a, b } = pair;
+        this.pairs.push({ id, label, a, b, a_url: URL.createObjectURL(a), b_url: URL.createObjectURL(b) });
+      }
+      this.nextPair = record.nextPair || this.pairs.length + 1;
+      if (record.head) {
+        try {
+          this.useHead(root.LookalikeHeadFile.parse(record.head, "the saved head"));
+        } catch (_) {
+          // an unreadable saved head is forgotten; the page's own head (if any) stays
+        }
+      }
+    }
+
+    async save() {
+      const pairs = this.pairs.map(({ id, label, a, b }) => ({ id, label, a, b }));
+      const head = this.head ? await this.headBlob().arrayBuffer() : null;
+      await saved.put(this.site.model_key, { pairs, nextPair: this.nextPair, head });
     }
 
     async health() {
@@ -186,6 +245,7 @@
       await Promise.all([this.embed(a), this.embed(b)]); // refuses what cannot be decoded
       const id = String(this.nextPair++);
       this.pairs.push({ id, label, a, b, a_url: URL.createObjectURL(a), b_url: URL.createObjectURL(b) });
+      await this.save();
     }
 
     async listPairs() {
@@ -199,6 +259,7 @@
       URL.revokeObjectURL(pair.a_url);
       URL.revokeObjectURL(pair.b_url);
       this.pairs = this.pairs.filter((p) => p !== pair);
+      await this.save();
     }
 
     // -- the head: train, use, load, download -------------------------------------------------
@@ -251,6 +312,7 @@
           metrics: { head_train_accuracy: accuracy, head_pairs: pairs.length, head_losses: losses },
           how: `few-shot pair head trained in the browser (TensorFlow.js) on ${pairs.length} labelled pairs`,
         };
+        await this.save();
         return {
           state: "succeeded",
           step: steps,
@@ -294,10 +356,16 @@
         );
       }
       this.useHead(head);
+      await this.save();
     }
 
     async download() {
       if (!this.head) throw new Error("no pair head yet: label pairs and train one first");
+      return { blob: this.headBlob(), filename: "lookalike-head.safetensors" };
+    }
+
+    // The current head as a head file (lookalike.model.head_file), a Blob.
+    headBlob() {
       const tf = root.tf;
       const dense = this.head.model.layers.filter((layer) => layer.getClassName() === "Dense");
       const widths = [this.head.config.embedding_dim, ...this.head.config.hidden, 1];
@@ -306,7 +374,7 @@
         const weight = tf.tidy(() => kernel.transpose().dataSync().slice());
         return { out: widths[i + 1], in: widths[i], weight: Float32Array.from(weight), bias: Float32Array.from(bias.dataSync()) };
       });
-      const blob = root.LookalikeHeadFile.build({
+      return root.LookalikeHeadFile.build({
         modelKey: this.site.model_key,
         config: this.head.config,
         layers,
@@ -314,7 +382,6 @@
         metrics: this.head.metrics,
         how: this.head.how,
       });
-      return { blob, filename: "lookalike-head.safetensors" };
     }
   }
 
