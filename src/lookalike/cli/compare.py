@@ -25,6 +25,14 @@ def _print_comparison(result: Any, model: Any) -> None:
     else:
         print(f"P(same):            {result.probability:.4f}")
     print(f"decision:           {_decision(result, model)}")
+    _print_warnings(result.warnings)
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    """Out-of-domain warnings on stderr, one ``warning:`` line each (stdout stays the answer)."""
+    sys.stdout.flush()
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _decision(result: Any, model: Any) -> str:
@@ -101,6 +109,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 )
         for number, reason in scores.skipped:
             print(f"skipped row {number}: {reason}", file=sys.stderr)
+        _print_warnings(list(dict.fromkeys(w for c in scores.comparisons for w in c.warnings)))
         print(
             f"scored {len(scores.comparisons)} pairs -> {out}"
             + (f" ({len(scores.skipped)} skipped)" if scores.skipped else "")

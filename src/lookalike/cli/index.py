@@ -145,6 +145,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise LookalikeError(f"cannot read query image {shown_path(path)}: {reason}")
         results = index.search(embedded.embeddings, args.k)
         size = len(index)
+        flagged = _query_warnings(embedder, embedded.embeddings, args.queries)
         if args.grid:
             from lookalike.viz.grids import plot_retrieval_grid
 
@@ -152,11 +153,16 @@ def cmd_search(args: argparse.Namespace) -> int:
             plot_retrieval_grid(args.queries, rows, args.grid)
     if args.json:
         payload = [
-            {"query": shown_path(q), "hits": _hits_json(hits)}
-            for q, hits in zip(args.queries, results, strict=True)
+            {"query": shown_path(q), "hits": _hits_json(hits), "warnings": flagged.get(i, [])}
+            for i, (q, hits) in enumerate(zip(args.queries, results, strict=True))
         ]
-        print(json.dumps({"results": payload, "index_size": size}))
+        every = [w for i in sorted(flagged) for w in flagged[i]]
+        print(json.dumps({"results": payload, "index_size": size, "warnings": every}))
         return 0
+    sys.stdout.flush()
+    for i in sorted(flagged):
+        for warning in flagged[i]:
+            print(f"warning: {warning}", file=sys.stderr)
     for query, hits in zip(args.queries, results, strict=True):
         print(shown_path(query))
         for rank, hit in enumerate(hits, 1):
@@ -164,6 +170,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.grid:
         print(f"grid: {args.grid}")
     return 0
+
+
+def _query_warnings(embedder: Any, embeddings: Any, queries: list[str]) -> dict[int, list[str]]:
+    """Out-of-domain warnings by query row (none for models without a domain record)."""
+    from lookalike.inference.domain import flag_inputs
+
+    flagged: dict[int, list[str]] = {}
+    for row, warning in flag_inputs(embedder, embeddings, [shown_path(q) for q in queries]):
+        flagged.setdefault(row, []).append(warning)
+    return flagged
 
 
 def _dedup_threshold(embedder: Any, given: float | None) -> tuple[float, str]:

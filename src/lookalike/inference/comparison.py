@@ -10,13 +10,14 @@ many files is :func:`lookalike.inference.pipeline.embed_files`.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from lookalike.data.pairs import read_pairs_csv
 from lookalike.imaging.images import ImageSource
+from lookalike.inference.domain import domain_warnings, flag_inputs
 from lookalike.inference.embedder import Embedder
 from lookalike.inference.pipeline import embed_files
 from lookalike.metrics.distances import Score, cosine_similarity, euclidean_distance
@@ -37,6 +38,9 @@ class Comparison:
         threshold: The threshold used, and ``metric`` what it applies to (``"probability"``,
             ``"cosine"``, ``"euclidean"``, or :data:`NEAR_DUPLICATE`: cosine, at the
             threshold for the same picture after edits; see :func:`decide`).
+        warnings: Inputs that look unlike the images the model was trained on, one line
+            each (:func:`lookalike.inference.domain.domain_warnings`): the scores and the
+            verdict may mean nothing for them. Empty for models without a domain record.
     """
 
     cosine: float
@@ -45,6 +49,7 @@ class Comparison:
     same: bool | None = None
     threshold: float | None = None
     metric: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""
@@ -149,7 +154,14 @@ def compare(a: ImageSource, b: ImageSource, model: Embedder | None = None) -> Co
 
         model = load_embedder()
     emb = model.embed([a, b])
-    return _comparison(model, emb[:1], emb[1:])[0]
+    result = _comparison(model, emb[:1], emb[1:])[0]
+    names = [_name(a, "image A"), _name(b, "image B")]
+    return replace(result, warnings=domain_warnings(model, emb, names))
+
+
+def _name(source: ImageSource, default: str) -> str:
+    """What to call an input in a warning: its path as given, else ``default``."""
+    return os.fspath(source) if isinstance(source, str | os.PathLike) else default
 
 
 @dataclass
@@ -193,7 +205,13 @@ def score_pairs(
         keep_a.append(index[a])
         keep_b.append(index[b])
     if keep_a:
-        result.comparisons = _comparison(
-            model, embedded.embeddings[keep_a], embedded.embeddings[keep_b]
-        )
+        comparisons = _comparison(model, embedded.embeddings[keep_a], embedded.embeddings[keep_b])
+        flagged = {
+            embedded.paths[row]: warning
+            for row, warning in flag_inputs(model, embedded.embeddings, embedded.paths)
+        }
+        result.comparisons = [
+            replace(c, warnings=[flagged[p] for p in pair if p in flagged])
+            for c, pair in zip(comparisons, result.pairs, strict=True)
+        ]
     return result

@@ -22,6 +22,7 @@ import numpy as np
 
 from lookalike.imaging.images import ImageSource
 from lookalike.imaging.preprocess import Preprocess
+from lookalike.model.domain import DomainRecord
 
 __all__ = ["BaseEmbedder", "EmbedBatch", "Embedder"]
 
@@ -66,10 +67,13 @@ class BaseEmbedder(ABC):
         engine: ``"torch"`` or ``"onnx"``.
         device: Where it runs (``"cpu"``, ``"cuda:0"``, ...).
         key: The model's cache key (:mod:`lookalike.inference.export`), ``None`` when it has none.
+        domain: Statistics of the model's training embeddings (from its card), ``None`` when
+            unknown; :func:`lookalike.inference.domain.domain_warnings` reads it.
         preprocess, thresholds, embedding_dim: As in :class:`Embedder`.
     """
 
     engine: str = ""
+    domain: DomainRecord | None = None
 
     def __init__(
         self,

@@ -262,14 +262,14 @@ def load_embedder(
     choice = choose_engine(engine, device)
     plan = _plan(source)
     if choice == "onnx-int8":
-        return _int8_embedder(source, plan, model, module, threads, calibration)
+        return _with_domain(_int8_embedder(source, plan, model, module, threads, calibration), plan)
     if choice == "onnx" and plan.key is not None and plan.preprocess is not None:
         cached = X.cache_path(plan.key)
         if cached.is_file():
             try:
                 folder, card = plan.folder, plan.card
                 head = _head_from_folder(folder, card) if folder and card else None
-                return OnnxEmbedder.open(
+                cached_embedder = OnnxEmbedder.open(
                     cached,
                     plan.preprocess,
                     threads=threads,
@@ -278,6 +278,7 @@ def load_embedder(
                     thresholds=plan.thresholds,
                     head=head,
                 )
+                return _with_domain(cached_embedder, plan)
             except LookalikeError:
                 pass  # corrupt or stale: rebuilt and exported again below
     if model is None:
@@ -288,9 +289,10 @@ def load_embedder(
         key = _pretrained_key(plan.name, model.feature_dim, model.weights_sha256, model.preprocess)
     if choice == "onnx" and (key is not None or engine == "onnx"):
         try:
-            return OnnxEmbedder.from_model(
+            exported = OnnxEmbedder.from_model(
                 model, key=key, cache=key is not None, threads=threads, name=plan.name
             )
+            return _with_domain(exported, plan)
         except ExportError as exc:
             if engine == "onnx":
                 raise
@@ -298,7 +300,14 @@ def load_embedder(
     from lookalike.model.device import set_threads
 
     set_threads(threads)
-    return TorchEmbedder(model.to_device(device), name=plan.name, key=key)
+    return _with_domain(TorchEmbedder(model.to_device(device), name=plan.name, key=key), plan)
+
+
+def _with_domain(embedder: BaseEmbedder, plan: _Plan) -> BaseEmbedder:
+    """The engine, carrying the domain record of the folder's card (see inference.domain)."""
+    if plan.card is not None:
+        embedder.domain = plan.card.domain
+    return embedder
 
 
 def _int8_embedder(

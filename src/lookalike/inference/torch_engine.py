@@ -33,6 +33,7 @@ class TorchEmbedder(BaseEmbedder):
             key=key,
         )
         self.model = model
+        self.domain = model.domain  # the training embeddings' statistics, if recorded
 
     def embed_batch(self, batch: np.ndarray) -> np.ndarray:
         """Embed one preprocessed batch (N, C, H, W) to float32 (N, D)."""

@@ -35,6 +35,7 @@ from lookalike._version import __version__
 from lookalike.errors import BackboneError, ModelFolderError
 from lookalike.imaging.preprocess import MAX_INPUT_SIDE, Preprocess
 from lookalike.model.backbones.specs import find_spec
+from lookalike.model.domain import DomainRecord
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -91,6 +92,7 @@ _KNOWN = (
     "thresholds",
     "metrics",
     "provenance",
+    "domain",
 )
 
 
@@ -135,6 +137,9 @@ class ModelCard:
         thresholds: Calibrated decision thresholds by score name (``{"cosine": 0.8}``).
         metrics: Evaluation figures recorded with the model.
         provenance: How and when the model was made and saved.
+        domain: Statistics of the training embeddings, to tell when an input falls outside
+            the domain the model was trained on (:mod:`lookalike.model.domain`); ``None`` for
+            models saved without them (older folders, plain pretrained backbones).
         format: Always :data:`FORMAT`.
         format_version: The schema version the card was written with.
         extra: Keys of the JSON this lookalike does not know; written back unchanged.
@@ -152,6 +157,7 @@ class ModelCard:
     thresholds: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    domain: DomainRecord | None = None
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
@@ -232,6 +238,7 @@ class ModelCard:
             thresholds=read.thresholds(),
             metrics=read.mapping("metrics"),
             provenance=read.mapping("provenance"),
+            domain=read.domain(embedding_dim),
             format=FORMAT,
             format_version=version,
             extra={k: v for k, v in data.items() if k not in _KNOWN},
@@ -253,6 +260,7 @@ class ModelCard:
             "thresholds": dict(self.thresholds),
             "metrics": dict(self.metrics),
             "provenance": dict(self.provenance),
+            **({} if self.domain is None else {"domain": self.domain.to_dict()}),
             **self.extra,
         }
 
@@ -434,6 +442,15 @@ class _Reader:
         if not sha_ok or not custom_ok:
             raise self.error("backbone_weights", expected)
         return BackboneWeights(value["stored"], sha, custom)
+
+    def domain(self, embedding_dim: int) -> DomainRecord | None:
+        value = self._get("domain", None)
+        if value is None:
+            return None
+        try:
+            return DomainRecord.from_dict(value, embedding_dim)
+        except ValueError as exc:
+            raise self.error("domain", str(exc)) from exc
 
     def thresholds(self) -> dict[str, float]:
         value = self.mapping("thresholds")

@@ -23,6 +23,7 @@ from lookalike.imaging.preprocess import Preprocess
 from lookalike.model.backbones import DEFAULT_BACKBONE, Backbone, build_backbone
 from lookalike.model.card import BackboneWeights, ModelCard
 from lookalike.model.device import resolve_device
+from lookalike.model.domain import DomainRecord
 from lookalike.model.folder import (
     TENSORS_FILE,
     check_tensors,
@@ -77,6 +78,7 @@ class SiameseModel(nn.Module):
         self.thresholds: dict[str, float] = {}
         self.metrics: dict[str, Any] = {}
         self.provenance: dict[str, Any] = {}
+        self.domain: DomainRecord | None = None  # statistics of the training embeddings
         self.eval()
 
     # -- construction ---------------------------------------------------------------------------
@@ -285,7 +287,12 @@ class SiameseModel(nn.Module):
             thresholds=dict(self.thresholds),
             metrics=dict(self.metrics),
             provenance=dict(self.provenance),
+            domain=self.domain if self._domain_fits() else None,
         )
+
+    def _domain_fits(self) -> bool:
+        """The domain record is for embeddings of this model's size (not stale)."""
+        return self.domain is not None and self.domain.dim == self.embedding_dim
 
     @classmethod
     def from_card(cls, card: ModelCard, *, module: nn.Module | None = None) -> SiameseModel:
@@ -344,6 +351,7 @@ class SiameseModel(nn.Module):
         model.thresholds = dict(card.thresholds)
         model.metrics = dict(card.metrics)
         model.provenance = dict(card.provenance)
+        model.domain = card.domain
         return model.eval()
 
     custom_class: str | None = None

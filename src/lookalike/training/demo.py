@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from lookalike.data.augment import Augment
 from lookalike.data.decode import decode_all, normalize
@@ -23,6 +24,7 @@ from lookalike.metrics.calibration import Threshold, accuracy_at
 from lookalike.metrics.distances import cosine_similarity, euclidean_distance
 from lookalike.model.network import SiameseModel
 from lookalike.training.config import TrainConfig, TrainData
+from lookalike.training.domain import record_domain
 from lookalike.training.recipes import write_history
 from lookalike.training.trainer import Trainer, TrainResult
 from lookalike.viz.maps import plot_embedding_map
@@ -115,6 +117,15 @@ def run_demo(
     threshold = model.thresholds["cosine"]
     accuracy = accuracy_at(cos, y, Threshold(threshold, True, 0.0))
     model.metrics.update({"demo_test_pair_accuracy": accuracy, "demo_test_pairs": len(y)})
+    held_out = torch.cat([decoded[1].pixels, test.pixels])  # validation and test digits
+    record_domain(
+        model,
+        train.pixels,
+        held_out,
+        seed=seed,
+        source="handwritten digits",
+        limits=(len(train.pixels), len(held_out)),  # all of them: the demo's data is small
+    )
     model.save(out / "model")
     files.append(
         plot_embedding_map(

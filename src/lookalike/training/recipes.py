@@ -32,6 +32,7 @@ from lookalike.metrics.calibration import best_accuracy_threshold
 from lookalike.model.network import SiameseModel
 from lookalike.training.checkpoint import EpochRecord
 from lookalike.training.config import TrainConfig, TrainData
+from lookalike.training.domain import record_domain
 from lookalike.training.guard import ALPHAS, guard, interpolate
 from lookalike.training.trainer import Trainer, TrainResult
 from lookalike.training.validation import PairValidator
@@ -274,6 +275,7 @@ def train_model(
         "guard": None if result.guard is None else result.guard.reason,
         "refit": result.refit,
     }
+    _record_domain(result, train, val, cfg.seed, say)
     result.model.save(out_dir)
     write_history(result)
     return result
@@ -402,3 +404,16 @@ def write_history(result: TrainResult) -> list[Path]:
         writer.writeheader()
         writer.writerows(rows)
     return [work / "history.json", work / "history.csv", *plot_history(result.history, work)]
+
+
+def _record_domain(
+    result: TrainResult, train: TrainData, val: TrainData, seed: int, say: Callable[[str], None]
+) -> None:
+    """Store the statistics of the kept model's training embeddings (its domain) with it.
+
+    The false-alarm rate is measured on the validation images, unless they were trained on
+    (a refit) or share the training images (pair data, split by pair).
+    """
+    say("domain: statistics of the training embeddings, to flag inputs unlike them")
+    held = None if result.refit or val.labels is None else val.pixels
+    record_domain(result.model, train.pixels, held, seed=seed)
