@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -316,14 +317,21 @@ def _undo(args: argparse.Namespace) -> int:
 
 def cmd_calibrate_dedup(args: argparse.Namespace) -> int:
     """``lookalike calibrate-dedup``: choose and store a model's near-duplicate threshold."""
+    from lookalike._progress import done
     from lookalike.dedup.calibrate import calibrate_dedup_threshold, offline_photos
     from lookalike.model.folder import update_config
 
+    started = time.perf_counter()
     if not args.model:
         raise LookalikeError("calibrate-dedup stores the threshold in a model folder: --model DIR")
     embedder, _ = _embedder(args)
+    photos = offline_photos()
     result = calibrate_dedup_threshold(
-        embedder, offline_photos(), edits_per_photo=args.edits, seed=args.seed
+        embedder,
+        photos,
+        edits_per_photo=args.edits,
+        seed=args.seed,
+        progress=sys.stderr.isatty(),
     )
     update_config(
         args.model,
@@ -334,6 +342,11 @@ def cmd_calibrate_dedup(args: argparse.Namespace) -> int:
         f"dedup threshold {result.threshold:.4f} stored in {args.model} "
         f"(precision {result.precision:.4f}, recall {result.recall:.4f} on "
         f"{len(result.positive_scores)} edited and {len(result.negative_scores)} distinct pairs)"
+    )
+    done(
+        f"calibrate-dedup: {len(photos)} photos, {len(result.positive_scores)} edited copies, "
+        f"{len(result.positive_scores) + len(result.negative_scores)} pairs scored",
+        time.perf_counter() - started,
     )
     return 0
 

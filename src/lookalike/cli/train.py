@@ -6,6 +6,7 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,13 @@ def _json_arg(text: str | None, flag: str) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``lookalike train``: train a model folder from an identity folder or a pairs CSV."""
+    from lookalike._progress import done
     from lookalike.data.augment import Augment
     from lookalike.model.device import set_threads
     from lookalike.training.config import TrainConfig
     from lookalike.training.recipes import ModelSpec, load_dataset, train_model
 
+    started = time.perf_counter()
     set_threads(args.threads)
     if not args.resume:  # a resumed run continues in its own folder
         options.claim_out_folder(args.out, overwrite=args.overwrite)
@@ -113,6 +116,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     _print_summary(result, args.out)
     return 0
 
+    after = ", ".join(f"{k} {v:.1f} s" for k, v in result.phase_seconds.items())
+    final = result.final
+    validated = "" if final is None else f", validated on {final.pairs} pairs"
+    done(
+        f"train: {result.history[-1].epoch} epochs{validated}; after the epochs "
+        f"{sum(result.phase_seconds.values()):.1f} s ({after}); total",
+        time.perf_counter() - started,
+    )
 
 def _print_epoch(record: Any) -> None:
     """One line per epoch: loss, validation accuracy with its interval, time."""
@@ -197,6 +208,11 @@ def cmd_train_head(args: argparse.Namespace) -> int:
             f"(cosine threshold from the same training pairs: {report.cosine_holdout_accuracy:.4f})"
         )
     print(f"model folder: {args.out}")
+    images = len({*map(str, pairs.a), *map(str, pairs.b)})
+    done(
+        f"train-head: {len(pairs.labels)} pairs ({images} images), {args.steps} steps",
+        time.perf_counter() - started,
+    )
     return 0
 
 
@@ -206,9 +222,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from lookalike.training.demo import run_demo
 
     set_threads(args.threads)
+    from lookalike._progress import done
     result = run_demo(
         args.out, data_dir=args.data_dir, seed=args.seed, progress=sys.stderr.isatty()
     )
+    started = time.perf_counter()
     print(f"pair accuracy: {result.pair_accuracy:.4f}")
     print(
         f"  on {result.test_pairs} held-out test pairs of {result.dataset}; cosine threshold "
@@ -221,6 +239,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  best epoch {result.train.best_epoch}, wall time {result.seconds:.1f} s")
     print("files written:")
     for path in result.files:
+        progress=sys.stderr.isatty(),
         print(f"  {path}")
     print(f"try: lookalike compare A.png B.png --model {Path(args.out) / 'model'}")
     return 0

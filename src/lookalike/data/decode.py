@@ -59,7 +59,7 @@ def decode_all(
     Args:
         data: The images.
         preprocess: Gives the input size, channel count and resize mode.
-        progress: Show a tqdm progress bar.
+        progress: Show a "decoding" bar (on a terminal only, :func:`lookalike._progress.bar`).
 
     Returns:
         The decoded images; ``skipped`` names every image that could not be read.
@@ -67,14 +67,14 @@ def decode_all(
     Raises:
         DataError: No image could be read (the message quotes the first failure).
     """
-    from tqdm import tqdm
+    from lookalike._progress import bar
 
     mode: Literal["RGB", "L"] = "L" if preprocess.channels == 1 else "RGB"
     height, width = preprocess.input_size
     pixels = torch.empty((len(data), preprocess.channels, height, width), dtype=torch.uint8)
     good: list[int] = []
     skipped: dict[str, str] = {}
-    for i, source in enumerate(tqdm(data.sources, unit="img", disable=not progress, leave=False)):
+    for i, source in enumerate(bar(data.sources, desc="decoding", unit="img", progress=progress)):
         try:
             image = load_image(source, mode=mode, draft_size=(width, height))
         except ImageError as exc:

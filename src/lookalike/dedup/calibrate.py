@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from lookalike._progress import bar, embed_chunks
 from lookalike.dedup.edits import EDIT_KINDS, near_duplicate
 from lookalike.errors import LookalikeError
 from lookalike.imaging.images import ImageSource, load_image
@@ -174,6 +175,7 @@ def calibrate_dedup_threshold(
     max_edits: int = 3,
     target_recall: float | None = None,
     batch_size: int = 32,
+    progress: bool = False,
 ) -> DedupCalibration:
     """Choose a cosine threshold for near duplicates from edited copies of distinct photos.
 
@@ -193,6 +195,7 @@ def calibrate_dedup_threshold(
         max_edits: Most edits combined in one copy.
         target_recall: If given, in (0, 1]: choose for this recall instead of accuracy.
         batch_size: Images per forward pass.
+        progress: Bars for making the edited copies and for embedding (on a terminal only).
 
     Returns:
         The threshold with its precision and recall on these pairs, and the scores.
@@ -210,7 +213,8 @@ def calibrate_dedup_threshold(
     owner: list[int] = []
     is_edit: list[bool] = []
     edits: list[str] = []
-    for p, photo in enumerate(photos):
+    making = bar(photos, desc="calibrate-dedup: editing", unit="photo", progress=progress)
+    for p, photo in enumerate(making):
         original = load_image(photo)
         images.append(original)
         owner.append(p)
@@ -221,7 +225,14 @@ def calibrate_dedup_threshold(
             owner.append(p)
             is_edit.append(True)
             edits.append(copy.description)
-    emb = unit_rows(np.asarray(embedder.embed(images, batch_size=batch_size), dtype=np.float32))
+    emb = embed_chunks(
+        embedder,
+        images,
+        batch_size=batch_size,
+        desc="calibrate-dedup: embedding",
+        progress=progress,
+    )
+    emb = unit_rows(emb.astype(np.float32, copy=False))
     who, edited = np.asarray(owner), np.asarray(is_edit)
     originals = {p: i for i, p in enumerate(owner) if not is_edit[i]}
     edit_rows = np.flatnonzero(edited)

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from lookalike._progress import Phases, map_chunks
 from lookalike.data.decode import DecodedImages, decode_all, normalize, raw_pixel_vectors
 from lookalike.data.labelled import LabelledImages
 from lookalike.data.pairs import PairList, make_pairs
@@ -219,7 +220,11 @@ class _Images:
 
 
 def _decode(
-    data: LabelledImages | None, pairs: PairList | None, model: SiameseModel, cfg: EvalConfig
+    data: LabelledImages | None,
+    pairs: PairList | None,
+    model: SiameseModel,
+    cfg: EvalConfig,
+    progress: bool = False,
 ) -> tuple[_Images, str]:
     """Decode identity images and pair images once, and build the pair index."""
     sources: list[Any] = []
@@ -238,7 +243,7 @@ def _decode(
     holder = LabelledImages(
         sources, np.asarray(labels, dtype=np.int64), [*classes, "<pair images>"]
     )
-    decoded = decode_all(holder, model.preprocess)
+    decoded = decode_all(holder, model.preprocess, progress=progress)
     decoded.classes = classes
     kept = [str(s) for s in decoded.kept.sources]
     n_kept_identity = int(np.count_nonzero(decoded.labels.numpy() != pair_class))
@@ -265,15 +270,20 @@ def _decode(
     return _Images(decoded, n_kept_identity, (i, j, y)), "seeded balanced pairs"
 
 
-def _embed(model: SiameseModel, pixels: torch.Tensor, batch_size: int) -> np.ndarray:
-    """Embeddings (N, D) of decoded uint8 pixels (N, C, H, W), in batches."""
-    chunks = [
-        model.embed(
-            normalize(pixels[s : s + batch_size], model.preprocess).numpy(), batch_size=batch_size
-        )
-        for s in range(0, len(pixels), batch_size)
-    ]
-    return np.concatenate(chunks)
+def _embed(
+    model: SiameseModel,
+    pixels: torch.Tensor,
+    batch_size: int,
+    *,
+    desc: str = "embedding",
+    progress: bool = False,
+) -> np.ndarray:
+    """Embeddings (N, D) of decoded uint8 pixels (N, C, H, W), in batches (a ``desc`` bar)."""
+
+    def embed_chunk(chunk: torch.Tensor) -> np.ndarray:
+        return model.embed(normalize(chunk, model.preprocess).numpy(), batch_size=batch_size)
+
+    return map_chunks(embed_chunk, pixels, batch_size, desc=desc, progress=progress)
 
 
 def _raw_pixels(model: SiameseModel, pixels: torch.Tensor, side: int) -> np.ndarray:
@@ -338,7 +348,9 @@ def _frozen_backbone(model: SiameseModel, name: str | None) -> SiameseModel:
     return SiameseModel.create(name, pretrained=True).to_device(model.device)
 
 
-def _frozen_embeddings(model: SiameseModel, images: _Images, cfg: EvalConfig) -> np.ndarray:
+def _frozen_embeddings(
+    model: SiameseModel, images: _Images, cfg: EvalConfig, progress: bool = False
+) -> np.ndarray:
     """Frozen-backbone embeddings (N, D) of the decoded images (re-decoded at its input size)."""
     try:
         frozen = _frozen_backbone(model, cfg.frozen_backbone)
@@ -353,11 +365,13 @@ def _frozen_embeddings(model: SiameseModel, images: _Images, cfg: EvalConfig) ->
     if frozen.preprocess.input_size != model.preprocess.input_size or (
         frozen.preprocess.channels != model.preprocess.channels
     ):
-        redecoded = decode_all(images.decoded.kept, frozen.preprocess)
+        redecoded = decode_all(images.decoded.kept, frozen.preprocess, progress=progress)
         if len(redecoded) != len(images.decoded):
             raise DataError("images decoded differently for the frozen backbone")
         pixels = redecoded.pixels
-    return _embed(frozen, pixels, cfg.batch_size)
+    return _embed(
+        frozen, pixels, cfg.batch_size, desc="embedding (frozen backbone)", progress=progress
+    )
 
 
 def _check_episodes(data: LabelledImages | None, cfg: EvalConfig) -> None:
@@ -380,6 +394,7 @@ def evaluate(
     *,
     pairs: PairList | None = None,
     config: EvalConfig | None = None,
+    progress: bool = False,
 ) -> EvalResult:
     """Measure a model (and its baselines) on identity-labelled images and/or labelled pairs.
 
@@ -389,6 +404,8 @@ def evaluate(
             ``pairs`` a seeded, balanced pair set is drawn from them.
         pairs: Labelled pairs for verification (every pair needs a label).
         config: What to measure.
+        progress: Show an "eval" bar over the phases (decoding, embedding, measuring each
+            subject), with a bar inside the long ones; on a terminal only.
 
     Returns:
         The metrics of the model and of its baselines.
@@ -401,8 +418,24 @@ def evaluate(
     if data is None and pairs is None:
         raise DataError("evaluation needs identity-labelled images, labelled pairs, or both")
     _check_episodes(data, cfg)
-    images, source = _decode(data, pairs, model, cfg)
-    emb = _embed(model, images.decoded.pixels, cfg.batch_size)
+    with Phases("eval", 6 if cfg.baselines else 3, progress=progress) as phases:
+        return _evaluate(model, data, pairs, cfg, phases, progress)
+
+
+def _evaluate(
+    model: SiameseModel,
+    data: LabelledImages | None,
+    pairs: PairList | None,
+    cfg: EvalConfig,
+    phases: Phases,
+    progress: bool,
+) -> EvalResult:
+    """:func:`evaluate`'s work, each step shown as a phase of ``phases``."""
+    phases.start("decoding")
+    images, source = _decode(data, pairs, model, cfg, progress)
+    phases.start("embedding (model)")
+    emb = _embed(model, images.decoded.pixels, cfg.batch_size, progress=progress)
+    phases.start("measuring the model")
     result = EvalResult(
         model=_measure("model", emb, images, cfg, stored=dict(model.thresholds), model=model),
         baselines={},
@@ -418,13 +451,16 @@ def evaluate(
         result.labels = images.decoded.labels.numpy()[: images.n_identity]
         result.classes = list(images.decoded.classes)
     if cfg.baselines:
+        phases.start("raw pixels")
         raw = _raw_pixels(model, images.decoded.pixels, cfg.raw_pixel_side)
         result.baselines["raw_pixels"] = _measure("raw_pixels", raw, images, cfg, stored={})
+        phases.start("frozen backbone")
         try:
-            frozen_emb = _frozen_embeddings(model, images, cfg)
+            frozen_emb = _frozen_embeddings(model, images, cfg, progress)
         except LookalikeError as exc:
             result.unavailable["frozen_backbone"] = str(exc)
         else:
+            phases.start("measuring the frozen backbone")
             result.baselines["frozen_backbone"] = _measure(
                 "frozen_backbone", frozen_emb, images, cfg, stored={}
             )

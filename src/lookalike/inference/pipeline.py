@@ -17,7 +17,6 @@ order. :func:`save_embeddings` writes the result to ``.npz`` or ``.parquet``.
 from __future__ import annotations
 
 import os
-import sys
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -219,7 +218,7 @@ def embed_files(
         ValueError: ``batch_size``, ``workers`` or ``prefetch`` out of range, or the embedder
             returned another number of rows than images.
     """
-    from tqdm import tqdm
+    from lookalike._progress import bar
 
     chunks = iter_embed_files(
         embedder,
@@ -232,15 +231,14 @@ def embed_files(
     )
     result = EmbedResult(_empty(embedder))
     rows: list[np.ndarray] = []
-    show = progress and sys.stderr.isatty()
-    bar = tqdm(total=len(paths), unit="img", disable=not show, leave=False, smoothing=0.1)
-    with closing(chunks), bar:
+    shown = bar(desc="embedding", total=len(paths), unit="img", progress=progress)
+    with closing(chunks), shown:
         for chunk in chunks:
             rows.append(chunk.embeddings)
             result.paths += chunk.paths
             result.indices += chunk.indices
             result.failures += chunk.failures
-            bar.update(len(chunk.indices) + len(chunk.failures))
+            shown.update(len(chunk.indices) + len(chunk.failures))
     if rows:
         result.embeddings = np.concatenate(rows).astype(np.float32, copy=False)
     return result

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lookalike._progress import bar, embed_chunks
 from lookalike.errors import DataError
 from lookalike.metrics.calibration import accuracy_at, best_accuracy_threshold
 from lookalike.model.layers import PairHead
@@ -110,6 +111,8 @@ def train_head_on_pairs(
     lr: float = 1e-3,
     seed: int = 0,
     on_step: StepCallback | None = None,
+    progress: bool = False,
+    batch_size: int = 32,
 ) -> HeadReport:
     """Embed the pairs' images once with the frozen model, train the head, report held-out accuracy.
 
@@ -120,6 +123,9 @@ def train_head_on_pairs(
         holdout: Share of pairs held out for the report (stratified; 0 trains on all).
         steps, lr, seed: Optimisation settings.
         on_step: Optional progress callback, see :func:`fit_head`.
+        progress: Bars for embedding the images and for the training steps (on a terminal
+            only).
+        batch_size: Images per forward pass.
 
     Returns:
         The report; ``model.thresholds["probability"]`` is set to 0.5.
@@ -127,7 +133,9 @@ def train_head_on_pairs(
     y = np.asarray(labels, dtype=np.float32)
     unique = sorted({str(p) for p in [*a, *b]})
     index = {p: k for k, p in enumerate(unique)}
-    emb = model.embed(unique)
+    emb = embed_chunks(
+        model, unique, batch_size=batch_size, desc="train-head: embedding", progress=progress
+    )
     ea, eb = emb[[index[str(p)] for p in a]], emb[[index[str(p)] for p in b]]
     rng = np.random.default_rng(seed)
     test_mask = np.zeros(len(y), dtype=bool)
@@ -139,9 +147,17 @@ def train_head_on_pairs(
                 test_mask[rng.choice(members, size=k, replace=False)] = True
     train = ~test_mask
     start = time.perf_counter()
-    losses = fit_head(
-        model, ea[train], eb[train], y[train], steps=steps, lr=lr, seed=seed, on_step=on_step
-    )
+    with bar(desc="train-head: fitting", total=steps, unit="step", progress=progress) as shown:
+
+        def step(k: int, total: int, loss: float) -> None:
+            shown.update(1)
+            shown.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            if on_step is not None:
+                on_step(k, total, loss)
+
+        losses = fit_head(
+            model, ea[train], eb[train], y[train], steps=steps, lr=lr, seed=seed, on_step=step
+        )
     seconds = time.perf_counter() - start
     return _report(model, ea, eb, y, train, test_mask, losses, seconds)
 

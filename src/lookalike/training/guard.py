@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lookalike._progress import bar
 from lookalike.metrics.bootstrap import Interval
 from lookalike.metrics.calibration import best_accuracy_threshold
 from lookalike.model.network import SiameseModel
@@ -116,6 +117,7 @@ def guard(
     validator: PairValidator,
     *,
     alphas: tuple[float, ...] = ALPHAS,
+    progress: bool = False,
 ) -> GuardDecision:
     """Choose among the pretrained start, WiSE-FT mixtures and the fine-tuned model.
 
@@ -127,26 +129,34 @@ def guard(
             top: the guard is only meaningful when that start is itself a usable model).
         validator: Scores models on the fixed validation pairs.
         alphas: Mixing weights to try.
+        progress: A "guard: WiSE-FT sweep" bar over the start and each mixture (each one
+            embedded and bootstrapped), on a terminal only.
 
     Returns:
         The decision.
     """
     tuned = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(dict(start))
-    base = validator.scores(validator.embed(model), model)
-    candidates = []
-    for alpha in sorted(alphas):
-        model.load_state_dict(tuned if alpha == 1.0 else interpolate(start, tuned, alpha))
-        scores = validator.scores(validator.embed(model), model)
-        threshold = best_accuracy_threshold(scores, validator.y)
-        candidates.append(
-            Candidate(
-                alpha,
-                threshold.accuracy,
-                validator.interval(scores, threshold.value),
-                validator.improvement(base, scores),
+    sweep = bar(desc="guard: WiSE-FT sweep", total=len(alphas) + 1, unit="model", progress=progress)
+    with sweep:
+        model.load_state_dict(dict(start))
+        sweep.set_postfix_str("pretrained start")
+        base = validator.scores(validator.embed(model, desc="guard: embedding"), model)
+        sweep.update(1)
+        candidates = []
+        for alpha in sorted(alphas):
+            sweep.set_postfix_str(f"alpha {alpha:.2f}, bootstrap")
+            model.load_state_dict(tuned if alpha == 1.0 else interpolate(start, tuned, alpha))
+            scores = validator.scores(validator.embed(model, desc="guard: embedding"), model)
+            threshold = best_accuracy_threshold(scores, validator.y)
+            candidates.append(
+                Candidate(
+                    alpha,
+                    threshold.accuracy,
+                    validator.interval(scores, threshold.value),
+                    validator.improvement(base, scores),
+                )
             )
-        )
+            sweep.update(1)
     identities = candidates[0].gain.identities if candidates else 0
     if identities < MIN_IDENTITIES:
         model.load_state_dict(dict(start))

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from lookalike._progress import Phases
 from lookalike.data.decode import DecodedImages, decode_all
 from lookalike.data.labelled import LabelledImages
 from lookalike.data.pairs import PairList
@@ -229,12 +230,15 @@ def train_model(
     result = trainer.fit(resume=resume)
     result.split = choice
     result.folds = fold_results
+    # After the epochs: one bar over what follows (4 to 6 phases), their seconds kept.
+    phases = Phases("train", int(guarded) + int(bool(refit)) + 4, progress=progress)
     if guarded:
+        phases.start("guard: WiSE-FT sweep and bootstrap")
         say(
             f"guard: comparing the pretrained start with {len(ALPHAS)} mixes of the trained weights"
         )
         tuned = copy.deepcopy(result.model)
-        result.guard = guard(result.model, start, trainer.validator)
+        result.guard = guard(result.model, start, trainer.validator, progress=progress)
         if result.guard.alpha < 1.0 and result.best_epoch > 0:
             # What training made, set aside: a user who knows better can still use it.
             tuned.provenance = {**tuned.provenance, "guard": "set aside by the guard"}
@@ -242,6 +246,7 @@ def train_model(
         if result.guard.alpha == 0.0 and result.best_epoch > 0:
             result.warnings.append(result.guard.reason)
     # Measured before any refit: after it, the validation images are training images.
+    phases.start("final evaluation")
     _final_metrics(result, trainer.validator)
     do_refit = bool(refit)
     alpha = 1.0 if result.guard is None else result.guard.alpha
@@ -253,7 +258,9 @@ def train_model(
             f"refit: training again on all {len(everything.pixels)} images "
             f"for {result.best_epoch} epochs"
         )
+        phases.start("refit")
         _refit(result, start, everything, val, cfg, pretrained, alpha)
+    phases.start("baselines")
     say("baselines: raw pixels and the frozen backbone on the validation pairs")
     result.baselines["raw_pixels"] = trainer.validator.raw_pixel_accuracy()
     if model.weights_sha256 is not None and start_from is None:
@@ -275,9 +282,13 @@ def train_model(
         "guard": None if result.guard is None else result.guard.reason,
         "refit": result.refit,
     }
+    phases.start("saving")
     _record_domain(result, train, val, cfg.seed, say)
     result.model.save(out_dir)
+    phases.start("plots")
     write_history(result)
+    phases.close()
+    result.phase_seconds = dict(phases.seconds)
     return result
 
 

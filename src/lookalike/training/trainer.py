@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from lookalike._progress import bar as progress_bar
 from lookalike.data.augment import Augment, augment_batch
 from lookalike.data.decode import normalize
 from lookalike.data.pairs import make_pairs, make_triplets
@@ -62,6 +62,8 @@ class TrainResult:
             validation identities (measured before any refit).
         refit: Whether the kept model was trained again on all the data.
         folds: With ``folds`` K ≥ 2: each fold's validation accuracy and interval.
+        phase_seconds: Seconds of each phase after the epochs (guard, final evaluation,
+            refit, baselines, saving, plots), in order.
     """
 
     model: SiameseModel
@@ -76,6 +78,7 @@ class TrainResult:
     final: Interval | None = None
     refit: bool = False
     folds: list[Interval] = field(default_factory=list)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def best(self) -> EpochRecord:
@@ -93,7 +96,7 @@ class Trainer:
         config: Settings.
         out_dir: Model folder to write; ``out_dir/training/`` holds history, plots, checkpoint.
         pretrained: Whether the backbone started from pretrained weights (sets defaults).
-        progress: Show a progress bar.
+        progress: Show progress bars (epochs, validation; on a terminal only).
         on_epoch: Called with each epoch's record as soon as it is measured (epoch 0
             included), for a one-line-per-epoch report.
     """
@@ -175,7 +178,7 @@ class Trainer:
             self.loss_fn = self.triplet_loss
         else:
             self.loss_fn = PairBCELoss()
-        self.validator = PairValidator(model, val, cfg, margin)
+        self.validator = PairValidator(model, val, cfg, margin, progress=progress)
         self.use_amp = (
             self.device.type == "cuda"
             if cfg.amp is None
@@ -313,12 +316,8 @@ class Trainer:
         batches = self._epoch_batches(epoch, rng)
         total, scored, passes = 0.0, 0, 0
         start = time.perf_counter()
-        bar = tqdm(
-            batches,
-            desc=f"epoch {epoch}/{cfg.n_epochs}",
-            unit="batch",
-            disable=not self.progress,
-            leave=False,
+        bar = progress_bar(
+            batches, desc=f"epoch {epoch}/{cfg.n_epochs}", unit="batch", progress=self.progress
         )
         for kind, batch in bar:
             loss, n_scored, n_passes = self._loss(kind, batch, generator)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from lookalike._progress import map_chunks
 from lookalike.data.decode import normalize, raw_pixel_vectors
 from lookalike.data.pairs import make_pairs, make_triplets
 from lookalike.metrics.bootstrap import Interval, identity_bootstrap, weighted_accuracy
@@ -29,12 +30,20 @@ class PairValidator:
         val: Validation images with identity labels, or labelled pairs.
         config: The training settings (loss, distance, number of pairs, seed).
         margin: The loss margin in use.
+        progress: Show a bar while embedding the validation images (on a terminal only).
     """
 
     def __init__(
-        self, model: SiameseModel, val: TrainData, config: TrainConfig, margin: float
+        self,
+        model: SiameseModel,
+        val: TrainData,
+        config: TrainConfig,
+        margin: float,
+        *,
+        progress: bool = False,
     ) -> None:
         self.model, self.val, self.config, self.margin = model, val, config, margin
+        self.progress = progress
         if val.pairs is not None:
             self.i, self.j, self.y = val.pairs
         else:
@@ -52,14 +61,22 @@ class PairValidator:
                 val.labels.numpy(), config.val_pairs, seed=config.seed + 2
             )
 
-    def embed(self, model: SiameseModel | None = None, batch_size: int = 64) -> np.ndarray:
-        """Embeddings (N, D) of every validation image, without augmentation."""
+    def embed(
+        self, model: SiameseModel | None = None, batch_size: int = 64, *, desc: str = "validating"
+    ) -> np.ndarray:
+        """Embeddings (N, D) of every validation image, without augmentation.
+
+        ``desc`` labels the progress bar (shown when the validator was made with ``progress``).
+        """
         model = model or self.model
-        chunks = []
-        for start in range(0, len(self.val.pixels), batch_size):
-            x = normalize(self.val.pixels[start : start + batch_size], model.preprocess)
-            chunks.append(model.embed(x.numpy(), batch_size=batch_size))
-        return np.concatenate(chunks)
+        preprocess = model.preprocess
+
+        def embed_chunk(pixels: torch.Tensor) -> np.ndarray:
+            return model.embed(normalize(pixels, preprocess).numpy(), batch_size=batch_size)
+
+        return map_chunks(
+            embed_chunk, self.val.pixels, batch_size, desc=desc, progress=self.progress
+        )
 
     def scores(self, emb: np.ndarray, model: SiameseModel | None = None) -> np.ndarray:
         """Pair scores (P,): P(same) for the BCE loss's head, cosine similarity otherwise."""
