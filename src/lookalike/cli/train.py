@@ -114,8 +114,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ValueError as exc:  # settings that only the data can refute (e.g. pml arguments)
         raise LookalikeError(str(exc)) from exc
     _print_summary(result, args.out)
-    return 0
-
     after = ", ".join(f"{k} {v:.1f} s" for k, v in result.phase_seconds.items())
     final = result.final
     validated = "" if final is None else f", validated on {final.pairs} pairs"
@@ -124,6 +122,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{sum(result.phase_seconds.values()):.1f} s ({after}); total",
         time.perf_counter() - started,
     )
+    return 0
+
 
 def _print_epoch(record: Any) -> None:
     """One line per epoch: loss, validation accuracy with its interval, time."""
@@ -174,9 +174,11 @@ def _print_summary(result: Any, out: str) -> None:
 
 def cmd_train_head(args: argparse.Namespace) -> int:
     """``lookalike train-head``: few-shot pair head on a frozen model from labelled pairs."""
+    from lookalike._progress import done
     from lookalike.data.pairs import PairList
     from lookalike.training.fewshot import train_head_on_pairs
 
+    started = time.perf_counter()
     options.claim_out_folder(args.out, overwrite=args.overwrite)
     pairs = PairList.from_csv(args.pairs_csv)
     model = options.load_model(args)
@@ -189,6 +191,7 @@ def cmd_train_head(args: argparse.Namespace) -> int:
         steps=args.steps,
         lr=args.lr,
         seed=args.seed,
+        progress=sys.stderr.isatty(),
     )
     model.provenance = {"how": f"few-shot pair head from {args.pairs_csv}"}
     model.metrics.update(
@@ -222,11 +225,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from lookalike.training.demo import run_demo
 
     set_threads(args.threads)
-    from lookalike._progress import done
     result = run_demo(
         args.out, data_dir=args.data_dir, seed=args.seed, progress=sys.stderr.isatty()
     )
-    started = time.perf_counter()
     print(f"pair accuracy: {result.pair_accuracy:.4f}")
     print(
         f"  on {result.test_pairs} held-out test pairs of {result.dataset}; cosine threshold "
@@ -239,7 +240,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  best epoch {result.train.best_epoch}, wall time {result.seconds:.1f} s")
     print("files written:")
     for path in result.files:
-        progress=sys.stderr.isatty(),
         print(f"  {path}")
     print(f"try: lookalike compare A.png B.png --model {Path(args.out) / 'model'}")
     return 0
