@@ -40,6 +40,10 @@ def test_no_verdict_where_the_threshold_was_not_measured(tmp_path: Path) -> None
 
     model = SiameseModel.create("small_cnn", pretrained=False, input_size=32)
     assert near_duplicate_threshold(model) is None
+    model.save(tmp_path / "folder")  # named by its path, which is no registry backbone
+    folder = load_embedder(str(tmp_path / "folder"), engine="torch")
+    assert near_duplicate_threshold(folder) is None
+    assert compare(SAMPLES / "chelsea.jpg", SAMPLES / "coffee.jpg", folder).same is None
     model.thresholds["dedup"] = 0.9
     assert near_duplicate_threshold(model) == (
         0.9,

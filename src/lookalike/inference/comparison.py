@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lookalike.data.pairs import read_pairs_csv
+from lookalike.errors import BackboneError
 from lookalike.imaging.images import ImageSource
 from lookalike.inference.domain import domain_warnings, flag_inputs
 from lookalike.inference.embedder import Embedder
@@ -82,7 +83,10 @@ def near_duplicate_threshold(model: Embedder) -> tuple[float, str] | None:
     if stored is not None:
         return float(stored), "calibrated for this model with lookalike calibrate-dedup"
     name, key = getattr(model, "name", None), getattr(model, "key", None)
-    spec = find_spec(name) if isinstance(name, str) else None
+    try:  # a model folder is named by its path: not a registry backbone
+        spec = find_spec(name) if isinstance(name, str) else None
+    except BackboneError:
+        return None
     if spec is None or spec.near_duplicate_cosine is None or key is None:
         return None
     sha = spec.pretrained_sha256
