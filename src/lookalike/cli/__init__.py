@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # e.g. to print a resume command
         handler: Handler = args.handler
         return handler(args)
     except LookalikeError as exc:

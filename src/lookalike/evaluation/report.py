@@ -229,8 +229,10 @@ def write_report(
         *_headline_table(result),
         "",
         "Sample sizes are in each row; brackets hold 95 % confidence intervals (Wilson for "
-        "proportions, a bootstrap over pairs for ROC AUC; pairs that share identities are not "
-        "independent, so the true intervals are somewhat wider). A TAR @ FAR is *unresolved* "
+        "proportions, a bootstrap over pairs for ROC AUC). They treat pairs as independent; pairs "
+        "that share identities are not, so with few identities the true intervals are wider"
+        + (f" (here {result.identities} identities)" if result.identities else "")
+        + ". A TAR @ FAR is *unresolved* "
         "when there are fewer than 1/FAR different pairs: it would only be TAR at FAR 0.",
         "",
     ]
