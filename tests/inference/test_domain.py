@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lookalike.cli import main
@@ -198,3 +199,27 @@ def test_record_round_trip_and_limits() -> None:
     wide = DomainRecord.fit(rng.normal(size=(100, 1280)))
     assert wide is not None and wide.rank * 1280 <= 16384
     assert len(json.dumps(wide.to_dict())) < 100_000
+
+
+def test_train_model_records_the_domain(tmp_path: Path) -> None:
+    from lookalike.training.config import TrainConfig
+    from lookalike.training.recipes import ModelSpec, train_model
+
+    data = LabelledImages.from_digits()
+    spec = ModelSpec(backbone="small_cnn", pretrained=False, image_size=28, projection=(32,))
+    config = TrainConfig(loss="contrastive", miner="all", epochs=1, batch_size=40, val_pairs=200)
+    small = LabelledImages(data.sources[:300], data.labels[:300], data.classes)
+    train_model(small, tmp_path / "m", model_spec=spec, split="image", config=config)
+    record = read_card(tmp_path / "m").domain
+    assert record is not None and record.dim == 32 and record.source == "training images"
+    # Validation images of the same digits, not trained on: the false alarms measured there.
+    assert record.images + record.held_out == 300 and record.held_out >= 40
+    assert record.false_alarm_rate is not None and record.false_alarm_rate < 0.1
+    # Too few images for statistics: no record, and never the stale one of the start model.
+    from lookalike.model.network import SiameseModel
+    from lookalike.training.domain import record_domain
+
+    model = SiameseModel.load(tmp_path / "m")
+    assert model.domain == record
+    assert record_domain(model, torch.zeros((MIN_IMAGES - 1, 1, 28, 28), dtype=torch.uint8)) is None
+    assert model.domain is None and model.card().domain is None
