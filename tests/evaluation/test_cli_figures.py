@@ -113,3 +113,26 @@ def test_train_summary_gives_baselines_their_sample_size(
     ids, n = int(pairs.group(1)), int(pairs.group(2))
     same = f"baselines on the same {n:,} validation pairs of {ids} identities"
     assert re.search(same + r" \(intervals as wide as the model's\): raw pixels \d\.\d{4}", out)
+
+
+def test_compare_pairs_with_labels_prints_accuracy_with_its_interval(
+    glyphs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lookalike.model.folder import update_config
+    from lookalike.model.network import SiameseModel
+
+    model = tmp_path / "m"
+    SiameseModel.create("small_cnn", pretrained=False, input_size=28).save(model)
+    update_config(model, thresholds={"cosine": 0.99})
+    pairs = _pairs_csv(glyphs, tmp_path / "pairs.csv", 12)
+    argv = ["compare", "--pairs", str(pairs), "--out", str(tmp_path / "s.csv")]
+    assert main([*argv, "--model", str(model), "--engine", "torch"]) == 0
+    out = capsys.readouterr().out
+    with (tmp_path / "s.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    right = sum(int(r["same"]) == int(r["label"]) for r in rows)
+    same = sum(int(r["label"]) for r in rows)
+    assert f"labelled pairs: 12 ({same} same, {12 - same} different)" in out, out
+    expected = rf"accuracy at the model's threshold \(cosine 0\.9900\): {right / 12:.4f} \(95 % CI"
+    assert re.search(expected + r" [\d.]+–[\d.]+\) on 12 labelled pairs", out), out
+    assert re.search(rf"ROC AUC \(cosine\): {CI} on 12 labelled pairs", out), out

@@ -67,6 +67,46 @@ def _decision(result: Any, model: Any) -> str:
     return f"{verdict} ({shown}, the model's calibrated threshold)"
 
 
+def _print_pair_accuracy(scores: Any, csv_path: str) -> None:
+    """With labels in the CSV: accuracy at the model's threshold and ROC AUC, with n and CIs.
+
+    Rows without a label are left out (and counted); without a calibrated threshold only the
+    threshold-free ROC AUC is shown.
+    """
+    import numpy as np
+
+    from lookalike.data.pairs import _parse_label
+    from lookalike.evaluation.report import auc_interval, interval_text, proportion_text
+
+    path = Path(csv_path)
+    labels = np.array([_parse_label(path, 0, label, False) for label in scores.labels])
+    known = ~np.isnan(labels) if labels.size else np.zeros(0, dtype=bool)
+    if not known.any():
+        return
+    rows = [c for c, k in zip(scores.comparisons, known, strict=True) if k]
+    y = labels[known]
+    n, same = len(rows), int(y.sum())
+    print(f"labelled pairs: {n} ({same} same, {n - same} different)")
+    decided = [c for c in rows if c.same is not None]
+    if decided:
+        first = decided[0]
+        right = sum(int(c.same == (label > 0.5)) for c, label in zip(rows, y, strict=True))
+        names = {"probability": "P(same)", "cosine": "cosine", "euclidean": "euclidean"}
+        rule = names.get(str(first.metric), f"cosine, {first.metric}")
+        print(
+            f"accuracy at the model's threshold ({rule} {first.threshold:.4f}): "
+            f"{proportion_text(right / n, n, unit='labelled pairs')}"
+        )
+    else:
+        print("accuracy: n/a (the model has no calibrated threshold; ROC AUC needs none)")
+    if 0 < same < n:
+        cosine = np.array([c.cosine for c in rows])
+        print(f"ROC AUC (cosine): {interval_text(auc_interval(cosine, y))} on {n} labelled pairs")
+    unlabelled = int((~known).sum())
+    if unlabelled:
+        print(f"{unlabelled} pair(s) without a label left out of these figures")
+
+
 def _comparer(args: argparse.Namespace) -> Any:
     """The options' engine, with ``--head FILE`` attached (refused for another model)."""
     model = options.load_embedder(args)
@@ -114,6 +154,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"scored {len(scores.comparisons)} pairs -> {out}"
             + (f" ({len(scores.skipped)} skipped)" if scores.skipped else "")
         )
+        _print_pair_accuracy(scores, args.pairs)
         return 0
     if len(args.images) != 2:
         raise LookalikeError("compare needs exactly two images (or --pairs CSV --out SCORES.csv)")
