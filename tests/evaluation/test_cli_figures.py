@@ -136,3 +136,18 @@ def test_compare_pairs_with_labels_prints_accuracy_with_its_interval(
     expected = rf"accuracy at the model's threshold \(cosine 0\.9900\): {right / 12:.4f} \(95 % CI"
     assert re.search(expected + r" [\d.]+–[\d.]+\) on 12 labelled pairs", out), out
     assert re.search(rf"ROC AUC \(cosine\): {CI} on 12 labelled pairs", out), out
+
+
+def test_calibrate_dedup_gives_precision_and_recall_their_sample_sizes(
+    glyphs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lookalike.model.network import SiameseModel
+
+    model = tmp_path / "m"
+    SiameseModel.create("small_cnn", pretrained=False, input_size=28).save(model)
+    argv = ["calibrate-dedup", "--model", str(model), "--edits", "1", "--engine", "torch"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"precision {CI} on \d+ pairs called duplicates", out), out
+    assert re.search(rf"recall {CI} on \d+ edited copies", out), out
+    assert re.search(r"measured on \d+ edited copies of \d+ photos and \d+ pairs", out), out

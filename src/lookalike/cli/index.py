@@ -338,17 +338,35 @@ def cmd_calibrate_dedup(args: argparse.Namespace) -> int:
         thresholds={"dedup": result.threshold},
         metrics={"threshold_criterion": "accuracy"},
     )
-    print(
-        f"dedup threshold {result.threshold:.4f} stored in {args.model} "
-        f"(precision {result.precision:.4f}, recall {result.recall:.4f} on "
-        f"{len(result.positive_scores)} edited and {len(result.negative_scores)} distinct pairs)"
-    )
+    _print_dedup_calibration(result, args.model, photos=len(photos))
     done(
         f"calibrate-dedup: {len(photos)} photos, {len(result.positive_scores)} edited copies, "
         f"{len(result.positive_scores) + len(result.negative_scores)} pairs scored",
         time.perf_counter() - started,
     )
     return 0
+
+
+def _print_dedup_calibration(result: Any, model: str, *, photos: int) -> None:
+    """The stored threshold, and its precision and recall with their sample sizes and
+    95 % Wilson intervals (the edits of one photo are not independent: with few photos the
+    true intervals are wider, which the line says)."""
+    from lookalike.evaluation.report import proportion_text
+
+    positives, negatives = result.positive_scores, result.negative_scores
+    accepted = int((positives >= result.threshold).sum()) + int(
+        (negatives >= result.threshold).sum()
+    )
+    print(f"dedup threshold {result.threshold:.4f} stored in {model}")
+    print(
+        f"  precision {proportion_text(result.precision, accepted, unit='pairs called duplicates')}"
+    )
+    print(f"  recall {proportion_text(result.recall, len(positives), unit='edited copies')}")
+    print(
+        f"  measured on {len(positives)} edited copies of {photos} photos and "
+        f"{len(negatives)} pairs of distinct photos (copies of one photo move together: "
+        "with few photos the true intervals are wider)"
+    )
 
 
 def register(sub: Any) -> None:
