@@ -160,7 +160,8 @@ def test_calibrate_dedup_shows_editing_and_embedding_on_a_terminal(
 
 def test_train_shows_what_runs_after_the_last_epoch(glyphs: Path) -> None:
     """A pretrained start (mobilenet_v2 at 32 px, whose weights ship offline) runs the guard:
-    the WiSE-FT sweep, the final evaluation, the baselines, saving and plots all show."""
+    the WiSE-FT sweep, the final evaluation, the baselines, the domain statistics, saving and
+    plots all show."""
 
     def args(out: str) -> list[str]:
         return [
@@ -178,6 +179,7 @@ def test_train_shows_what_runs_after_the_last_epoch(glyphs: Path) -> None:
             "train: guard: WiSE-FT sweep",
             "train: final evaluation",
             "train: baselines",
+            "train: domain statistics",
             "train: saving",
             "train: plots",
         ],

@@ -230,8 +230,8 @@ def train_model(
     result = trainer.fit(resume=resume)
     result.split = choice
     result.folds = fold_results
-    # After the epochs: one bar over what follows (4 to 6 phases), their seconds kept.
-    phases = Phases("train", int(guarded) + int(bool(refit)) + 4, progress=progress)
+    # After the epochs: one bar over what follows (5 to 7 phases), their seconds kept.
+    phases = Phases("train", int(guarded) + int(bool(refit)) + 5, progress=progress)
     if guarded:
         phases.start("guard: WiSE-FT sweep and bootstrap")
         say(
@@ -282,8 +282,9 @@ def train_model(
         "guard": None if result.guard is None else result.guard.reason,
         "refit": result.refit,
     }
-    phases.start("saving")
+    phases.start("domain statistics")
     _record_domain(result, train, val, cfg.seed, say)
+    phases.start("saving")
     result.model.save(out_dir)
     phases.start("plots")
     write_history(result)
