@@ -190,6 +190,7 @@ def test_record_round_trip_and_limits() -> None:
     record = DomainRecord.fit(train, rng.normal(size=(200, 16)))
     assert record is not None and record.rank == 15
     assert DomainRecord.from_dict(record.to_dict(), 16) == record
+    assert record.summary().startswith("400 training images (PCA Mahalanobis, rank 15 of 16)")
     assert 0.0 <= (record.false_alarm_rate or 0.0) <= 0.03 and record.held_out == 200
     # Far away and in another direction: scored far above the threshold.
     assert record.score(np.full((1, 16), 5.0))[0] > 10 * record.threshold
@@ -223,3 +224,23 @@ def test_train_model_records_the_domain(tmp_path: Path) -> None:
     assert model.domain == record
     assert record_domain(model, torch.zeros((MIN_IMAGES - 1, 1, 28, 28), dtype=torch.uint8)) is None
     assert model.domain is None and model.card().domain is None
+
+
+def test_head_training_keeps_the_record(
+    digits_model: Path, images: dict[str, Path], tmp_path: Path
+) -> None:
+    from lookalike.model.layers import PairHead
+    from lookalike.model.network import SiameseModel
+    from lookalike.training.fewshot import train_head_on_pairs
+
+    model = SiameseModel.load(digits_model)
+    record = model.domain
+    assert record is not None
+    digits, photos = [str(images["digit_a"]), str(images["digit_b"])], [str(images["coffee"])]
+    a = [digits[0], digits[1], digits[0], photos[0]]
+    b = [digits[0], digits[1], digits[1], digits[1]]
+    model.head = PairHead(model.embedding_dim)
+    train_head_on_pairs(model, a, b, np.array([1, 1, 0, 0]), holdout=0, steps=5)
+    model.save(tmp_path / "with-head")
+    # The backbone is frozen: the embeddings, and so their statistics, are unchanged.
+    assert read_card(tmp_path / "with-head").domain == record
