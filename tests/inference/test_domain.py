@@ -244,3 +244,24 @@ def test_head_training_keeps_the_record(
     model.save(tmp_path / "with-head")
     # The backbone is frozen: the embeddings, and so their statistics, are unchanged.
     assert read_card(tmp_path / "with-head").domain == record
+
+
+def test_pairs_csv_carries_the_warnings(
+    digits_model: Path,
+    images: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lookalike.inference.comparison import score_pairs
+
+    pairs = tmp_path / "pairs.csv"
+    digit_a, digit_b, coffee = images["digit_a"], images["digit_b"], images["coffee"]
+    pairs.write_text(
+        f"a,b,label\n{digit_a},{digit_b},0\n{digit_a},{coffee},0\n{coffee},{coffee},1\n"
+    )
+    scores = score_pairs(load_embedder(digits_model, engine="onnx"), pairs)
+    assert [len(c.warnings) for c in scores.comparisons] == [0, 1, 2]
+    out = tmp_path / "scores.csv"
+    args = ["--pairs", str(pairs), "--out", str(out), "--model", str(digits_model)]
+    code, _, err = _compare(capsys, *args)
+    assert code == 0 and err.count("warning: ") == 1 and "coffee.jpg" in err
