@@ -29,7 +29,7 @@ def test_ten_hits_wrap_into_rows_with_whole_captions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     figures: list[Any] = []
-    real_save = grids.save
+    real_save = grids.save  # type: ignore[attr-defined]
 
     def keep(fig: Any, path: Any, **kwargs: Any) -> Path:
         fig.tight_layout()  # as save() lays it out
