@@ -3,7 +3,8 @@
 Each command runs as a real ``python -m lookalike`` process on tiny data (the small random
 CNN of :mod:`tests.server_helpers`, its glyph images), twice: once with stderr on a real
 pseudo-terminal (``pty.openpty``), where tqdm bars named after the phase must appear, and
-once with stderr on a pipe, where no bar may appear but the summary line still must.
+once with stderr captured (in this process: not a terminal), where no bar may appear but the
+summary line still must.
 """
 
 from __future__ import annotations
@@ -74,18 +75,19 @@ def _on_terminal(args: list[str], cwd: Path) -> tuple[int, str]:
     return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
 
 
-def _on_pipe(args: list[str], cwd: Path) -> tuple[int, str]:
-    """Run ``lookalike ARGS`` with stderr on a pipe; its exit code and stderr."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "lookalike", *args],
-        cwd=cwd,
-        env=_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return proc.returncode, proc.stderr
+def _on_pipe(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run ``lookalike ARGS`` in this process (saving a second torch import) with stderr
+    captured, so not a terminal; its exit code and stderr."""
+    from lookalike.cli import main
+
+    here = Path.cwd()
+    os.chdir(cwd)
+    try:
+        capsys.readouterr()
+        code = main(args)
+    finally:
+        os.chdir(here)
+    return code, capsys.readouterr().err
 
 
 def _check(name: str, tty: tuple[int, str], pipe: tuple[int, str], phases: list[str]) -> None:
@@ -127,7 +129,9 @@ def glyphs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_eval_shows_its_phases_on_a_terminal(glyphs: Path) -> None:
+def test_eval_shows_its_phases_on_a_terminal(
+    glyphs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     def args(out: str) -> list[str]:
         return [
             "eval", "small-model", "ids", "--out", out, "--no-baselines",
@@ -135,30 +139,34 @@ def test_eval_shows_its_phases_on_a_terminal(glyphs: Path) -> None:
         ]  # fmt: skip
 
     tty = _on_terminal(args("report-tty"), glyphs)
-    pipe = _on_pipe(args("report-pipe"), glyphs)
+    pipe = _on_pipe(args("report-pipe"), glyphs, capsys)
     _check("eval", tty, pipe, ["eval: decoding", "eval: embedding (model)", "eval: measuring"])
 
 
-def test_train_head_shows_embedding_and_fitting_on_a_terminal(glyphs: Path) -> None:
+def test_train_head_shows_embedding_and_fitting_on_a_terminal(
+    glyphs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     def args(out: str) -> list[str]:
         return ["train-head", "pairs.csv", "--model", "small-model", "--out", out, "--steps", "60"]
 
     tty = _on_terminal(args("head-tty"), glyphs)
-    pipe = _on_pipe(args("head-pipe"), glyphs)
+    pipe = _on_pipe(args("head-pipe"), glyphs, capsys)
     _check("train-head", tty, pipe, ["train-head: embedding", "train-head: fitting"])
 
 
 def test_calibrate_dedup_shows_editing_and_embedding_on_a_terminal(
-    glyphs: Path, tmp_path: Path
+    glyphs: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("skimage")
     args = ["calibrate-dedup", "--model", "small-model", "--edits", "1", "--engine", "torch"]
     tty = _on_terminal(args, glyphs)
-    pipe = _on_pipe(args, glyphs)
+    pipe = _on_pipe(args, glyphs, capsys)
     _check("calibrate-dedup", tty, pipe, ["calibrate-dedup: editing", "calibrate-dedup: embedding"])
 
 
-def test_train_shows_what_runs_after_the_last_epoch(glyphs: Path) -> None:
+def test_train_shows_what_runs_after_the_last_epoch(
+    glyphs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A pretrained start (mobilenet_v2 at 32 px, whose weights ship offline) runs the guard:
     the WiSE-FT sweep, the final evaluation, the baselines, the domain statistics, saving and
     plots all show."""
@@ -170,7 +178,7 @@ def test_train_shows_what_runs_after_the_last_epoch(glyphs: Path) -> None:
         ]  # fmt: skip
 
     tty = _on_terminal(args("model-tty"), glyphs)
-    pipe = _on_pipe(args("model-pipe"), glyphs)
+    pipe = _on_pipe(args("model-pipe"), glyphs, capsys)
     _check(
         "train",
         tty,
