@@ -218,3 +218,29 @@ def test_one_model_option_group(
     assert (source.backbone, source.folder, source.image_size) == ("small_cnn", None, 28)
     args = build_parser().parse_args([*argv, "--model", "some-folder"])
     assert options.model_source(args).folder is not None
+
+
+# --------------------------------------------------------------------------- info
+
+
+def test_info_is_readable(
+    glyph_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    from lookalike.model.folder import update_config
+    from lookalike.model.network import SiameseModel
+
+    folder = tmp_path / "m"
+    SiameseModel.load(glyph_model).save(folder)
+    update_config(
+        folder,
+        thresholds={"cosine": 0.72134567891234, "euclidean": 0.74821},
+        metrics={"val_pair_accuracy": 0.912345678912, "val_pairs": 12000},
+    )
+    assert main(["info", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "thresholds:     cosine 0.7213, euclidean 0.7482" in out, out
+    assert "val_pair_accuracy = 0.9123" in out and "val_pairs = 12,000" in out, out
+    assert not re.search(r"\d\.\d{5,}", out), out  # no 16-digit floats
+    assert "{'" not in out  # no raw dicts

@@ -221,9 +221,16 @@ def test_cli_explain_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert 0.8 < report["cosine"] <= 1.0
     assert report["euclidean"] == pytest.approx(np.sqrt(2 - 2 * report["cosine"]), abs=1e-4)
     assert report["probability"] is None
-    x0, y0, x1, y1 = report["lowest_region"]
+    x0, y0, x1, y1 = report["lowest_region_b"]
     with Image.open(SAMPLES["chelsea_edited"]) as image:
         assert 0 <= x0 < x1 <= image.width and 0 <= y0 < y1 <= image.height
+    # The two images are described by the same keys, _a and _b (nothing only for one).
+    per_image = {k[:-2] for k in report if k.endswith(("_a", "_b"))}
+    for stem in per_image:
+        assert f"{stem}_a" in report and f"{stem}_b" in report, stem
+    assert per_image == {"image", "lowest_similarity", "lowest_region"}
+    assert "lowest_region" not in report
+    assert report["image_b"] == str(SAMPLES["chelsea_edited"])
 
 
 def test_cli_explain_bad_image_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,11 +20,33 @@ def cmd_explain(args: argparse.Namespace) -> int:
     result = explain(args.a, args.b, model, mode=args.mode, input_size=args.heatmap_size)
     out = render_explanation(result, args.a, args.b, args.out)
     if args.json:
-        print(json.dumps({**result.to_dict(), "heatmap": str(out)}))
+        print(json.dumps(_json(result, args.a, args.b, out)))
         return 0
     _print(result)
     print(f"heatmap:            {out}")
     return 0
+
+
+def _json(result: Any, a: str, b: str, heatmap: Any) -> dict[str, Any]:
+    """The ``--json`` object: the pair's scores, then the same keys for each image.
+
+    ``image_a``/``image_b``, ``lowest_similarity_a``/``_b`` and ``lowest_region_a``/``_b``
+    (``[x0, y0, x1, y1]`` in that image's pixels, or ``null`` when uniform) are symmetric;
+    the library's ``lowest_region`` (image B's) is not repeated under its old name.
+    """
+    report = result.to_dict()
+    region_b = report.pop("lowest_region")
+    keys = ("cosine", "euclidean", "probability", "same", "mode")
+    return {
+        **{key: report[key] for key in keys},
+        "image_a": a,
+        "image_b": b,
+        "lowest_similarity_a": report["lowest_similarity_a"],
+        "lowest_similarity_b": report["lowest_similarity_b"],
+        "lowest_region_a": report["lowest_region_a"],
+        "lowest_region_b": region_b,
+        "heatmap": str(heatmap),
+    }
 
 
 def _print(result: Any) -> None:

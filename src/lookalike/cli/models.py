@@ -41,6 +41,27 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+def readable(value: Any, *, nested: bool = False) -> str:
+    """A recorded value for people: numbers to 4 significant digits, lists and dicts inline.
+
+    ``0.7213456789`` → ``0.7213``; ``[0.485, 0.456, 0.406]`` → ``[0.485, 0.456, 0.406]``;
+    ``{"cosine": 0.72}`` → ``cosine 0.72`` (``{cosine 0.72}`` when ``nested`` in another
+    value); ``12345`` → ``12,345``.
+    """
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(readable(v, nested=True) for v in value) + "]"
+    if isinstance(value, dict):
+        text = ", ".join(f"{k} {readable(v, nested=True)}" for k, v in value.items())
+        return "{" + text + "}" if nested else text
+    return str(value)
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """``lookalike info``: everything a model folder records."""
     from lookalike.model.folder import describe, folder_files, read_card
@@ -60,7 +81,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(
         f"preprocess:     {pre.input_size[0]}x{pre.input_size[1]}, "
         f"{pre.channels} channel(s), "
-        f"mean {list(pre.mean)}, std {list(pre.std)}, {pre.resize}"
+        f"mean {readable(list(pre.mean))}, std {readable(list(pre.std))}, {pre.resize}"
     )
     print(
         f"embedding:      {card.pooling} pooling, "
@@ -68,10 +89,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"dim {card.embedding_dim}, L2-normalised: {card.normalize}"
     )
     print(f"pair head:      {card.head or 'none'}")
-    print(f"thresholds:     {card.thresholds or 'none (uncalibrated)'}")
-    print(f"metrics:        {card.metrics or 'none recorded'}")
+    thresholds = readable(dict(card.thresholds)) if card.thresholds else "none (uncalibrated)"
+    print(f"thresholds:     {thresholds}")
+    if not card.metrics:
+        print("metrics:        none recorded")
+    for key, value in card.metrics.items():
+        print(f"metric:         {key} = {readable(value)}")
     for key, value in card.provenance.items():
-        print(f"provenance:     {key} = {value}")
+        print(f"provenance:     {key} = {readable(value)}")
     for name, size in folder_files(args.model_dir).items():
         print(f"file:           {name} ({size:,} bytes)")
     return 0
