@@ -195,3 +195,25 @@ def test_train_shows_what_runs_after_the_last_epoch(
     assert re.search(r"guard: WiSE-FT sweep[^\r]*\d/5 \[", tty[1]), tty[1][-3000:]  # its own bar
     # The summary names each phase after the epochs with its seconds.
     assert re.search(r"after the epochs \d+\.\d s \(guard: WiSE-FT", pipe[1]), pipe[1][-2000:]
+
+
+def test_the_helper_draws_nothing_off_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    """``progress=True`` on a captured (non-terminal) stderr: no bar, phases still timed."""
+    import numpy as np
+
+    from lookalike._progress import Phases, bar, done, map_chunks, showing
+
+    assert not showing(True) and not showing(False)
+    assert list(bar(range(3), desc="counting", progress=True)) == [0, 1, 2]
+    with Phases("job", 2, progress=True) as phases:
+        phases.start("first")
+        phases.start("second")
+    assert list(phases.seconds) == ["first", "second"]
+    rows = map_chunks(
+        lambda c: np.asarray(c)[:, None] * 2, list(range(5)), 2, desc="x", progress=True
+    )
+    assert rows.ravel().tolist() == [0, 2, 4, 6, 8]
+    with pytest.raises(ValueError, match="at least 1"):
+        map_chunks(lambda c: c, [1], 0, desc="x", progress=False)
+    done("job: 2 phases", 1.234)
+    assert capsys.readouterr().err == "job: 2 phases in 1.2 s\n"
