@@ -55,6 +55,9 @@ def test_tar_at_far_from_nine_different_pairs_is_unresolved(tmp_path: Path) -> N
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     resolved = metrics["model"]["verification"]["cosine"]["best"]["tar_at_far_resolved"]
     assert resolved == {"1e-02": False, "1e-03": False}
+    # The headline keys (those of eval --json) give no number for an unresolved target.
+    assert metrics["tar_at_far"] == {"1e-02": None, "1e-03": None}
+    assert metrics["tar_at_far_resolved"] == {"1e-02": False, "1e-03": False}
     for far, need in (("1e-03", "1,000"), ("1e-02", "100")):
         row = _row(text, f"| TAR @ FAR {far}")
         assert "20 same, 9 different pairs" in row

@@ -114,7 +114,12 @@ class SubjectResult:
             "f1": head.f1,
             "threshold": head.threshold,
             "threshold_source": head.threshold_source,
-            "tar_at_far": dict(head.tar_at_far),
+            # An unresolved target (fewer than 1/FAR different pairs) is no figure: None.
+            "tar_at_far": {
+                key: value if head.tar_at_far_resolved.get(key, True) else None
+                for key, value in head.tar_at_far.items()
+            },
+            "tar_at_far_resolved": dict(head.tar_at_far_resolved),
             "precision_at_1": None if self.retrieval is None else self.retrieval.precision_at_1,
             "r_precision": None if self.retrieval is None else self.retrieval.r_precision,
             "map_at_r": None if self.retrieval is None else self.retrieval.map_at_r,
