@@ -28,13 +28,13 @@ def glyphs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _pairs_csv(folder: Path, path: Path, count: int) -> Path:
+    """Half the rows a neighbour (mostly the same identity), half a far image."""
     files = sorted(folder.rglob("*.png"))
-    rows = []
+    lines = ["a,b,label"]
     for k in range(count):
         a, b = files[k], files[(k * 7 + 1) % len(files)] if k % 2 else files[k + 1]
-        rows.append((a, b, int(a.parent == b.parent)))
-    with path.open("w", newline="") as handle:
-        csv.writer(handle).writerows([("a", "b", "label"), *rows])
+        lines.append(f"{a},{b},{int(a.parent == b.parent)}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
