@@ -291,14 +291,16 @@ def embed_missing(
         IndexFolderError: If the model returns vectors of the wrong size.
         ValueError: If the model returns the wrong number of rows.
     """
-    from tqdm import tqdm
+    from lookalike._progress import bar as progress_bar
 
     groups: dict[str, list[str]] = {}
     for rel, digest in [*todo.items(), *(recheck or {}).items()]:
         groups.setdefault(digest, []).append(rel)
     known = set((recheck or {}).values())
     step = _Round(root, embedder, found, rows, report, commit, known, cached, dim, model_key)
-    bar = tqdm(total=len(groups), unit="img", desc="indexing", disable=None if progress else True)
+    bar = progress_bar(
+        total=len(groups), unit="img", desc="indexing", progress=progress, leave=True
+    )
     with bar:
         while groups:
             groups = step.run(groups, batch_size, bar)
