@@ -259,7 +259,7 @@ def train_model(
             f"for {result.best_epoch} epochs"
         )
         phases.start("refit")
-        _refit(result, start, everything, val, cfg, pretrained, alpha)
+        _refit(result, start, everything, val, cfg, pretrained, alpha, progress=progress)
     phases.start("baselines")
     say("baselines: raw pixels and the frozen backbone on the validation pairs")
     result.baselines["raw_pixels"] = trainer.validator.raw_pixel_accuracy()
@@ -335,18 +335,22 @@ def _refit(
     cfg: TrainConfig,
     pretrained: bool,
     alpha: float,
+    *,
+    progress: bool = False,
 ) -> None:
     """Train again from ``start`` on all images for the chosen number of epochs.
 
     The guard's mixture ``alpha`` is applied to the refit weights as it was to the first
-    run's. Thresholds and validation figures stay those of the first run (the validation
-    images are training images now).
+    run's; ``progress`` shows each epoch's bar. Thresholds and validation figures stay those
+    of the first run (the validation images are training images now).
     """
     model = result.model
     thresholds = dict(model.thresholds)
     model.load_state_dict(start)
     refit_cfg = replace(cfg, epochs=result.best_epoch, patience=None)
-    trainer = Trainer(model, everything, val, refit_cfg, result.out_dir, pretrained=pretrained)
+    trainer = Trainer(
+        model, everything, val, refit_cfg, result.out_dir, pretrained=pretrained, progress=progress
+    )
     trainer.run_epochs()
     if alpha < 1.0:
         model.load_state_dict(interpolate(start, model.state_dict(), alpha))
