@@ -191,7 +191,7 @@ def test_record_round_trip_and_limits() -> None:
     assert record is not None and record.rank == 15
     assert DomainRecord.from_dict(record.to_dict(), 16) == record
     assert record.summary().startswith("400 training images (PCA Mahalanobis, rank 15 of 16)")
-    assert 0.0 <= (record.false_alarm_rate or 0.0) <= 0.03 and record.held_out == 200
+    assert 0.0 <= (record.false_alarm_rate or 0.0) <= 0.06 and record.held_out == 200
     # Far away and in another direction: scored far above the threshold.
     assert record.score(np.full((1, 16), 5.0))[0] > 10 * record.threshold
     assert DomainRecord.fit(train[: MIN_IMAGES - 1]) is None
