@@ -323,8 +323,9 @@ def test_pairs_and_head_survive_a_restart(model_dir: Path, tmp_path: Path) -> No
 
 def test_training_needs_enough_pairs_of_both_labels(client: TestClient) -> None:
     assert_error(client.post("/api/train-head"), 400, "at least 4")
-    for _ in range(4):
-        client.post("/api/pairs", files=two(A, A_NOISY), data={"label": "same"})
+    for k in range(4):  # four different pairs: the same pair twice is refused (409)
+        same = two(png_bytes(glyph(k)), png_bytes(glyph(k, noise_seed=3)))
+        assert client.post("/api/pairs", files=same, data={"label": "same"}).status_code == 201
     assert_error(client.post("/api/train-head"), 400, "both labels", "4 same")
     assert_error(client.post("/api/train-head", json={"steps": 0}), 422, "steps")
     assert_error(client.get("/api/jobs/nope"), 404, "no job")

@@ -7,11 +7,7 @@ search grid, error display, and a 390×844 phone screenshot (written to ``test-a
 
 from __future__ import annotations
 
-import base64
 import json
-import socket
-import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,14 +21,17 @@ from browser_helpers import (
     COMPARED,
     choose_pair,
     chromium,
+    drop_files,
+    open_offline_page,
     phone_screenshots,
     playwright_or_skip,
+    uvicorn_site,
     write,
 )
 from server_helpers import glyph, labelled_pairs, png_bytes, small_model_dir
 
 playwright_or_skip()  # skips this module without Chromium or Playwright
-uvicorn = pytest.importorskip("uvicorn", reason="the server needs uvicorn (lookalike[server])")
+pytest.importorskip("uvicorn", reason="the server needs uvicorn (lookalike[server])")
 
 pytestmark = pytest.mark.slow
 
@@ -57,26 +56,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with Index.create(root / "index", photos, model_key=key, dim=model.embedding_dim) as index:
         index.update(model)
     app = create_app(model_dir, index_dir=root / "index", data_dir=root / "data")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
     images = root / "images"
     images.mkdir()
-    try:
-        yield {"url": f"http://127.0.0.1:{port}", "root": root, "images": images}
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+    with uvicorn_site(app) as url:
+        yield {"url": url, "root": root, "images": images}
 
 
 @pytest.fixture(scope="module")
@@ -87,27 +70,8 @@ def browser(site: dict[str, Any]) -> Iterator[Any]:
 
 def open_page(browser: Any, url: str, **context: Any) -> tuple[Any, list[str]]:
     # The page's CSP forbids eval, which Playwright's string predicates use: bypass it here
-    # (its header is checked by test_server_api; external requests are caught below).
-    page = browser.new_context(accept_downloads=True, bypass_csp=True, **context).new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on(
-        "console",
-        lambda msg: (
-            problems.append(f"console: {msg.text}")
-            if msg.type == "error" and "Failed to load resource" not in msg.text
-            else None
-        ),
-    )
-    page.on(
-        "request",
-        lambda req: (
-            problems.append(f"external request: {req.url}")
-            if not req.url.startswith((url, "data:", "blob:"))
-            else None
-        ),
-    )
-    page.goto(url + "/")
+    # (its header is checked by test_server_api; external requests are caught).
+    page, problems = open_offline_page(browser, url, bypass_csp=True, **context)
     page.wait_for_function(
         "document.getElementById('model-info').textContent.includes('small_cnn')"
     )
@@ -116,18 +80,7 @@ def open_page(browser: Any, url: str, **context: Any) -> tuple[Any, list[str]]:
 
 def drop_file(page: Any, zone: str, name: str, data: bytes) -> None:
     """Drag-and-drop a file onto a drop zone, the way a browser delivers it."""
-    page.evaluate(
-        """([zone, name, b64]) => {
-            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-            const transfer = new DataTransfer();
-            transfer.items.add(new File([bytes], name, { type: "image/png" }));
-            const target = document.getElementById(zone);
-            const init = { dataTransfer: transfer, bubbles: true, cancelable: true };
-            target.dispatchEvent(new DragEvent("dragover", init));
-            target.dispatchEvent(new DragEvent("drop", init));
-        }""",
-        [zone, name, base64.b64encode(data).decode()],
-    )
+    drop_files(page, zone, [(name, data)])
 
 
 def test_compare_label_train_download(
@@ -156,16 +109,17 @@ def test_compare_label_train_download(
     page.set_input_files(
         "#file-b", [{"name": "notes.png", "mimeType": "image/png", "buffer": b"not pixels"}]
     )
-    page.wait_for_selector("#error:not([hidden])")
-    message = page.inner_text("#error-text")
+    page.wait_for_selector("#compare-error:not([hidden])")
+    message = page.inner_text("#compare-error")
     assert "not an image" in message and "Traceback" not in message
+    assert page.is_hidden("#error")  # beside the images, not in a banner
 
     # Label 10 pairs.
     for i, (pa, pb, label) in enumerate(labelled_pairs(10)):
         choose_pair(page, write(folder, f"p{i}a.png", pa), write(folder, f"p{i}b.png", pb))
         page.click("#label-same" if label == "same" else "#label-different")
         page.wait_for_function(f"document.querySelectorAll('#pairs li').length === {i + 1}")
-    assert "5 similar, 5 different" in page.inner_text("#pair-counts")
+    assert "5 same, 5 different" in page.inner_text("#pair-counts")
     first = page.get_attribute("#pairs li img", "src")
     assert page.request.get(site["url"] + first).status == 200
 

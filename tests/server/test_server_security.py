@@ -91,7 +91,7 @@ def test_own_page_and_clients_without_origin_keep_working(client: TestClient) ->
     own = {"Origin": LOCAL, "Sec-Fetch-Site": "same-origin"}
     added = client.post("/api/pairs", files=two(), data={"label": "same"}, headers=own)
     assert added.status_code == 201, added.text
-    curl = client.post("/api/pairs", files=two(), data={"label": "different"})
+    curl = client.post("/api/pairs", files=two(B, B), data={"label": "different"})
     assert curl.status_code == 201, curl.text
     assert client.post("/api/compare", files=two()).status_code == 200
     # The page itself may be opened from a link on another site (navigation, not the API).
@@ -525,8 +525,8 @@ def test_pair_storage_is_bounded(model_dir: Path, tmp_path: Path) -> None:
     app = create_app(model_dir, data_dir=tmp_path / "d2", limits=small)
     with TestClient(app, base_url=LOCAL) as client:
         assert client.post("/api/pairs", files=two(), data={"label": "same"}).status_code == 201
-        # The same images again take no more room; new ones do not fit.
-        assert client.post("/api/pairs", files=two(B, A), data={"label": "same"}).status_code == 201
+        # Stored images again (in a new pair) take no more room; new ones do not fit.
+        assert client.post("/api/pairs", files=two(A, A), data={"label": "same"}).status_code == 201
         other = two(png_bytes(glyph(7)), png_bytes(glyph(8)))
         text = detail(client.post("/api/pairs", files=other, data={"label": "same"}), 409)
         assert "--max-pair-mb" in text

@@ -24,6 +24,7 @@ from browser_helpers import (
     ARTIFACTS,
     choose_pair,
     chromium,
+    open_offline_page,
     phone_screenshots,
     playwright_or_skip,
     static_server,
@@ -69,26 +70,7 @@ def browser(site: dict[str, Any]) -> Iterator[Any]:
 
 def open_page(browser: Any, url: str, **context: Any) -> tuple[Any, list[str]]:
     """The page with the network cut: only ``url``'s own server answers."""
-    ctx = browser.new_context(accept_downloads=True, **context)
-    problems: list[str] = []
-
-    def only_localhost(route: Any) -> None:
-        if route.request.url.startswith((url + "/", "data:", "blob:")):
-            route.continue_()
-        else:
-            problems.append(f"external request: {route.request.url}")
-            route.abort()
-
-    ctx.route("**/*", only_localhost)
-    page = ctx.new_page()
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on(
-        "console",
-        lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None,
-    )
-    page.goto(url + "/")
-    page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
-    return page, problems
+    return open_offline_page(browser, url, **context)
 
 
 def cli_compare(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
@@ -134,7 +116,7 @@ def test_compare_label_train_download_round_trip(
         choose_pair(page, write(folder, f"p{i}a.png", pa), write(folder, f"p{i}b.png", pb))
         page.click("#label-same" if label == "same" else "#label-different")
         page.wait_for_function(f"document.querySelectorAll('#pairs li').length === {i + 1}")
-    assert "5 similar, 5 different" in page.inner_text("#pair-counts")
+    assert "5 same, 5 different" in page.inner_text("#pair-counts")
 
     # Train in the browser: progress per epoch, and the loss falls.
     page.fill("#steps", "150")
@@ -227,8 +209,8 @@ def test_python_head_loads_into_the_page(
         HeadFile.from_pair_head(trained, model_key="0" * 64),
     )
     page.set_input_files("#load-head", str(other))
-    page.wait_for_selector("#error:not([hidden])")
-    assert "another model" in page.inner_text("#error-text")
+    page.wait_for_selector("#train-error:not([hidden])")  # beside the head's controls
+    assert "another model" in page.inner_text("#train-error")
     code, err = cli_compare(capsys, a, b, "--model", model, "--head", str(other))
     assert code == 2 and "trained on the embeddings of model 000000000000" in err
     assert problems == []

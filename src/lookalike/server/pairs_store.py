@@ -61,6 +61,10 @@ class PairStoreFullError(LookalikeError):
     """The pair store holds as many pairs, or as many bytes of images, as it may."""
 
 
+class DuplicatePairError(LookalikeError):
+    """These two images (in either order) are already a labelled pair."""
+
+
 @dataclass(frozen=True)
 class StoredImage:
     """An uploaded image as the store keeps it.
@@ -146,6 +150,21 @@ class PairStore:
             self._bytes += len(image.data)
         return name
 
+    def _check_new(self, a: StoredImage, b: StoredImage) -> None:
+        """Raise :class:`DuplicatePairError` when these images already form a pair."""
+        fa, fb = self._file_name(a), self._file_name(b)
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT label, a_name, b_name FROM pairs WHERE (a_file = ? AND b_file = ?) "
+                "OR (a_file = ? AND b_file = ?) LIMIT 1",
+                (fa, fb, fb, fa),
+            ).fetchone()
+        if row is not None:
+            raise DuplicatePairError(
+                f"this pair is already labelled {row[0]!r} (as {row[1]} & {row[2]}, "
+                "the same two images in either order); delete it to label it again"
+            )
+
     def _check_room(self, a: StoredImage, b: StoredImage) -> None:
         """Raise :class:`PairStoreFullError` unless one more pair of these images fits."""
         count = len(self)
@@ -171,10 +190,13 @@ class PairStore:
             The new pair.
 
         Raises:
+            DuplicatePairError: The same two images (by content, in either order) are
+                already a pair.
             PairStoreFullError: ``max_pairs`` pairs are stored, or the images would take the
                 store past ``max_bytes``.
         """
         with self._lock:
+            self._check_new(a, b)
             self._check_room(a, b)
             pair = Pair(
                 id=uuid.uuid4().hex,

@@ -127,3 +127,9 @@ class JobInfo(BaseModel):
     train_accuracy: float | None = None
     holdout_accuracy: float | None = None
     cosine_holdout_accuracy: float | None = None
+    used: Literal["head", "cosine"] | None = Field(
+        default=None,
+        description="Which one won on the held-out pairs: 'head' (compare now answers with "
+        "the new head) or 'cosine' (the new head did worse than plain cosine, so it is not "
+        "used and compare answers as before).",
+    )

@@ -218,15 +218,24 @@ class ServerState:
             **self._model.provenance,
             "how": f"few-shot pair head trained by lookalike serve on {len(pairs)} labelled pairs",
         }
-        self._save_head(work)
-        with self._swap_lock:
-            self._model = work
+        # The better of the two on the held-out pairs serves: a head that did worse than
+        # plain cosine is not used (nor saved), and the served model stays as it was.
+        worse = (
+            report.holdout_accuracy is not None
+            and report.cosine_holdout_accuracy is not None
+            and report.holdout_accuracy < report.cosine_holdout_accuracy
+        )
+        if not worse:
+            self._save_head(work)
+            with self._swap_lock:
+                self._model = work
         return {
             "n_train": report.n_train,
             "n_holdout": report.n_holdout,
             "train_accuracy": report.train_accuracy,
             "holdout_accuracy": report.holdout_accuracy,
             "cosine_holdout_accuracy": report.cosine_holdout_accuracy,
+            "used": "cosine" if worse else "head",
         }
 
     # -- trained head on disk -------------------------------------------------------------------

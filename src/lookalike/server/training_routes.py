@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, Response
 from lookalike.server import render
 from lookalike.server.deps import IMAGE_ERRORS, ImageA, ImageB, LimitDep, StateDep, read_for_model
 from lookalike.server.jobs import JobRunningError, JobSnapshot
-from lookalike.server.pairs_store import Pair, StoredImage, media_type
+from lookalike.server.pairs_store import DuplicatePairError, Pair, StoredImage, media_type
 from lookalike.server.schemas import (
     ErrorResponse,
     JobCreated,
@@ -50,7 +50,10 @@ def _pair_info(pair: Pair) -> PairInfo:
     status_code=201,
     responses={
         **IMAGE_ERRORS,
-        409: {"model": ErrorResponse, "description": "The pair store is full"},
+        409: {
+            "model": ErrorResponse,
+            "description": "The pair store is full, or the pair is already labelled",
+        },
     },
     summary="Add a labelled pair",
 )
@@ -62,11 +65,17 @@ def add_pair(
     label: Annotated[Literal["same", "different"], Form(description="same or different")],
 ) -> PairInfo:
     """Store both images (by content hash) and the label; pairs survive a restart. The
-    store is bounded (``lookalike serve --max-pairs``, ``--max-pair-mb``): when full, 409."""
+    store is bounded (``lookalike serve --max-pairs``, ``--max-pair-mb``): when full, 409.
+    The same two images (by content, in either order) are one pair: a second label is 409."""
     ua, ub = read_for_model(state, a, "a", limit), read_for_model(state, b, "b", limit)
-    pair = state.pairs.add(
-        StoredImage(ua.data, ua.name, ua.format), StoredImage(ub.data, ub.name, ub.format), label
-    )
+    try:
+        pair = state.pairs.add(
+            StoredImage(ua.data, ua.name, ua.format),
+            StoredImage(ub.data, ub.name, ub.format),
+            label,
+        )
+    except DuplicatePairError as exc:
+        raise HTTPException(409, str(exc)) from exc
     return _pair_info(pair)
 
 
@@ -134,7 +143,8 @@ def train_head(
     state: StateDep, settings: Annotated[TrainRequest | None, Body()] = None
 ) -> JobCreated:
     """Starts a background job; poll ``GET /api/jobs/{id}``. When it succeeds, compare
-    answers with the new head's P(same) and its 0.5 threshold."""
+    answers with the new head's P(same) and its 0.5 threshold, unless the head did worse
+    than plain cosine on the held-out pairs (the job's ``used`` is then ``"cosine"``)."""
     settings = settings or TrainRequest()
     try:
         job = state.start_training(steps=settings.steps, lr=settings.lr)

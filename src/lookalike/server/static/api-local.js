@@ -60,7 +60,63 @@
         return { same: higherIsSame ? value >= t : value <= t, threshold: t, metric };
       }
     }
+    if ("near_duplicate" in thresholds) {
+      const t = thresholds.near_duplicate; // cosine; "same" = the same picture after edits
+      return { same: cosine >= t, threshold: t, metric: "near_duplicate" };
+    }
     return { same: null, threshold: null, metric: null };
+  }
+
+  // A seeded shuffle (mulberry32): the held-out pairs are the same for the same pairs.
+  function shuffled(items, seed) {
+    let state = seed >>> 0;
+    const random = () => {
+      state = (state + 0x6d2b79f5) >>> 0;
+      let t = state;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    const out = items.slice();
+    for (let i = out.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [out[i], out[j]] = [out[j], out[i]];
+    }
+    return out;
+  }
+
+  // As lookalike.training.fewshot: hold out a quarter of each label (from 8 pairs on).
+  function holdoutMask(labels) {
+    const test = labels.map(() => false);
+    if (labels.length < 8) return test;
+    for (const cls of [0, 1]) {
+      const members = shuffled(labels.map((y, i) => (y === cls ? i : -1)).filter((i) => i >= 0), 7 + cls);
+      const k = Math.round(members.length * 0.25);
+      if (members.length - k >= 1) members.slice(0, k).forEach((i) => (test[i] = true));
+    }
+    return test;
+  }
+
+  // As lookalike.metrics.calibration.best_accuracy_threshold: the cosine cut that is right
+  // most often on these pairs (ties: the least accepting), as a midpoint between scores.
+  function bestCosineThreshold(cosines, labels) {
+    const values = Array.from(new Set(cosines)).sort((x, y) => y - x);
+    const cuts = [values[0] + 1e-6];
+    for (let i = 1; i < values.length; i++) cuts.push((values[i - 1] + values[i]) / 2);
+    cuts.push(values[values.length - 1] - 1e-6);
+    let best = cuts[0];
+    let bestAccuracy = -1;
+    for (const t of cuts) {
+      const accuracy = accuracyAt(cosines, labels, t);
+      if (accuracy > bestAccuracy) [best, bestAccuracy] = [t, accuracy];
+    }
+    return best;
+  }
+
+  function accuracyAt(scores, labels, threshold) {
+    let right = 0;
+    scores.forEach((s, i) => (right += (s >= threshold ? 1 : 0) === labels[i] ? 1 : 0));
+    return right / Math.max(1, scores.length);
   }
 
   // What the tab has done survives a reload: the labelled pairs (their image files) and the
@@ -241,16 +297,37 @@
 
     // -- labelled pairs (kept in this tab) ----------------------------------------------------
 
+    // Refuses the same two images (by content, in either order) twice, as the server does (409).
     async addPair(a, b, label) {
       await Promise.all([this.embed(a), this.embed(b)]); // refuses what cannot be decoded
+      const [ka, kb] = [await this.fileKey(a), await this.fileKey(b)];
+      for (const pair of this.pairs) {
+        const [pa, pb] = [await this.fileKey(pair.a), await this.fileKey(pair.b)];
+        if ((pa === ka && pb === kb) || (pa === kb && pb === ka)) {
+          const error = new Error(
+            `this pair is already labelled '${pair.label}' (as ${pair.a.name} & ${pair.b.name}, ` +
+              "the same two images in either order); delete it to label it again"
+          );
+          error.status = 409;
+          throw error;
+        }
+      }
       const id = String(this.nextPair++);
       this.pairs.push({ id, label, a, b, a_url: URL.createObjectURL(a), b_url: URL.createObjectURL(b) });
       await this.save();
     }
 
+    // The content key of a file, remembered per File object.
+    async fileKey(file) {
+      if (!this.keys) this.keys = new WeakMap();
+      if (!this.keys.has(file)) this.keys.set(file, contentKey(await file.arrayBuffer()));
+      return this.keys.get(file);
+    }
+
     async listPairs() {
       const same = this.pairs.filter((p) => p.label === "same").length;
-      return { same, different: this.pairs.length - same, pairs: this.pairs.slice() };
+      const pairs = this.pairs.map((p) => Object.assign({ a_name: p.a.name || "image", b_name: p.b.name || "image" }, p));
+      return { same, different: this.pairs.length - same, pairs };
     }
 
     async deletePair(id) {
@@ -281,17 +358,27 @@
       for (let i = 0; i < pairs.length; i++) {
         x.set(absDiff(await this.embed(pairs[i].a), await this.embed(pairs[i].b)), i * dim);
       }
-      const y = Float32Array.from(pairs, (p) => (p.label === "same" ? 1 : 0));
+      const labels = pairs.map((p) => (p.label === "same" ? 1 : 0));
+      const cosines = [];
+      for (const p of pairs) cosines.push(scores(await this.embed(p.a), await this.embed(p.b)).cosine);
+      const test = holdoutMask(labels);
+      const trainIdx = labels.map((_, i) => i).filter((i) => !test[i]);
+      const testIdx = labels.map((_, i) => i).filter((i) => test[i]);
+      const n = trainIdx.length;
+      const xTrain = new Float32Array(n * dim);
+      trainIdx.forEach((i, row) => xTrain.set(x.subarray(i * dim, (i + 1) * dim), row * dim));
+      const y = Float32Array.from(trainIdx, (i) => labels[i]);
       const config = { embedding_dim: dim, hidden: DEFAULT_HEAD.hidden.slice(), dropout: DEFAULT_HEAD.dropout };
       const model = headModel(tf, config);
       model.compile({ optimizer: tf.train.adam(1e-3), loss: "binaryCrossentropy" });
-      const xs = tf.tensor2d(x, [pairs.length, dim]);
-      const ys = tf.tensor2d(y, [pairs.length, 1]);
+      const xs = tf.tensor2d(xTrain, [n, dim]);
+      const ys = tf.tensor2d(y, [n, 1]);
+      const xAll = tf.tensor2d(x, [pairs.length, dim]);
       const losses = [];
       try {
         await model.fit(xs, ys, {
           epochs: steps,
-          batchSize: pairs.length,
+          batchSize: n,
           shuffle: true,
           verbose: 0,
           callbacks: {
@@ -301,32 +388,53 @@
             },
           },
         });
-        const predicted = tf.tidy(() => model.predict(xs).dataSync());
-        const correct = y.filter((label, i) => (predicted[i] >= 0.5 ? 1 : 0) === label).length;
-        const accuracy = correct / pairs.length;
-        if (this.head) this.head.model.dispose(); // the head it replaces
-        this.head = {
-          model,
-          config,
-          threshold: 0.5,
-          metrics: { head_train_accuracy: accuracy, head_pairs: pairs.length, head_losses: losses },
-          how: `few-shot pair head trained in the browser (TensorFlow.js) on ${pairs.length} labelled pairs`,
-        };
-        await this.save();
+        const predicted = tf.tidy(() => model.predict(xAll).dataSync());
+        const accuracy = (idx) => idx.filter((i) => (predicted[i] >= 0.5 ? 1 : 0) === labels[i]).length / idx.length;
+        const trainAccuracy = accuracy(trainIdx);
+        let holdout = null;
+        let cosineHoldout = null;
+        if (testIdx.length) {
+          holdout = accuracy(testIdx);
+          const cut = bestCosineThreshold(trainIdx.map((i) => cosines[i]), trainIdx.map((i) => labels[i]));
+          cosineHoldout = accuracyAt(testIdx.map((i) => cosines[i]), testIdx.map((i) => labels[i]), cut);
+        }
+        // The better of the two on the held-out pairs is used: a worse head is dropped.
+        const worse = holdout !== null && holdout < cosineHoldout;
+        if (worse) {
+          model.dispose();
+        } else {
+          if (this.head) this.head.model.dispose(); // the head it replaces
+          this.head = {
+            model,
+            config,
+            threshold: 0.5,
+            metrics: {
+              head_train_accuracy: trainAccuracy,
+              head_holdout_accuracy: holdout,
+              head_pairs: pairs.length,
+              head_losses: losses,
+            },
+            how: `few-shot pair head trained in the browser (TensorFlow.js) on ${pairs.length} labelled pairs`,
+          };
+          await this.save();
+        }
         return {
           state: "succeeded",
           step: steps,
           total: steps,
           loss: losses[losses.length - 1],
-          n_train: pairs.length,
-          n_holdout: 0,
-          train_accuracy: accuracy,
-          holdout_accuracy: null,
+          n_train: n,
+          n_holdout: testIdx.length,
+          train_accuracy: trainAccuracy,
+          holdout_accuracy: holdout,
+          cosine_holdout_accuracy: cosineHoldout,
+          used: worse ? "cosine" : "head",
           losses,
         };
       } finally {
         xs.dispose();
         ys.dispose();
+        xAll.dispose();
       }
     }
 
