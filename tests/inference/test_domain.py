@@ -265,3 +265,12 @@ def test_pairs_csv_carries_the_warnings(
     args = ["--pairs", str(pairs), "--out", str(out), "--model", str(digits_model)]
     code, _, err = _compare(capsys, *args)
     assert code == 0 and err.count("warning: ") == 1 and "coffee.jpg" in err
+
+
+def test_another_input_size_has_no_record(digits_model: Path) -> None:
+    from lookalike.inference import ModelSource
+
+    assert domain_of(load_embedder(digits_model, engine="torch")) is not None
+    resized = ModelSource(folder=str(digits_model), image_size=40)
+    for engine in ("torch", "onnx"):
+        assert domain_of(load_embedder(resized, engine=engine)) is None

@@ -182,8 +182,14 @@ class ModelCard:
         )
 
     def with_input_size(self, size: int | tuple[int, int]) -> ModelCard:
-        """A copy whose preprocessing uses another input size (an int means a square)."""
-        return replace(self, preprocess=self.preprocess.with_input_size(size))
+        """A copy whose preprocessing uses another input size (an int means a square).
+
+        Another size moves the embeddings, so the copy has no domain record (it was measured
+        at the card's own size).
+        """
+        preprocess = self.preprocess.with_input_size(size)
+        domain = self.domain if preprocess == self.preprocess else None
+        return replace(self, preprocess=preprocess, domain=domain)
 
     # -- JSON -------------------------------------------------------------------------------
 
