@@ -217,3 +217,23 @@ def test_the_helper_draws_nothing_off_a_terminal(capsys: pytest.CaptureFixture[s
         map_chunks(lambda c: c, [1], 0, desc="x", progress=False)
     done("job: 2 phases", 1.234)
     assert capsys.readouterr().err == "job: 2 phases in 1.2 s\n"
+
+
+def test_the_first_onnx_export_is_announced_on_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new model's first use exports it (seconds): said on a terminal, silent on a pipe."""
+    model = small_model_dir(tmp_path)
+    for k in (0, 1):
+        Image.fromarray(glyph(k)).save(tmp_path / f"g{k}.png")
+    args = ["compare", "g0.png", "g1.png", "--model", str(model), "--engine", "onnx"]
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "tty-cache"))
+    code, shown = _on_terminal(args, tmp_path)
+    assert code == 0, shown[-2000:]
+    assert "exporting to ONNX Runtime (once" in shown
+    assert re.search(r"exported and checked against PyTorch in \d+\.\d s", shown)
+    code, again = _on_terminal(args, tmp_path)  # cached now: nothing to announce
+    assert code == 0 and "exporting" not in again
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "pipe-cache"))
+    code, logged = _on_pipe(args, tmp_path, capsys)
+    assert code == 0 and "exporting" not in logged and "exported" not in logged

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lookalike._limits import check_threads
+from lookalike._progress import done, showing
 from lookalike.errors import ExportError, LookalikeError
 from lookalike.imaging.preprocess import Preprocess
 from lookalike.inference import export as X
@@ -259,6 +262,12 @@ class OnnxEmbedder(BaseEmbedder):
                 return cls.open(path, model.preprocess, threads=threads, expect_key=key, **common)
             except LookalikeError:
                 pass  # corrupt or stale: export again below
+        # The first use of a model exports it (seconds): say so on a terminal, then how long.
+        shown, start = showing(True), time.perf_counter()
+        if shown:
+            print(
+                f"{name}: exporting to ONNX Runtime (once; later runs reuse it)…", file=sys.stderr
+            )
         data = X.export_model(model, key=key)
         try:
             session = _session(data, threads)
@@ -266,6 +275,8 @@ class OnnxEmbedder(BaseEmbedder):
             raise ExportError(f"ONNX Runtime cannot run the exported model: {exc}") from exc
         embedder = cls(session, model.preprocess, key=key, **common)
         _check_export(model, embedder)
+        if shown:
+            done(f"{name}: exported and checked against PyTorch", time.perf_counter() - start)
         if path is not None:
             try:
                 X.write_atomic(path, data)
