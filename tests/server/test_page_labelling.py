@@ -42,7 +42,8 @@ MODES = ["server", "static"]
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return small_model_dir(tmp_path_factory.mktemp("model"))
+    folder: Path = small_model_dir(tmp_path_factory.mktemp("model"))
+    return folder
 
 
 @pytest.fixture(params=MODES)
@@ -76,7 +77,9 @@ def browser() -> Iterator[Any]:
 
 def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:
     """The page at 1280×900 with only its own server reachable; waits until it is ready."""
-    return open_offline_page(browser, url, bypass_csp=True, viewport={"width": 1280, "height": 900})
+    size = {"width": 1280, "height": 900}
+    page, problems = open_offline_page(browser, url, bypass_csp=True, viewport=size)
+    return page, problems
 
 
 def box(page: Any, selector: str) -> dict[str, float]:

@@ -70,7 +70,8 @@ def browser(site: dict[str, Any]) -> Iterator[Any]:
 
 def open_page(browser: Any, url: str, **context: Any) -> tuple[Any, list[str]]:
     """The page with the network cut: only ``url``'s own server answers."""
-    return open_offline_page(browser, url, **context)
+    page, problems = open_offline_page(browser, url, **context)
+    return page, problems
 
 
 def cli_compare(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
@@ -253,4 +254,35 @@ def test_phone_width_screenshot(site: dict[str, Any], browser: Any, tmp_path: Pa
     )
     assert "runs in this browser" in page.inner_text("#model-info")
     phone_screenshots(page, "static-page")
+    assert problems == []
+
+
+def test_near_duplicate_verdict_as_compare_gives_it(
+    browser: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model whose only threshold is its near-duplicate one (``thresholds["dedup"]``, as
+    the default model's measured 0.75) gives the page compare's verdict, saying what "same"
+    means for it."""
+    from lookalike.inference.comparison import NEAR_DUPLICATE_MEANING
+    from lookalike.model.network import SiameseModel
+    from lookalike.web import build_site
+
+    _vendor_or_skip()
+    model = SiameseModel.create("small_cnn", pretrained=False, input_size=28)
+    model.thresholds["dedup"] = 0.8
+    model.save(tmp_path / "dedup-model")
+    a = write(tmp_path, "a.png", png_bytes(glyph(31)))
+    b = write(tmp_path, "b.png", png_bytes(glyph(31, noise_seed=2)))
+    site = build_site(tmp_path / "dedup-model", tmp_path / "site")
+    assert json.loads((site / "site.json").read_text())["thresholds"]["near_duplicate"] == 0.8
+    with static_server(site) as url:
+        page, problems = open_page(browser, url)
+        choose_pair(page, a, b)
+        code, python = cli_compare(capsys, a, b, "--model", str(tmp_path / "dedup-model"))
+        assert code == 0 and python["metric"] == "near_duplicate" and python["threshold"] == 0.8
+        word = "Same picture (cosine ≥" if python["same"] else "Not the same picture (cosine <"
+        assert page.inner_text("#verdict") == f"{word} 0.800)"
+        assert NEAR_DUPLICATE_MEANING in page.inner_text("#verdict-meaning")
+        assert page.is_hidden("#warnings")
+        page.context.close()
     assert problems == []

@@ -180,6 +180,7 @@ def build_site(
             file or a non-empty folder that is not a site.
         LookalikeError: A bad model folder or unavailable weights.
     """
+    from lookalike.inference.comparison import near_duplicate_threshold
     from lookalike.inference.source import ModelSource
     from lookalike.inference.standalone import standalone_export
     from lookalike.model.folder import read_card
@@ -209,6 +210,10 @@ def build_site(
     atomic_write_bytes(out / "model" / "model.onnx", export.model, mode=0o644)
     pre = embedder.preprocess
     height, width = pre.input_size
+    thresholds = {k: v for k, v in embedder.thresholds.items() if k != "probability"}
+    near = near_duplicate_threshold(embedder)
+    if near is not None:  # the page's verdict without a task threshold (as compare's)
+        thresholds["near_duplicate"] = near[0]
     atomic_write_json(
         out / "site.json",
         {
@@ -221,7 +226,7 @@ def build_site(
             "output": export.metadata.get("lookalike.output", "embeddings"),
             "preprocess": pre.to_dict(),
             "embedding_dim": embedder.embedding_dim,
-            "thresholds": {k: v for k, v in embedder.thresholds.items() if k != "probability"},
+            "thresholds": thresholds,
             "head": head_rel,
             "small_model": pre.channels == 1 and height * width <= 64 * 64,
             "version": __version__,
