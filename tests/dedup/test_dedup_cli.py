@@ -127,3 +127,29 @@ def test_review_in_the_html_report_then_apply_the_choices(
     (tmp_path / "bad.json").write_text(json.dumps({"format": "x"}))
     assert main(["dedup", str(folder), "--choices", str(tmp_path / "bad.json"), *ENGINE]) == 2
     assert "cannot read review choices" in capsys.readouterr().err
+
+
+def test_calibrate_dedup_on_the_users_own_photos(
+    tmp_path: Path, photos: dict[str, np.ndarray], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server_helpers import small_model_dir
+
+    model = small_model_dir(tmp_path)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name, array in photos.items():
+        image = Image.fromarray(array).convert("RGB")
+        image.thumbnail((200, 200))
+        image.save(mine / f"{name}.jpg")
+    (mine / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    argv = ["calibrate-dedup", "--model", str(model), "--images", str(mine), "--edits", "2"]
+    assert main([*argv, *ENGINE]) == 0
+    captured = capsys.readouterr()
+    assert f"of {len(photos)} photos" in captured.out  # the folder's, not the 21 shipped
+    assert "skipped" in captured.err and "broken.jpg" in captured.err
+    config = json.loads((model / "config.json").read_text())
+    assert -1 <= config["thresholds"]["dedup"] <= 1
+    (tmp_path / "one").mkdir()
+    Image.fromarray(photos["chelsea"]).save(tmp_path / "one" / "a.png")
+    assert main(["calibrate-dedup", "--model", str(model), "--images", str(tmp_path / "one")]) == 2
+    assert "calibrating needs two" in capsys.readouterr().err

@@ -318,14 +318,26 @@ def _undo(args: argparse.Namespace) -> int:
 def cmd_calibrate_dedup(args: argparse.Namespace) -> int:
     """``lookalike calibrate-dedup``: choose and store a model's near-duplicate threshold."""
     from lookalike._progress import done
-    from lookalike.dedup.calibrate import calibrate_dedup_threshold, offline_photos
+    from lookalike.dedup.calibrate import (
+        calibrate_dedup_threshold,
+        folder_photos,
+        offline_photos,
+    )
     from lookalike.model.folder import update_config
 
     started = time.perf_counter()
     if not args.model:
         raise LookalikeError("calibrate-dedup stores the threshold in a model folder: --model DIR")
     embedder, _ = _embedder(args)
-    photos = offline_photos()
+
+    def unreadable(path: str, reason: str) -> None:
+        print(f"skipped {shown_path(path)}: {reason}", file=sys.stderr)
+
+    photos = (
+        folder_photos(args.images, limit=args.max_images, seed=args.seed, on_error=unreadable)
+        if args.images
+        else offline_photos()
+    )
     result = calibrate_dedup_threshold(
         embedder,
         photos,
@@ -477,5 +489,17 @@ def register(sub: Any) -> None:
         "--edits", type=options.int_in(1, 100), default=8, help="edited copies per photo, 1 to 100"
     )
     p.add_argument("--seed", type=options.seed, default=0, help="seed of the edits")
+    p.add_argument(
+        "--images",
+        metavar="DIR",
+        help="calibrate on your own distinct photos (no near duplicates among them) "
+        "instead of the 21 that ship offline",
+    )
+    p.add_argument(
+        "--max-images",
+        type=options.int_in(2, 5000),
+        default=200,
+        help="photos of --images used, sampled by --seed when there are more, 2 to 5000",
+    )
     common(p)
     p.set_defaults(handler=cmd_calibrate_dedup)

@@ -18,9 +18,11 @@ the ones you will de-duplicate.
 from __future__ import annotations
 
 import math
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +30,7 @@ from PIL import Image
 
 from lookalike._progress import bar, embed_chunks
 from lookalike.dedup.edits import EDIT_KINDS, near_duplicate
-from lookalike.errors import LookalikeError
+from lookalike.errors import DataError, ImageError, LookalikeError
 from lookalike.imaging.images import ImageSource, load_image
 from lookalike.inference.embedder import Embedder
 from lookalike.metrics.calibration import best_accuracy_threshold
@@ -42,6 +44,7 @@ __all__ = [
     "DedupCalibration",
     "calibrate_dedup_threshold",
     "dedup_threshold",
+    "folder_photos",
     "offline_photos",
     "pair_metrics",
 ]
@@ -258,6 +261,57 @@ OFFLINE_PHOTOS: tuple[str, ...] = (
     "retina", "colorwheel", "cell", "horse",
 )  # fmt: skip
 """scikit-image sample images that ship in its wheel (no download)."""
+
+
+def folder_photos(
+    folder: str | os.PathLike[str],
+    *,
+    limit: int = 200,
+    seed: int = 0,
+    longest_side: int = 1024,
+    on_error: Callable[[str, str], None] | None = None,
+) -> list[np.ndarray]:
+    """The user's own photos to calibrate on: up to ``limit`` readable images of a folder.
+
+    The photos should be *distinct* (no near duplicates among them): every pair of them is
+    taken as a different-photo pair.
+
+    Args:
+        folder: Searched recursively.
+        limit: At most this many, sampled reproducibly (by ``seed``) when there are more.
+        seed: Seed of the sample.
+        longest_side: Larger photos are shrunk to this many pixels on their longest side
+            (bounds memory; the edits and the model work at far smaller sizes).
+        on_error: Called with (path, reason) for each unreadable file, which is skipped.
+
+    Returns:
+        RGB uint8 arrays (H, W, 3), in path order.
+
+    Raises:
+        DataError: Not a folder, or fewer than two readable images.
+    """
+    from lookalike.imaging.files import iter_image_files
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder of photos")
+    paths = sorted(str(p) for p in iter_image_files(root))
+    if len(paths) > limit:
+        chosen = np.random.default_rng(seed).choice(len(paths), size=limit, replace=False)
+        paths = [paths[i] for i in sorted(chosen.tolist())]
+    photos = []
+    for path in paths:
+        try:
+            image = load_image(path, draft_size=(longest_side, longest_side))
+        except (ImageError, OSError) as exc:
+            if on_error is not None:
+                on_error(path, str(exc))
+            continue
+        image.thumbnail((longest_side, longest_side))
+        photos.append(np.asarray(image.convert("RGB")))
+    if len(photos) < 2:
+        raise DataError(f"{root} holds {len(photos)} readable image(s); calibrating needs two")
+    return photos
 
 
 def offline_photos() -> list[np.ndarray]:
