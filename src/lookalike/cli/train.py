@@ -290,10 +290,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = run_demo(
         args.out, data_dir=args.data_dir, seed=args.seed, progress=sys.stderr.isatty()
     )
+    from lookalike.evaluation.report import proportion
+
     print(f"pair accuracy: {result.pair_accuracy:.4f}")
+    ci = proportion(result.pair_accuracy, result.test_pairs)
+    within = "" if ci is None else f" (95 % CI {ci.low:.3f}–{ci.high:.3f})"
     print(
-        f"  on {result.test_pairs} held-out test pairs of {result.dataset}; cosine threshold "
-        f"{result.threshold:.4f} calibrated on validation pairs"
+        f"  on {result.test_pairs} held-out test pairs of {result.dataset}{within}; cosine "
+        f"threshold {result.threshold:.4f} calibrated on validation pairs"
     )
     print(
         f"  mean euclidean distance: same digit {result.mean_distance_same:.3f}, "
