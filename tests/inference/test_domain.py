@@ -274,3 +274,26 @@ def test_another_input_size_has_no_record(digits_model: Path) -> None:
     resized = ModelSource(folder=str(digits_model), image_size=40)
     for engine in ("torch", "onnx"):
         assert domain_of(load_embedder(resized, engine=engine)) is None
+
+
+def test_api_compare_warns(digits_model: Path, images: dict[str, Path], tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from lookalike.server import create_app
+
+    app = create_app(digits_model, data_dir=tmp_path / "data")
+    with TestClient(app, base_url="http://localhost") as client:
+
+        def post(a: str, b: str) -> dict[str, object]:
+            files = {k: (images[n].name, images[n].read_bytes()) for k, n in (("a", a), ("b", b))}
+            response = client.post("/api/compare", files=files)
+            assert response.status_code == 200, response.text
+            body: dict[str, object] = response.json()
+            return body
+
+        photos = post("astronaut", "coffee")["warnings"]
+        assert isinstance(photos, list) and len(photos) == 2
+        assert photos[0].startswith("image a looks unlike the handwritten digits")
+        assert post("digit_a", "digit_b")["warnings"] == []
+        mixed = post("digit_a", "coffee")["warnings"]
+        assert isinstance(mixed, list) and len(mixed) == 1 and mixed[0].startswith("image b ")

@@ -23,6 +23,7 @@ from lookalike.errors import ImageError, LookalikeError
 from lookalike.imaging.files import shown_path
 from lookalike.imaging.images import load_image
 from lookalike.inference.comparison import decide
+from lookalike.inference.domain import domain_warnings
 from lookalike.metrics.distances import cosine_similarity, euclidean_distance
 from lookalike.model.network import SiameseModel
 from lookalike.server import render
@@ -54,7 +55,13 @@ def _scores(model: SiameseModel, emb: np.ndarray) -> CompareResponse:
     prob = None if prob_array is None else float(prob_array[0])
     same, threshold, metric = decide(model, cos, dist, prob)
     return CompareResponse(
-        cosine=cos, euclidean=dist, probability=prob, same=same, threshold=threshold, metric=metric
+        cosine=cos,
+        euclidean=dist,
+        probability=prob,
+        same=same,
+        threshold=threshold,
+        metric=metric,
+        warnings=domain_warnings(model, emb, ["image a", "image b"]),
     )
 
 

@@ -47,6 +47,11 @@ class CompareResponse(BaseModel):
     same: bool | None = Field(description="The decision at the threshold; null uncalibrated.")
     threshold: float | None
     metric: str | None = Field(description="What the threshold applies to.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="One line per image that looks unlike the images the model was trained on "
+        "(its scores and verdict may mean nothing); empty for models without a domain record.",
+    )
 
 
 class Heatmap(BaseModel):
