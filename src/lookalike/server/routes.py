@@ -54,14 +54,11 @@ def _scores(model: SiameseModel, emb: np.ndarray) -> CompareResponse:
     prob_array = model.pair_probability(emb[:1], emb[1:])
     prob = None if prob_array is None else float(prob_array[0])
     same, threshold, metric = decide(model, cos, dist, prob)
-    return CompareResponse(
-        cosine=cos,
-        euclidean=dist,
-        probability=prob,
-        same=same,
-        threshold=threshold,
-        metric=metric,
-        warnings=domain_warnings(model, emb, ["image a", "image b"]),
+    scores = CompareResponse(
+        cosine=cos, euclidean=dist, probability=prob, same=same, threshold=threshold, metric=metric
+    )
+    return scores.model_copy(
+        update={"warnings": domain_warnings(model, emb, ["image a", "image b"])}
     )
 
 
