@@ -244,3 +244,4 @@ def test_info_is_readable(
     assert "val_pair_accuracy = 0.9123" in out and "val_pairs = 12,000" in out, out
     assert not re.search(r"\d\.\d{5,}", out), out  # no 16-digit floats
     assert "{'" not in out  # no raw dicts
+    assert "domain:         not recorded (inputs are not checked)" in out

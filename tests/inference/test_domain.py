@@ -98,6 +98,12 @@ def test_record_is_stored_and_measured(digits_model: Path) -> None:
     assert domain_of(embedder) == record
 
 
+def test_info_shows_the_record(digits_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(digits_model)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("domain:"))
+    assert "handwritten digits" in line and "held-out in-domain images above it" in line
+
+
 def test_search_warns_for_photo_queries(
     digits_model: Path,
     images: dict[str, Path],

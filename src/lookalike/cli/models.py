@@ -91,6 +91,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"pair head:      {card.head or 'none'}")
     thresholds = readable(dict(card.thresholds)) if card.thresholds else "none (uncalibrated)"
     print(f"thresholds:     {thresholds}")
+    domain = card.domain.summary() if card.domain else "not recorded (inputs are not checked)"
+    print(f"domain:         {domain}")
     if not card.metrics:
         print("metrics:        none recorded")
     for key, value in card.metrics.items():
