@@ -286,3 +286,43 @@ def test_near_duplicate_verdict_as_compare_gives_it(
         assert page.is_hidden("#warnings")
         page.context.close()
     assert problems == []
+
+
+def test_out_of_domain_warning_as_compare_gives_it(
+    browser: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], photos: dict[str, Any]
+) -> None:
+    """A model with a domain record (fitted on glyphs) warns on the page about a photo, with
+    the same score and words as ``lookalike compare``, and not about a glyph."""
+    import numpy as np
+    from PIL import Image
+
+    from lookalike.model.domain import DomainRecord
+    from lookalike.model.network import SiameseModel
+    from lookalike.web import build_site
+
+    _vendor_or_skip()
+    model = SiameseModel.create("small_cnn", pretrained=False, input_size=28)
+    train = model.embed([glyph(k, noise_seed=k) for k in range(200)])
+    held = model.embed([glyph(1000 + k) for k in range(60)])
+    record = DomainRecord.fit(train, held, source="block glyphs")
+    assert record is not None
+    model.domain = record
+    model.save(tmp_path / "glyph-model")
+    a = write(tmp_path, "glyph.png", png_bytes(glyph(5000)))
+    photo = Image.fromarray(np.asarray(photos["astronaut"])).convert("L").resize((28, 28))
+    photo.save(tmp_path / "photo.png")
+    b = str(tmp_path / "photo.png")
+    site = build_site(tmp_path / "glyph-model", tmp_path / "site")
+    assert json.loads((site / "site.json").read_text())["domain"]["dim"] == record.dim
+    code, python = cli_compare(capsys, a, b, "--model", str(tmp_path / "glyph-model"))
+    assert code == 0
+    suffixes = [w.split(" looks unlike ", 1)[1] for w in python["warnings"]]
+    assert len(suffixes) == 1 and python["warnings"][0].startswith(b)  # the photo only
+    with static_server(site) as url:
+        page, problems = open_page(browser, url)
+        choose_pair(page, a, b)
+        shown = page.inner_text("#warnings")
+        assert shown.count("looks unlike") == 1 and "photo.png looks unlike" in shown
+        assert suffixes[0] in shown  # same score to 2 decimals, same threshold, same words
+        page.context.close()
+    assert problems == []

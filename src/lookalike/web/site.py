@@ -41,6 +41,7 @@ from lookalike.model.head_file import HeadFile, linear_names
 if TYPE_CHECKING:
     from lookalike.inference.onnx_engine import NumpyPairHead
     from lookalike.inference.source import ModelSource
+    from lookalike.model.domain import DomainRecord
 
 __all__ = [
     "PAGE_FILES",
@@ -214,6 +215,7 @@ def build_site(
     near = near_duplicate_threshold(embedder)
     if near is not None:  # the page's verdict without a task threshold (as compare's)
         thresholds["near_duplicate"] = near[0]
+    record = card.domain if card is not None and source.image_size is None else None
     atomic_write_json(
         out / "site.json",
         {
@@ -227,6 +229,7 @@ def build_site(
             "preprocess": pre.to_dict(),
             "embedding_dim": embedder.embedding_dim,
             "thresholds": thresholds,
+            "domain": None if record is None else _domain_for_page(record),
             "head": head_rel,
             "small_model": pre.channels == 1 and height * width <= 64 * 64,
             "version": __version__,
@@ -235,6 +238,23 @@ def build_site(
     )
     _copy_front_end(out, vendor)
     return out
+
+
+def _domain_for_page(record: DomainRecord) -> dict[str, Any]:
+    """The domain record as plain numbers, for the page's out-of-domain warnings (the same
+    score as :meth:`DomainRecord.score`, the same words as ``inference.domain``)."""
+    from lookalike.inference.domain import warning_context
+
+    return {
+        "dim": record.dim,
+        "mean": [float(v) for v in record.mean],
+        "components": [[float(v) for v in row] for row in record.components],
+        "variances": [float(v) for v in record.variances],
+        "residual_variance": float(record.residual_variance),
+        "threshold": float(record.threshold),
+        "source": record.source,
+        "context": warning_context(record),
+    }
 
 
 def _copy_front_end(out: Path, vendor: Path) -> None:

@@ -41,6 +41,43 @@
     return { cosine: dot / Math.max(Math.sqrt(na) * Math.sqrt(nb), 1e-12), euclidean: Math.sqrt(sq) };
   }
 
+  // As lookalike.model.domain.DomainRecord.score: squared Mahalanobis distance per dimension
+  // over the record's principal directions plus one shared variance for the rest.
+  function domainScore(record, e) {
+    const d = record.dim;
+    const c = new Float64Array(d);
+    let total = 0;
+    for (let i = 0; i < d; i++) {
+      c[i] = e[i] - record.mean[i];
+      total += c[i] * c[i];
+    }
+    let inside = 0;
+    let along = 0;
+    record.components.forEach((row, k) => {
+      let a = 0;
+      for (let i = 0; i < d; i++) a += c[i] * row[i];
+      inside += (a * a) / record.variances[k];
+      along += a * a;
+    });
+    return (inside + Math.max(total - along, 0) / record.residual_variance) / d;
+  }
+
+  // As lookalike.inference.domain.flag_inputs: one warning per input outside the domain.
+  function domainWarnings(record, embeddings, names) {
+    if (!record) return [];
+    const out = [];
+    embeddings.forEach((e, k) => {
+      const score = domainScore(record, e);
+      if (!(score > record.threshold)) return;
+      out.push(
+        `${names[k]} looks unlike the ${record.source} this model was trained on ` +
+          `(domain score ${score.toFixed(2)} > ${record.threshold.toFixed(2)}, ${record.context})` +
+          ": its scores and verdict may mean nothing"
+      );
+    });
+    return out;
+  }
+
   function absDiff(a, b) {
     const out = new Float32Array(a.length);
     for (let i = 0; i < a.length; i++) out[i] = Math.abs(a[i] - b[i]);
@@ -292,7 +329,11 @@
       const [ea, eb] = [await this.embed(a), await this.embed(b)];
       const { cosine, euclidean } = scores(ea, eb);
       const probability = this.probability(ea, eb);
-      return Object.assign({ cosine, euclidean, probability }, decide(this.thresholds(), cosine, euclidean, probability));
+      const warnings = domainWarnings(this.site.domain, [ea, eb], [a.name || "image A", b.name || "image B"]);
+      return Object.assign(
+        { cosine, euclidean, probability, warnings },
+        decide(this.thresholds(), cosine, euclidean, probability)
+      );
     }
 
     // -- labelled pairs (kept in this tab) ----------------------------------------------------
