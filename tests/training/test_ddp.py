@@ -1,0 +1,109 @@
+"""Multi-process training (gloo on CPU): the same steps as one process, and an exact resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lookalike.data.augment import Augment
+from lookalike.errors import DataError
+from lookalike.training.config import TrainConfig, TrainData
+from lookalike.training.distributed import World, launch
+from lookalike.training.recipes import ModelSpec
+from lookalike.training.trainer import Trainer
+
+SMALL = ModelSpec(backbone="small_cnn", pretrained=False, image_size=16)
+
+
+def _data(seed: int, n_ids: int = 6, per_id: int = 6) -> TrainData:
+    """Tiny identities: a fixed random pattern per identity plus per-image noise."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randint(0, 256, (n_ids, 1, 16, 16), generator=g).float()
+    noise = torch.randn((n_ids, per_id, 1, 16, 16), generator=g) * 40
+    pixels = (base[:, None] + noise).clamp(0, 255).to(torch.uint8).reshape(-1, 1, 16, 16)
+    labels = torch.arange(n_ids).repeat_interleave(per_id)
+    return TrainData(pixels, labels)
+
+
+def _config(epochs: int) -> TrainConfig:
+    return TrainConfig(
+        loss="triplet",
+        miner="semihard",
+        epochs=epochs,
+        batch_size=12,
+        m_per_class=3,
+        steps_per_epoch=3,
+        lr=3e-3,
+        schedule="none",
+        augment=Augment.off(),
+        val_pairs=60,
+        patience=None,
+        seed=0,
+    )
+
+
+def _train(world: World | None, out: Path, epochs: int, resume: bool) -> None:
+    """Build the same model everywhere, train, and (rank 0) write losses and final weights."""
+    torch.manual_seed(0)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+    model = SMALL.build(head=False)
+    trainer = Trainer(
+        model, _data(1), _data(2), _config(epochs), out, pretrained=False, world=world
+    )
+    result = trainer.fit(resume=resume)
+    if world is None or world.rank == 0:
+        losses = [r.train_loss for r in result.history if r.train_loss is not None]
+        (out / "losses.json").write_text(json.dumps(losses))
+        torch.save(trainer.model.state_dict(), out / "final.pt")
+
+
+def _losses(out: Path) -> list[float]:
+    return [float(v) for v in json.loads((out / "losses.json").read_text())]
+
+
+def _max_diff(a: Path, b: Path) -> float:
+    sa = torch.load(a / "final.pt", weights_only=True)
+    sb = torch.load(b / "final.pt", weights_only=True)
+    return max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa)
+
+
+def test_two_processes_match_one_and_resume(tmp_path: Path) -> None:
+    single, double, stopped = tmp_path / "one", tmp_path / "two", tmp_path / "stopped"
+    _train(None, single, 3, False)
+    launch(2, _train, double, 3, False)
+    one, two = _losses(single), _losses(double)
+    assert len(one) == len(two) == 3
+    assert two == pytest.approx(one, abs=1e-4)
+    assert _max_diff(single, double) < 1e-3
+    # Stopped after 1 epoch, resumed to 3: ends where the uninterrupted 2-process run ends.
+    launch(2, _train, stopped, 1, False)
+    launch(2, _train, stopped, 3, True)
+    assert _losses(stopped)[-2:] == pytest.approx(two[-2:], abs=1e-6)
+    assert _max_diff(stopped, double) < 1e-6
+
+
+def _refused(world: World, out: Path) -> None:
+    cfg = _config(1)
+    model = SMALL.build(head=False)
+    from dataclasses import replace
+
+    with pytest.raises(DataError, match="multiple of the number"):
+        Trainer(
+            model,
+            _data(1),
+            _data(2),
+            replace(cfg, batch_size=13),
+            out,
+            pretrained=False,
+            world=world,
+        )
+    (out / f"ok{world.rank}").write_text("refused")
+
+
+def test_batch_not_divisible_is_refused(tmp_path: Path) -> None:
+    launch(2, _refused, tmp_path)
+    assert (tmp_path / "ok0").is_file() and (tmp_path / "ok1").is_file()
