@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from glyphs import write_identity_folder
+from lookalike.cli import main
 from lookalike.data.augment import Augment
 from lookalike.errors import DataError
+from lookalike.model.network import SiameseModel
 from lookalike.training.config import TrainConfig, TrainData
 from lookalike.training.distributed import World, launch
 from lookalike.training.recipes import ModelSpec
@@ -107,3 +111,55 @@ def _refused(world: World, out: Path) -> None:
 def test_batch_not_divisible_is_refused(tmp_path: Path) -> None:
     launch(2, _refused, tmp_path)
     assert (tmp_path / "ok0").is_file() and (tmp_path / "ok1").is_file()
+
+
+def _cli(root: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "train",
+        str(root),
+        "--out",
+        str(out),
+        "--backbone",
+        "small_cnn",
+        "--no-pretrained",
+        "--image-size",
+        "16",
+        "--loss",
+        "contrastive",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "12",
+        "--m-per-class",
+        "3",
+        "--steps-per-epoch",
+        "2",
+        "--no-augment",
+        "--split",
+        "image",
+        "--no-guard",
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
+def test_cli_nproc_trains_a_model_folder(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    root = write_identity_folder(tmp_path / "ids")
+    model_dir = tmp_path / "m"
+    assert main(_cli(root, model_dir, "--nproc", "2")) == 0
+    out = capfd.readouterr().out
+    assert out.count("epoch   1  train loss") == 1, out  # rank 0 alone reports
+    assert "validation pair accuracy" in out
+    assert SiameseModel.load(model_dir).thresholds
+    assert (model_dir / "training" / "checkpoint.pt").is_file()
+
+
+def test_cli_nproc_is_validated(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    root = write_identity_folder(tmp_path / "ids", n_ids=3, per_id=3)
+    cores = os.cpu_count() or 1
+    for bad in ("0", str(cores + 1)):
+        assert main(_cli(root, tmp_path / f"m{bad}", "--nproc", bad)) == 2
+        assert f"--nproc must be at least 1 and at most {cores}" in capfd.readouterr().err
+    assert main(_cli(root, tmp_path / "odd", "--nproc", "2", "--batch-size", "13")) == 2
+    assert "multiple of 2" in capfd.readouterr().err
