@@ -32,10 +32,10 @@ def _data(seed: int, n_ids: int = 6, per_id: int = 6) -> TrainData:
     return TrainData(pixels, labels)
 
 
-def _config(epochs: int) -> TrainConfig:
+def _config(epochs: int, loss: str = "triplet", miner: str = "semihard") -> TrainConfig:
     return TrainConfig(
-        loss="triplet",
-        miner="semihard",
+        loss=loss,
+        miner=miner,
         epochs=epochs,
         batch_size=12,
         m_per_class=3,
@@ -49,14 +49,21 @@ def _config(epochs: int) -> TrainConfig:
     )
 
 
-def _train(world: World | None, out: Path, epochs: int, resume: bool) -> None:
+def _train(
+    world: World | None,
+    out: Path,
+    epochs: int,
+    resume: bool,
+    loss: str = "triplet",
+    miner: str = "semihard",
+) -> None:
     """Build the same model everywhere, train, and (rank 0) write losses and final weights."""
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     model = SMALL.build(head=False)
     trainer = Trainer(
-        model, _data(1), _data(2), _config(epochs), out, pretrained=False, world=world
+        model, _data(1), _data(2), _config(epochs, loss, miner), out, pretrained=False, world=world
     )
     result = trainer.fit(resume=resume)
     if world is None or world.rank == 0:
@@ -75,14 +82,28 @@ def _max_diff(a: Path, b: Path) -> float:
     return max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa)
 
 
-def test_two_processes_match_one_and_resume(tmp_path: Path) -> None:
-    single, double, stopped = tmp_path / "one", tmp_path / "two", tmp_path / "stopped"
-    _train(None, single, 3, False)
-    launch(2, _train, double, 3, False)
+@pytest.mark.parametrize(
+    ("loss", "miner"),
+    [
+        ("triplet", "semihard"),  # our loss and miner
+        ("pml:ArcFaceLoss", "semihard"),  # proxies: parameters of the loss, outside DDP
+        ("pml:MultiSimilarityLoss", "pml:MultiSimilarityMiner"),  # a pml miner
+    ],
+)
+def test_two_processes_match_one(tmp_path: Path, loss: str, miner: str) -> None:
+    single, double = tmp_path / "one", tmp_path / "two"
+    _train(None, single, 2, False, loss, miner)
+    launch(2, _train, double, 2, False, loss, miner)
     one, two = _losses(single), _losses(double)
-    assert len(one) == len(two) == 3
+    assert len(one) == len(two) == 2
     assert two == pytest.approx(one, abs=1e-4)
     assert _max_diff(single, double) < 1e-3
+
+
+def test_two_processes_resume_exactly(tmp_path: Path) -> None:
+    double, stopped = tmp_path / "two", tmp_path / "stopped"
+    launch(2, _train, double, 3, False)
+    two = _losses(double)
     # Stopped after 1 epoch, resumed to 3: ends where the uninterrupted 2-process run ends.
     launch(2, _train, stopped, 1, False)
     launch(2, _train, stopped, 3, True)
