@@ -56,17 +56,31 @@ def gather_rows(local: torch.Tensor, world: World) -> torch.Tensor:
     return torch.cat(parts)
 
 
+class _SumAcross(torch.autograd.Function):
+    """Sum a tensor over all processes; the gradient is summed back the same way."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
 def _synced_bn_forward(self: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
     """Batch norm with the mean and variance of the global batch (all processes' rows)."""
     if not self.training:
         plain: torch.Tensor = nn.modules.batchnorm._BatchNorm.forward(self, x)
         return plain
-    from torch.distributed.nn.functional import all_reduce
-
     dims = [0, *range(2, x.dim())]
     count = torch.tensor(float(x.numel() // x.shape[1]), device=x.device)
     sums = torch.cat([x.sum(dims), (x * x).sum(dims), count.reshape(1)])
-    total: torch.Tensor = all_reduce(sums)  # type: ignore[no-untyped-call]  # autograd-aware: gradients of the sums are summed back
+    total: torch.Tensor = _SumAcross.apply(sums)
     c = x.shape[1]
     n = total[2 * c]
     mean = total[:c] / n
