@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -110,36 +111,25 @@ def test_two_processes_match_one(tmp_path: Path, loss: str, miner: str) -> None:
 
 def test_two_processes_resume_exactly(tmp_path: Path) -> None:
     double, stopped = tmp_path / "two", tmp_path / "stopped"
-    launch(2, _train, double, 3, False)
+    launch(2, _train, double, 2, False)
     two = _losses(double)
-    # Stopped after 1 epoch, resumed to 3: ends where the uninterrupted 2-process run ends.
+    # Stopped after 1 epoch, resumed to 2: ends where the uninterrupted 2-process run ends.
     launch(2, _train, stopped, 1, False)
-    launch(2, _train, stopped, 3, True)
+    launch(2, _train, stopped, 2, True)
     assert _losses(stopped)[-2:] == pytest.approx(two[-2:], abs=1e-6)
     assert _max_diff(stopped, double) < 1e-6
 
 
-def _refused(world: World, out: Path) -> None:
-    cfg = _config(1)
-    model = SMALL.build(head=False)
-    from dataclasses import replace
-
-    with pytest.raises(DataError, match="multiple of the number"):
-        Trainer(
-            model,
-            _data(1),
-            _data(2),
-            replace(cfg, batch_size=13),
-            out,
-            pretrained=False,
-            world=world,
-        )
-    (out / f"ok{world.rank}").write_text("refused")
-
-
-def test_batch_not_divisible_is_refused(tmp_path: Path) -> None:
-    launch(2, _refused, tmp_path)
-    assert (tmp_path / "ok0").is_file() and (tmp_path / "ok1").is_file()
+def test_what_cannot_be_shared_is_refused(tmp_path: Path) -> None:
+    """Checked before any process group is needed: no processes to start."""
+    world, model = World(0, 2), SMALL.build(head=False)
+    for bad, why in (
+        ({"batch_size": 13}, "multiple of the number"),
+        ({"sampling": "triplets"}, "balanced"),
+    ):
+        cfg = replace(_config(1), **bad)  # type: ignore[arg-type]
+        with pytest.raises(DataError, match=why):
+            Trainer(model, _data(1), _data(2), cfg, tmp_path, pretrained=False, world=world)
 
 
 def _cli(root: Path, out: Path, *extra: str) -> list[str]:
@@ -192,3 +182,24 @@ def test_cli_nproc_is_validated(tmp_path: Path, capfd: pytest.CaptureFixture[str
         assert f"--nproc must be at least 1 and at most {cores}" in capfd.readouterr().err
     assert main(_cli(root, tmp_path / "odd", "--nproc", "2", "--batch-size", "13")) == 2
     assert "multiple of 2" in capfd.readouterr().err
+
+
+def _fails_on_rank_1(world: World, out: Path) -> None:
+    (out / f"pid{world.rank}").write_text(str(os.getpid()))
+    if world.rank == 1:
+        raise ValueError("rank 1 fails")
+    world.barrier()  # would wait for ever: the launcher must end this process
+
+
+def test_a_failing_process_ends_the_others(tmp_path: Path) -> None:
+    from torch.multiprocessing.spawn import ProcessRaisedException
+
+    # Which failure is reported is a race: rank 1's error, or rank 0's lost connection.
+    with pytest.raises(ProcessRaisedException, match=r"rank 1 fails|Connection|terminated"):
+        launch(2, _fails_on_rank_1, tmp_path)
+    for rank in (0, 1):
+        pid = int((tmp_path / f"pid{rank}").read_text())
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        )

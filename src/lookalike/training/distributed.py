@@ -141,12 +141,23 @@ def _entry(
 def launch(nproc: int, fn: Callable[..., Any], *args: Any, cuda: bool = False) -> None:
     """Run ``fn(world, *args)`` in ``nproc`` new processes (gloo on CPU, NCCL on GPUs).
 
-    Waits for all of them; if one fails, the others are ended and the error is raised here
-    (``torch.multiprocessing.ProcessRaisedException``), so no process is left behind.
+    Waits for all of them; if one fails (or this process is interrupted), the others are
+    ended and the error is raised here (``torch.multiprocessing.ProcessRaisedException``,
+    ``KeyboardInterrupt``), so no process is left behind.
     """
     from torch.multiprocessing.spawn import spawn
 
     backend = "nccl" if cuda else "gloo"
-    spawn(  # type: ignore[no-untyped-call]
-        _entry, args=(nproc, free_port(), backend, fn, args), nprocs=nproc, join=True
+    context = spawn(  # type: ignore[no-untyped-call]
+        _entry, args=(nproc, free_port(), backend, fn, args), nprocs=nproc, join=False
     )
+    try:
+        while not context.join():
+            pass
+    except BaseException:  # a failed process, or Ctrl-C here: end the others, then re-raise
+        for process in context.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in context.processes:
+            process.join(10)
+        raise

@@ -413,7 +413,7 @@ class Trainer:
             )
             start_epoch = state.epoch + 1
         else:
-            record = self.validator.record(0, None, 0, 0, 0.0, self.optimizer)
+            record = self._measure(0, None, 0, 0, 0.0)
             self._report(record)
             history, best_epoch, best_acc, stale = [record], 0, record.val_accuracy, 0
             self._save_best(record)
@@ -423,7 +423,7 @@ class Trainer:
             if cfg.patience is not None and stale >= cfg.patience:
                 break
             loss, scored, passes, seconds = self._train_epoch(epoch)
-            record = self.validator.record(epoch, loss, scored, passes, seconds, self.optimizer)
+            record = self._measure(epoch, loss, scored, passes, seconds)
             self._report(record)
             history.append(record)
             if record.val_accuracy > best_acc + 1e-9:
@@ -472,6 +472,26 @@ class Trainer:
         """Train for ``config.epochs`` epochs with no validation, selection or files (refit)."""
         for epoch in range(1, self.config.n_epochs + 1):
             self._train_epoch(epoch)
+
+    def _measure(
+        self, epoch: int, loss: float | None, scored: int, passes: int, seconds: float
+    ) -> EpochRecord:
+        """Validate (rank 0 only with several processes, which then all take its record, so
+        that every process makes the same choices of best epoch and early stop)."""
+        record = (
+            self.validator.record(epoch, loss, scored, passes, seconds, self.optimizer)
+            if self.writes
+            else None
+        )
+        if self.world is None:
+            assert record is not None
+            return record
+        import torch.distributed as dist
+
+        shared = [record]
+        dist.broadcast_object_list(shared, src=0)
+        assert shared[0] is not None
+        return shared[0]
 
     def _report(self, record: EpochRecord) -> None:
         if self.on_epoch is not None and self.writes:
