@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -41,7 +42,6 @@ def _json_arg(text: str | None, flag: str) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``lookalike train``: train a model folder from an identity folder or a pairs CSV."""
-    from lookalike._progress import done
     from lookalike.data.augment import Augment
     from lookalike.model.device import set_threads
     from lookalike.training.config import TrainConfig
@@ -94,28 +94,41 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise LookalikeError(str(exc)) from exc
+    settings = {
+        "model_spec": spec,
+        "config": config,
+        "split": args.split,
+        "val_fraction": args.val_split,
+        "refit": args.refit,
+        "start_from": args.model,
+        "resume": args.resume,
+        "device": args.device,
+        "folds": args.folds,
+    }
+    if args.nproc > 1:
+        return _train_processes(args, data, settings, started)
     try:
         result = train_model(
             data,
             args.out,
-            model_spec=spec,
-            config=config,
-            split=args.split,
-            val_fraction=args.val_split,
-            refit=args.refit,
-            start_from=args.model,
-            resume=args.resume,
-            device=args.device,
             progress=sys.stderr.isatty(),
             on_epoch=_print_epoch,
-            folds=args.folds,
             notify=lambda message: print(message, file=sys.stderr, flush=True),
+            **settings,
         )
     except ValueError as exc:  # settings that only the data can refute (e.g. pml arguments)
         raise LookalikeError(str(exc)) from exc
     except KeyboardInterrupt:
         return _interrupted(args)
-    _print_summary(result, args.out)
+    _report(result, args.out, started)
+    return 0
+
+
+def _report(result: Any, out: str, started: float) -> None:
+    """The summary and the closing line of a training run."""
+    from lookalike._progress import done
+
+    _print_summary(result, out)
     after = ", ".join(f"{k} {v:.1f} s" for k, v in result.phase_seconds.items())
     final = result.final
     validated = "" if final is None else f", validated on {final.pairs} pairs"
@@ -124,7 +137,63 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{sum(result.phase_seconds.values()):.1f} s ({after}); total",
         time.perf_counter() - started,
     )
+
+
+def _train_processes(
+    args: argparse.Namespace, data: Any, settings: dict[str, Any], started: float
+) -> int:
+    """``--nproc N``: train in N processes (DDP; gloo on CPU, NCCL with one GPU each)."""
+    from torch.multiprocessing.spawn import ProcessRaisedException
+
+    from lookalike.model.device import resolve_device
+    from lookalike.training.distributed import launch
+
+    cuda = resolve_device(args.device).type == "cuda"
+    if cuda:
+        import torch
+
+        if args.nproc > torch.cuda.device_count():
+            raise LookalikeError(
+                f"--nproc {args.nproc} needs {args.nproc} GPUs; this machine has "
+                f"{torch.cuda.device_count()}"
+            )
+    if args.refit or args.folds > 1:
+        raise LookalikeError("--refit and --folds need one process: leave out --nproc")
+    if args.sampling != "balanced" or args.batch_size % args.nproc:
+        raise LookalikeError(
+            f"--nproc {args.nproc} needs --sampling balanced and a --batch-size that is a "
+            f"multiple of {args.nproc} (each process embeds its share of every batch)"
+        )
+    try:
+        launch(args.nproc, _train_rank, data, args.out, settings, started, cuda, cuda=cuda)
+    except ProcessRaisedException as exc:
+        last = next((ln for ln in reversed(str(exc).splitlines()) if ln.strip()), "")
+        raise LookalikeError(f"a training process failed: {last.strip()}") from exc
+    except KeyboardInterrupt:
+        return _interrupted(args)
     return 0
+
+
+def _train_rank(
+    world: Any, data: Any, out: str, settings: dict[str, Any], started: float, cuda: bool
+) -> None:
+    """One of ``--nproc`` training processes (GPU ``rank`` with CUDA); rank 0 reports."""
+    from lookalike.training.recipes import train_model
+
+    first = world.rank == 0
+    if cuda:
+        settings = {**settings, "device": f"cuda:{world.rank}"}
+    result = train_model(
+        data,
+        out,
+        progress=first and sys.stderr.isatty(),
+        on_epoch=_print_epoch if first else None,
+        notify=(lambda message: print(message, file=sys.stderr, flush=True)) if first else None,
+        world=world,
+        **settings,
+    )
+    if first:
+        _report(result, out, started)
 
 
 EXIT_INTERRUPTED = 130
@@ -477,6 +546,15 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=options.seed, default=0, help="random seed")
     p.add_argument(
         "--resume", action="store_true", help="continue from MODEL_DIR/training/checkpoint.pt"
+    )
+    cores = os.cpu_count() or 1
+    p.add_argument(
+        "--nproc",
+        type=options.int_in(1, cores, why=f" ({cores} CPU cores)"),
+        default=1,
+        metavar="N",
+        help=f"training processes (DDP: gloo on CPU, one GPU each with CUDA), 1 to {cores}; "
+        "the batch is shared, not multiplied",
     )
     options.add_runtime(p)
     p.set_defaults(handler=cmd_train)

@@ -33,6 +33,7 @@ from lookalike.metrics.calibration import best_accuracy_threshold
 from lookalike.model.network import SiameseModel
 from lookalike.training.checkpoint import EpochRecord
 from lookalike.training.config import TrainConfig, TrainData
+from lookalike.training.distributed import World
 from lookalike.training.domain import record_domain
 from lookalike.training.guard import ALPHAS, guard, interpolate
 from lookalike.training.trainer import Trainer, TrainResult
@@ -162,6 +163,7 @@ def train_model(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     folds: int = 1,
     notify: Callable[[str], None] | None = None,
+    world: World | None = None,
 ) -> TrainResult:
     """Train and save a model folder at ``out_dir`` (history and plots in ``out_dir/training``).
 
@@ -186,12 +188,18 @@ def train_model(
             (``result.folds``); then train the kept model as usual.
         notify: Called with a one-line message before each step that takes a while after
             the epochs (cross-validation folds, guard, refit, baselines), so nothing is silent.
+        world: This process's place among several training processes (see
+            :func:`~lookalike.training.distributed.launch`): the epochs are shared; what comes
+            after them (guard, baselines, saving, plots) runs in rank 0 alone, and the other
+            ranks return the bare result of the epochs. ``refit`` and ``folds`` need one process.
 
     Returns:
         The result, with the split, the guard's decision, baselines and warnings filled in.
     """
     spec = model_spec or ModelSpec()
     cfg = config or TrainConfig()
+    if world is not None and (refit or folds > 1):
+        raise DataError("refit and cross-validation folds need a single training process")
     say = notify or (lambda _: None)
     model = _load_start(spec, start_from, head=cfg.loss == "bce").to_device(device)
     pretrained = model.weights_sha256 is not None or start_from is not None
@@ -226,8 +234,11 @@ def train_model(
         pretrained=pretrained,
         progress=progress,
         on_epoch=on_epoch,
+        world=world,
     )
     result = trainer.fit(resume=resume)
+    if world is not None and world.rank != 0:
+        return result  # rank 0 alone measures and writes what comes after the epochs
     result.split = choice
     result.folds = fold_results
     # After the epochs: one bar over what follows (5 to 7 phases), their seconds kept.

@@ -41,6 +41,7 @@ from lookalike.training.validation import PairValidator
 if TYPE_CHECKING:
     from lookalike.data.split import SplitChoice
     from lookalike.metrics.bootstrap import Interval
+    from lookalike.training.distributed import World
     from lookalike.training.guard import GuardDecision
 
 
@@ -99,6 +100,11 @@ class Trainer:
         progress: Show progress bars (epochs, validation; on a terminal only).
         on_epoch: Called with each epoch's record as soon as it is measured (epoch 0
             included), for a one-line-per-epoch report.
+        world: This process's place among several training processes (started by
+            :func:`~lookalike.training.distributed.launch`, process group initialised);
+            ``None`` (the default) trains in this process alone. With a world, each process
+            embeds its share of the same global batch (class-balanced sampling only) and
+            only rank 0 writes files; see :mod:`lookalike.training.distributed`.
     """
 
     def __init__(
@@ -112,8 +118,13 @@ class Trainer:
         pretrained: bool,
         progress: bool = False,
         on_epoch: Callable[[EpochRecord], None] | None = None,
+        world: World | None = None,
     ) -> None:
         config = config.resolved(train.pixels, pretrained=pretrained)
+        self.world = world
+        self.forward: nn.Module = model
+        if world is not None:
+            self._distribute(model, config, world)
         self.augment: Augment = config.augment if config.augment is not None else Augment()
         self.model, self.train_data, self.config = model, train, config
         self.out_dir = Path(out_dir)
@@ -185,6 +196,28 @@ class Trainer:
             else cfg.amp and self.device.type == "cuda"
         )
 
+    def _distribute(self, model: SiameseModel, config: TrainConfig, world: World) -> None:
+        """Check that the run can be split over ``world`` and wrap the model in DDP."""
+        from lookalike.training.distributed import sync_batch_norm
+
+        if config.sampling != "balanced":
+            raise DataError("training in several processes needs sampling='balanced'")
+        if config.batch_size % world.size:
+            raise DataError(
+                f"the batch size ({config.batch_size}) must be a multiple of the number of "
+                f"processes ({world.size})"
+            )
+        sync_batch_norm(model)
+        ids = [model.device.index or 0] if model.device.type == "cuda" else None
+        self.forward = nn.parallel.DistributedDataParallel(
+            model, device_ids=ids, find_unused_parameters=model.head is not None
+        )
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes files (the only one, or rank 0)."""
+        return self.world is None or self.world.rank == 0
+
     # -- schedule and steps ------------------------------------------------------------------
 
     def _scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
@@ -205,7 +238,7 @@ class Trainer:
         pixels = self.train_data.pixels[idx].to(self.device, non_blocking=True)
         x = normalize(augment_batch(pixels, self.augment, generator), self.model.preprocess)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
-            out: torch.Tensor = self.model(x)
+            out: torch.Tensor = self.forward(x)
         return out.float()
 
     def _epoch_batches(self, epoch: int, rng: np.random.Generator) -> list[tuple[str, Any]]:
@@ -265,7 +298,14 @@ class Trainer:
         if kind == "balanced":
             assert self.train_data.labels is not None
             idx = torch.as_tensor(batch)
-            emb = self._embed(idx, generator)
+            if self.world is None:
+                emb = self._embed(idx, generator)
+            else:
+                from lookalike.training.distributed import gather_rows
+
+                emb = gather_rows(
+                    self._embed(idx[self.world.share(len(idx))], generator), self.world
+                )
             labels = self.train_data.labels[idx].to(self.device)
             if is_pml(cfg.loss):
                 mined = self.pml_miner(emb, labels) if self.pml_miner is not None else None
@@ -326,7 +366,10 @@ class Trainer:
                     f"loss became {loss.item()} at epoch {epoch}; lower the learning rate"
                 )
             self.optimizer.zero_grad(set_to_none=True)
-            torch.autograd.backward(loss)
+            if self.world is None:
+                torch.autograd.backward(loss)
+            else:
+                self._backward_shared(loss, self.world.size)
             if cfg.grad_clip:
                 params = [p for g in self.optimizer.param_groups for p in g["params"]]
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -338,6 +381,18 @@ class Trainer:
         self.scheduler.step()
         self.model.eval()
         return total / max(len(batches), 1), scored, passes, time.perf_counter() - start
+
+    def _backward_shared(self, loss: torch.Tensor, size: int) -> None:
+        """Back-propagate a loss every process computed on the same global batch.
+
+        Each process's graph reaches only its own rows, and DDP averages the model's gradients,
+        so ``size × loss`` gives the single-process gradient; the loss's own parameters
+        (proxies), outside DDP, get the full gradient in every process and are scaled back.
+        """
+        torch.autograd.backward(loss * size)
+        for p in self.loss_fn.parameters():
+            if p.grad is not None:
+                p.grad.div_(size)
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -358,16 +413,17 @@ class Trainer:
             )
             start_epoch = state.epoch + 1
         else:
-            record = self.validator.record(0, None, 0, 0, 0.0, self.optimizer)
+            record = self._measure(0, None, 0, 0, 0.0)
             self._report(record)
             history, best_epoch, best_acc, stale = [record], 0, record.val_accuracy, 0
             self._save_best(record)
+            self._sync()
             start_epoch = 1
         for epoch in range(start_epoch, cfg.n_epochs + 1):
             if cfg.patience is not None and stale >= cfg.patience:
                 break
             loss, scored, passes, seconds = self._train_epoch(epoch)
-            record = self.validator.record(epoch, loss, scored, passes, seconds, self.optimizer)
+            record = self._measure(epoch, loss, scored, passes, seconds)
             self._report(record)
             history.append(record)
             if record.val_accuracy > best_acc + 1e-9:
@@ -375,9 +431,16 @@ class Trainer:
                 self._save_best(record)
             else:
                 stale += 1
-            Checkpoint(epoch, history, best_epoch, best_acc, stale).save(
-                ckpt_path, self.model, self.optimizer, self.scheduler, cfg.to_dict(), self.loss_fn
-            )
+            if self.writes:
+                Checkpoint(epoch, history, best_epoch, best_acc, stale).save(
+                    ckpt_path,
+                    self.model,
+                    self.optimizer,
+                    self.scheduler,
+                    cfg.to_dict(),
+                    self.loss_fn,
+                )
+            self._sync()
         best = SiameseModel.load(self.out_dir, device=self.device)
         self.model.load_state_dict(best.state_dict())
         self.model.thresholds, self.model.metrics = best.thresholds, best.metrics
@@ -410,9 +473,34 @@ class Trainer:
         for epoch in range(1, self.config.n_epochs + 1):
             self._train_epoch(epoch)
 
+    def _measure(
+        self, epoch: int, loss: float | None, scored: int, passes: int, seconds: float
+    ) -> EpochRecord:
+        """Validate (rank 0 only with several processes, which then all take its record, so
+        that every process makes the same choices of best epoch and early stop)."""
+        record = (
+            self.validator.record(epoch, loss, scored, passes, seconds, self.optimizer)
+            if self.writes
+            else None
+        )
+        if self.world is None:
+            assert record is not None
+            return record
+        import torch.distributed as dist
+
+        shared = [record]
+        dist.broadcast_object_list(shared, src=0)
+        assert shared[0] is not None
+        return shared[0]
+
     def _report(self, record: EpochRecord) -> None:
-        if self.on_epoch is not None:
+        if self.on_epoch is not None and self.writes:
             self.on_epoch(record)
+
+    def _sync(self) -> None:
+        """With several processes: wait until rank 0 has written its files."""
+        if self.world is not None:
+            self.world.barrier()
 
     def _save_best(self, record: EpochRecord) -> None:
         metric = "probability" if self.config.loss == "bce" else "cosine"
@@ -422,4 +510,5 @@ class Trainer:
             "how": f"trained: {self.config.loss} loss, {self.config.sampling} sampling",
             "train_config": self.config.to_dict(),
         }
-        self.model.save(self.out_dir)
+        if self.writes:
+            self.model.save(self.out_dir)
