@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,14 +34,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from bench_server import free_port
+
 CLIENTS = 8
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def worst_tiff() -> bytes:

@@ -30,16 +30,11 @@ from pathlib import Path
 
 import httpx
 
+from bench_server import free_port
+
 FLOOD = 2000
 PROBES = 20
 TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _closed(conn: socket.socket) -> bool:
