@@ -111,6 +111,29 @@ def decide(
     Returns:
         (same, threshold, metric), all ``None`` when the model holds no usable threshold.
     """
+    return _decide(model, cosine, euclidean, probability, _Lazy(model))
+
+
+class _Lazy:
+    """A model's near-duplicate threshold, looked up once and only when a verdict needs it
+    (it hashes the model's description: not per pair of a large ``--pairs`` file)."""
+
+    def __init__(self, model: Embedder) -> None:
+        self.model = model
+        self.done = False
+        self.value: float | None = None
+
+    def get(self) -> float | None:
+        if not self.done:
+            near = near_duplicate_threshold(self.model)
+            self.value, self.done = (None if near is None else near[0]), True
+        return self.value
+
+
+def _decide(
+    model: Embedder, cosine: float, euclidean: float, probability: float | None, near: _Lazy
+) -> tuple[bool | None, float | None, str | None]:
+    """:func:`decide`, with the near-duplicate threshold shared across pairs."""
     order = (
         (Score.PROBABILITY, probability),
         (Score.COSINE, cosine),
@@ -120,9 +143,9 @@ def decide(
         if score.value in model.thresholds and value is not None:
             threshold = model.thresholds[score.value]
             return score.is_same(value, threshold), threshold, score.value
-    near = near_duplicate_threshold(model)
-    if near is not None:
-        return cosine >= near[0], near[0], NEAR_DUPLICATE
+    cut = near.get()
+    if cut is not None:
+        return cosine >= cut, cut, NEAR_DUPLICATE
     return None, None, None
 
 
@@ -130,10 +153,11 @@ def _comparison(model: Embedder, ea: np.ndarray, eb: np.ndarray) -> list[Compari
     cos = np.atleast_1d(cosine_similarity(ea, eb))
     dist = np.atleast_1d(euclidean_distance(ea, eb))
     prob = model.pair_probability(ea, eb)
+    near = _Lazy(model)
     out = []
     for i in range(len(cos)):
         p = None if prob is None else float(prob[i])
-        same, threshold, metric = decide(model, float(cos[i]), float(dist[i]), p)
+        same, threshold, metric = _decide(model, float(cos[i]), float(dist[i]), p, near)
         out.append(Comparison(float(cos[i]), float(dist[i]), p, same, threshold, metric))
     return out
 
