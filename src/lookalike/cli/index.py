@@ -89,14 +89,17 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.nprobe is not None:
         settings["nprobe"] = args.nprobe
     opener = Index.create if args.rebuild else Index.open_or_create
+    store = args.store
     if args.rebuild:
         settings["overwrite"] = True
+        store = store or Index.recorded_store(args.index)  # a rebuild keeps the store
     index = opener(
         args.index,
         root,
         model_key=_model_key(embedder),
         dim=embedder.embedding_dim,
         model_source=source,
+        store=store,
         **settings,
     )
     with index:
@@ -115,7 +118,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         for path in report.repaired:
             print(f"repaired {shown_path(path)}", file=sys.stderr)
         name = shown_path(args.index)
-        print(f"{name}: {len(index)} images ({index.kind}); {report.summary()}")
+        where = "" if index.store == "faiss" else f" in {index.store}"
+        print(f"{name}: {len(index)} images ({index.kind}{where}); {report.summary()}")
     return 0
 
 
@@ -381,6 +385,26 @@ def _print_dedup_calibration(result: Any, model: str, *, photos: int) -> None:
     )
 
 
+_STORE_HELP = (
+    "where the vectors are searched: faiss (default for a new index: a file in the index "
+    "folder), milvus-lite:PATH.db (an embedded Milvus in a local folder) or "
+    "milvus://HOST:PORT/COLLECTION (a Milvus server; milvus+https:// for TLS; a token is read "
+    "from $LOOKALIKE_MILVUS_TOKEN, never stored). Recorded in the index: search, dedup and "
+    "serve find it; an existing index keeps its store unless --rebuild"
+)
+
+
+def _store_spec(text: str) -> str:
+    """Check a ``--store`` spec (argparse: a bad one is a usage error, exit 2)."""
+    from lookalike.index.backend import StoreSpecError, parse_store
+
+    try:
+        parse_store(text)
+    except StoreSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
+
+
 def register(sub: Any) -> None:
     """Add ``index``, ``search``, ``dedup`` and ``calibrate-dedup``."""
 
@@ -416,7 +440,9 @@ def register(sub: Any) -> None:
         "--kind",
         default="auto",
         choices=["auto", "flat", "ivf", "ivf_sq8", "hnsw"],
-        help="the vector structure (auto: chosen by the collection's size)",
+        help="the vector structure (auto: chosen by the collection's size); on Milvus the "
+        "index type: flat FLAT, ivf IVF_FLAT, ivf_sq8 IVF_SQ8, hnsw HNSW, auto FLAT on "
+        "milvus-lite and HNSW on a server",
     )
     p.add_argument(
         "--nprobe",
@@ -424,6 +450,7 @@ def register(sub: Any) -> None:
         metavar="N",
         help="IVF lists scanned per query, 1 to 65536 (default: the index's)",
     )
+    p.add_argument("--store", type=_store_spec, metavar="SPEC", help=_STORE_HELP)
     common(p)
     p.set_defaults(handler=cmd_index)
 

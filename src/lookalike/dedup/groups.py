@@ -212,10 +212,12 @@ def dedup_index(
 ) -> list[DuplicateGroup]:
     """Near-duplicate groups among the images of an index.
 
-    The join runs on the index's FAISS structure (loaded from its file), in blocks; only the
-    grouped images' vectors and paths are then read from the database. Peak memory is about
-    the structure plus a few blocks: measured at a million 1,280-dimensional vectors in
-    ``benchmarks/bench_million.py``.
+    The join runs on the index's vector backend (:meth:`VectorBackend.pairs
+    <lookalike.index.backend.VectorBackend.pairs>`): on FAISS, the structure (loaded from its
+    file) in blocks; on Milvus, a range search of the stored vectors a block at a time. Only
+    the grouped images' vectors and paths are then read from the database. Peak memory with
+    FAISS is about the structure plus a few blocks: measured at a million 1,280-dimensional
+    vectors in ``benchmarks/bench_million.py``.
 
     Args:
         index: An open :class:`~lookalike.index.index.Index`; its vectors are searched with its own
@@ -233,14 +235,14 @@ def dedup_index(
         file ids. Images removed from the index while the structure was in use are left out.
     """
     _check_threshold(threshold)
-    structure = index.structure()
-    a, b, _ = vp.all_pairs(structure, threshold, nprobe=nprobe or index.config.nprobe)
+    backend = index.backend
+    a, b, _ = backend.pairs(threshold, nprobe)
     components = _components(a, b)
     if not components:
         return []
     snap = index.vectors(ids=sorted({i for c in components for i in c}))
     where = {int(i): k for k, i in enumerate(snap.ids.tolist())}
-    order = np.sort(vp.stored_ids(structure))
+    order = backend.ids()
     keys = snap.ids.tolist()
     groups = []
     for component in components:

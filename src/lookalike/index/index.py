@@ -54,7 +54,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -64,7 +64,9 @@ import numpy.typing as npt
 from lookalike.errors import IndexFolderError, LookalikeError
 from lookalike.index import faiss_structures as vi
 from lookalike.index import update as iu
+from lookalike.index.backend import StoreSpec, VectorBackend, parse_store
 from lookalike.index.failures import database_errors
+from lookalike.index.milvus_store import MilvusVectors, index_type_for, recorded_spec, store_record
 from lookalike.index.store import SCHEMA_VERSION, Snapshot, Store
 from lookalike.index.sync import SyncedVectors, flock
 from lookalike.index.update import Changes, UpdateReport
@@ -116,7 +118,9 @@ class Index:
     Use it as a context manager, or call :meth:`close`.
     """
 
-    def __init__(self, folder: Path, store: Store, root: Path) -> None:
+    def __init__(
+        self, folder: Path, store: Store, root: Path, *, new: bool = False, overwrite: bool = False
+    ) -> None:
         self.folder = folder
         self.root = root
         self._store = store
@@ -125,7 +129,12 @@ class Index:
         self.model_source: ModelSource | None = ModelSource.from_dict(source) if source else None
         self.dim: int = int(store.meta("dim"))
         self.config = vi.VectorIndexConfig.from_dict(store.meta("config"))
-        self._sync = SyncedVectors(folder, store, self.dim, self.config)
+        record = store.meta("store")
+        self._sync: VectorBackend = SyncedVectors(folder, store, self.dim, self.config)
+        if record and record.get("kind", "faiss") != "faiss":  # pymilvus imported only now
+            self._sync = MilvusVectors(
+                folder, store, self.dim, self.config, record, new=new, overwrite=overwrite
+            )
 
     # ------------------------------------------------------------------ opening
 
@@ -145,6 +154,7 @@ class Index:
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         overwrite: bool = False,
+        store: str | StoreSpec | None = None,
     ) -> Index:
         """Create an empty index of ``root`` in ``index_dir``.
 
@@ -167,6 +177,11 @@ class Index:
             include: Default include patterns for :meth:`update`.
             exclude: Default exclude patterns for :meth:`update`.
             overwrite: Replace an index already in ``index_dir``.
+            store: Where the vectors are searched: ``"faiss"`` (``None``, the default), a
+                ``"milvus-lite:PATH.db"`` or ``"milvus://HOST:PORT/COLLECTION"`` spec, or a
+                parsed :class:`~lookalike.index.backend.StoreSpec`; recorded, so
+                :meth:`open` finds it (:mod:`lookalike.index.milvus_store`: ``kind`` maps to
+                a Milvus index type, ``auto`` being FLAT on milvus-lite).
 
         Returns:
             The open, empty index.
@@ -175,7 +190,9 @@ class Index:
             IndexFolderError: If ``index_dir`` already holds an index and not ``overwrite``,
                 or another process is updating it.
             ValueError: If ``dim``, ``kind`` or another setting is invalid.
+            StoreSpecError: If ``store`` is not a store spec.
         """
+        spec = parse_store(store) if isinstance(store, str) else (store or StoreSpec())
         if dim < 1:
             raise ValueError(f"dim must be positive, not {dim}")
         config = vi.VectorIndexConfig(
@@ -198,6 +215,7 @@ class Index:
                     "include": list(include),
                     "exclude": list(exclude),
                     **_root_meta(folder, root_path),
+                    **_store_meta(folder, spec, kind),
                 },
             )
 
@@ -229,13 +247,13 @@ class Index:
                     Path(f"{db}{suffix}").unlink(missing_ok=True)
                 vi.remove_files(folder, None)
             store = Store(db, create=True, meta=meta)
-        return cls._opened(folder, store, root_path)
+            return cls._opened(folder, store, root_path, new=True, overwrite=overwrite)
 
     @classmethod
-    def _opened(cls, folder: Path, store: Store, root: Path) -> Index:
-        """The index over an open store (closed again if its meta cannot be read)."""
+    def _opened(cls, folder: Path, store: Store, root: Path, **backend: bool) -> Index:
+        """The index over an open store (closed again if its meta or store cannot be read)."""
         try:
-            return cls(folder, store, root)
+            return cls(folder, store, root, **backend)
         except BaseException:
             store.close()
             raise
@@ -248,6 +266,7 @@ class Index:
         root: str | os.PathLike[str] | None = None,
         model_key: str | None = None,
         model_source: ModelSource | None = None,
+        store: str | StoreSpec | None = None,
     ) -> Index:
         """Open an existing index.
 
@@ -258,19 +277,22 @@ class Index:
             model_key: The model about to be used with it; refused when it is not the one the
                 index was built with.
             model_source: Where that model comes from (named in the refusal).
+            store: The store expected (``None``: the one recorded); another one is refused.
 
         Returns:
             The open index.
 
         Raises:
             IndexFolderError: If there is no complete index in ``index_dir``, it was made by a
-                newer lookalike, or with another model.
+                newer lookalike, with another model or another store, or its Milvus store
+                cannot be reached.
         """
+        expected = parse_store(store) if isinstance(store, str) else store
         folder = Path(index_dir)
         db = folder / DB_NAME
         given = Path(root).absolute() if root is not None else None
         with database_errors(db, given):
-            return cls._open(folder, given, model_key, model_source)
+            return cls._open(folder, given, model_key, model_source, expected)
 
     @classmethod
     def _open(
@@ -279,6 +301,7 @@ class Index:
         root: Path | None,
         model_key: str | None,
         model_source: ModelSource | None,
+        expected: StoreSpec | None = None,
     ) -> Index:
         """:meth:`open` with its database errors not yet translated."""
         db = folder / DB_NAME
@@ -301,6 +324,7 @@ class Index:
                     "rebuild the index for this one (a new index folder, or create with "
                     "overwrite=True)"
                 )
+            _check_store(folder, store, expected)
             where = root if root is not None else _stored_root(folder, store)
         except BaseException:
             store.close()
@@ -331,6 +355,20 @@ class Index:
                 store.close()
         return ModelSource.from_dict(source) if source else None
 
+    @staticmethod
+    def recorded_store(index_dir: str | os.PathLike[str]) -> str | None:
+        """The store spec an index recorded (``"faiss"`` for one without a record), without
+        connecting to it; ``None`` when there is no readable index in ``index_dir``."""
+        folder = Path(index_dir)
+        db = folder / DB_NAME
+        if Store.probe(db) != "index":
+            return None
+        store = Store(db)
+        try:
+            return _recorded_spec(folder, store).describe()
+        finally:
+            store.close()
+
     @classmethod
     def open_or_create(
         cls,
@@ -340,6 +378,7 @@ class Index:
         model_key: str,
         dim: int,
         model_source: ModelSource | None = None,
+        store: str | StoreSpec | None = None,
         **settings: Any,
     ) -> Index:
         """Open the index in ``index_dir`` for ``root`` and ``model_key``, creating it if absent.
@@ -350,6 +389,8 @@ class Index:
             model_key: The model's identity (checked when opening).
             dim: Embedding size (checked when opening).
             model_source: Where the model comes from (recorded; see :meth:`create`).
+            store: The store (see :meth:`create`); when opening, ``None`` takes the recorded
+                one and another one is refused.
             **settings: Keyword arguments of :meth:`create`, used when creating.
 
         Returns:
@@ -360,9 +401,17 @@ class Index:
         """
         if Store.probe(Path(index_dir) / DB_NAME) in ("absent", "empty"):  # never raises
             return cls.create(
-                index_dir, root, model_key=model_key, dim=dim, model_source=model_source, **settings
+                index_dir,
+                root,
+                model_key=model_key,
+                dim=dim,
+                model_source=model_source,
+                store=store,
+                **settings,
             )
-        index = cls.open(index_dir, root=root, model_key=model_key, model_source=model_source)
+        index = cls.open(
+            index_dir, root=root, model_key=model_key, model_source=model_source, store=store
+        )
         if index.dim != dim:
             index.close()
             raise IndexFolderError(
@@ -371,7 +420,7 @@ class Index:
         return index
 
     def close(self) -> None:
-        """Close the database and forget the FAISS structure."""
+        """Close the database and release the vector backend (FAISS structure, Milvus client)."""
         self._sync.forget()
         self._store.close()
 
@@ -402,8 +451,20 @@ class Index:
     @property
     @_guarded
     def kind(self) -> str:
-        """The FAISS structure in use now: ``"flat"``, ``"ivf"`` or ``"hnsw"``."""
-        return vi.kind_of(self._sync.current())
+        """What searches now: the FAISS structure (``"flat"``, ``"ivf"``, ``"ivf_sq8"``,
+        ``"hnsw"``) or the Milvus store and index type (``"milvus-lite FLAT"``)."""
+        return self._sync.kind
+
+    @property
+    def store(self) -> str:
+        """The store spec, as a user writes it (``"faiss"``, ``"milvus-lite:/abs/v.db"``, …)."""
+        return _recorded_spec(self.folder, self._store).describe()
+
+    @property
+    def backend(self) -> VectorBackend:
+        """The vector backend (:class:`~lookalike.index.backend.VectorBackend`), for
+        reading: search and :meth:`~lookalike.index.backend.VectorBackend.pairs`."""
+        return self._sync
 
     @_guarded
     def paths(self) -> list[str]:
@@ -443,7 +504,12 @@ class Index:
         The one in memory, else the intact file for this generation, else one rebuilt from
         the database. For reading (search, :func:`lookalike.index.self_join.all_pairs`) only:
         change the index with :meth:`update` and :meth:`remove`.
+
+        Raises:
+            IndexFolderError: If the index keeps its vectors in Milvus (use :attr:`backend`).
         """
+        if not isinstance(self._sync, SyncedVectors):
+            raise IndexFolderError(f"{self.folder} keeps its vectors in {self.store}, not FAISS")
         return self._sync.current()
 
     def resolve(self, path: str) -> Path:
@@ -486,9 +552,7 @@ class Index:
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
         queries = _query_rows(np.asarray(vectors, dtype=np.float32), self.dim)
-        index = self._sync.current()
-        config = self.config if nprobe is None else replace(self.config, nprobe=nprobe)
-        scores, ids = vi.search(index, queries, k, config)
+        scores, ids = self._sync.search(queries, k, nprobe)
         info = self._store.lookup(ids[ids >= 0].tolist())
         results: list[list[Hit]] = []
         for row_scores, row_ids in zip(scores, ids, strict=True):
@@ -581,7 +645,7 @@ class Index:
             report = UpdateReport()
             found = iu.scan(self.root, inc, exc, report)
             rows = self._store.rows()
-            self._sync.current()
+            self._sync.begin()
 
             def commit(changes: Changes) -> None:
                 self._sync.commit(changes, rows)
@@ -628,7 +692,7 @@ class Index:
         """
         with self._sync.writer():
             rows = self._store.rows()
-            self._sync.current()
+            self._sync.begin()
             gone = sorted({r for r in (self._relative(p) for p in paths) if r in rows})
             self._sync.commit(Changes(deletes=gone), rows)
             self._sync.finish()
@@ -678,6 +742,35 @@ def _root_meta(folder: Path, root: Path) -> dict[str, str]:
     except ValueError:  # another drive on Windows
         relative = str(root)
     return {"root": relative, "root_absolute": str(root)}
+
+
+def _store_meta(folder: Path, spec: StoreSpec, kind: str) -> dict[str, Any]:
+    """The store as the meta records it (nothing for FAISS, the default)."""
+    if spec.kind == "faiss":
+        return {}
+    record = store_record(folder, spec, index_type_for(spec, kind))
+    return {"store": record, "store_generation": "0"}
+
+
+def _recorded_spec(folder: Path, store: Store) -> StoreSpec:
+    """The store an index recorded (FAISS when none)."""
+    record = store.meta("store")
+    if not record or record.get("kind") == "faiss":
+        return StoreSpec()
+    return recorded_spec(folder, record)
+
+
+def _check_store(folder: Path, store: Store, expected: StoreSpec | None) -> None:
+    """Refuse to open an index with another store than the one it recorded."""
+    if expected is None:
+        return
+    recorded = _recorded_spec(folder, store)
+    if not recorded.same_place(expected):
+        raise IndexFolderError(
+            f"{folder} keeps its vectors in {recorded.describe()}, not {expected.describe()}: "
+            "leave the store out to use the recorded one, or rebuild the index there "
+            "(--rebuild, or create with overwrite=True)"
+        )
 
 
 def _stored_root(folder: Path, store: Store) -> Path:

@@ -335,6 +335,35 @@ class Store:
             del rows
             yield ids, vectors
 
+    def id_hashes(self) -> dict[int, str]:
+        """``{id: content hash}`` of every indexed file."""
+        cursor = self.conn.execute("SELECT id, content_hash FROM files")
+        return {int(i): str(h) for i, h in cursor}
+
+    def vectors_by_id(
+        self, ids: Iterable[int], dim: int
+    ) -> tuple[npt.NDArray[np.int64], list[str], npt.NDArray[np.float32]]:
+        """The ids, content hashes and vectors (N, D) float32 of those ids that exist, by id."""
+        wanted = sorted({int(i) for i in ids})
+        rows: list[tuple[int, str, bytes]] = []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows += self.conn.execute(
+                "SELECT f.id, f.content_hash, e.vector FROM files f JOIN embeddings e "
+                f"ON e.hash = f.content_hash WHERE f.id IN ({marks}) ORDER BY f.id",
+                chunk,
+            ).fetchall()
+        vectors = np.zeros((len(rows), dim), np.float32)
+        for k, row in enumerate(rows):
+            vectors[k] = _vector(row[2], dim)
+        return np.asarray([r[0] for r in rows], np.int64), [str(r[1]) for r in rows], vectors
+
+    def ids(self) -> npt.NDArray[np.int64]:
+        """Every indexed file's id (N,), sorted."""
+        rows = self.conn.execute("SELECT id FROM files ORDER BY id").fetchall()
+        return np.asarray([r[0] for r in rows], np.int64)
+
     def lookup(self, ids: Iterable[int]) -> dict[int, tuple[str, str | None]]:
         """``{id: (path, label)}`` for those ids that exist."""
         wanted = sorted({int(i) for i in ids})

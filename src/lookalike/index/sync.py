@@ -24,23 +24,60 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from lookalike.errors import IndexFolderError
 from lookalike.index import faiss_structures as vi
+from lookalike.index import self_join
+from lookalike.index.backend import Pairs
 from lookalike.index.store import FileRow, Store
 from lookalike.index.update import Changes
 
-__all__ = ["LOCK_NAME", "SyncedVectors", "flock", "locked"]
+__all__ = ["LOCK_NAME", "SyncedVectors", "WriterLock", "apply_batch", "flock", "locked"]
 
 LOCK_NAME = "lock"
 
 
-class SyncedVectors:
-    """The FAISS structure of one index, in step with its database.
+class WriterLock:
+    """The writer lock of an index folder, re-entrant within one object (a mixin).
+
+    Attributes:
+        folder: The index folder.
+    """
+
+    folder: Path
+    _lock_depth: int = 0
+
+    @contextmanager
+    def writer(self) -> Iterator[None]:
+        """Hold the index's writer lock (re-entrant within this object).
+
+        Raises:
+            IndexFolderError: If another process (or another object) holds it.
+        """
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        with flock(self.folder):
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+
+
+class SyncedVectors(WriterLock):
+    """The FAISS structure of one index, in step with its database (a
+    :class:`~lookalike.index.backend.VectorBackend`).
 
     Args:
         folder: The index folder.
@@ -64,26 +101,34 @@ class SyncedVectors:
         """Drop the structure from memory."""
         self.structure, self._generation = None, None
 
-    @contextmanager
-    def writer(self) -> Iterator[None]:
-        """Hold the index's writer lock (re-entrant within this object).
+    @property
+    def kind(self) -> str:
+        """The FAISS structure in use now: ``"flat"``, ``"ivf"``, ``"ivf_sq8"`` or ``"hnsw"``."""
+        return vi.kind_of(self.current())
 
-        Raises:
-            IndexFolderError: If another process (or another :class:`SyncedVectors`) holds it.
+    def begin(self) -> None:
+        """Load (or rebuild) the structure before a batch of changes (lock held)."""
+        self.current()
+
+    def search(
+        self, queries: npt.NDArray[np.float32], k: int, nprobe: int | None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """The ``k`` best stored vectors of each unit row of ``queries`` (Q, D).
+
+        Returns:
+            ``(scores (Q, k), ids (Q, k))``, ``-1`` ids as padding.
         """
-        if self._lock_depth:
-            self._lock_depth += 1
-            try:
-                yield
-            finally:
-                self._lock_depth -= 1
-            return
-        with flock(self.folder):
-            self._lock_depth = 1
-            try:
-                yield
-            finally:
-                self._lock_depth = 0
+        config = self.config if nprobe is None else replace(self.config, nprobe=nprobe)
+        scores, ids = vi.search(self.current(), queries, k, config)
+        return scores, ids
+
+    def pairs(self, threshold: float, nprobe: int | None) -> Pairs:
+        """Every stored pair with cosine at least ``threshold`` (:func:`self_join.all_pairs`)."""
+        return self_join.all_pairs(self.current(), threshold, nprobe=nprobe or self.config.nprobe)
+
+    def ids(self) -> npt.NDArray[np.int64]:
+        """The ids of every stored vector (N,), sorted."""
+        return np.sort(self_join.stored_ids(self.current()))
 
     def current(self) -> Any:
         """The FAISS structure for the committed generation: in memory, from file, or rebuilt.
@@ -160,33 +205,8 @@ class SyncedVectors:
         """
         if not (batch.upserts or batch.touched or batch.deletes):
             return
-        removed: list[int] = []
-        added: list[tuple[int, str]] = []
-        new_rows: dict[str, FileRow] = {}
         self._generation = None  # until the structure matches the new generation
-        with self.store.transaction():
-            for digest, vector in batch.vectors.items():
-                self.store.put_vector(digest, vector, replace=digest in batch.replace)
-            for rel, size, mtime, digest in batch.touched:
-                self.store.update_file(rows[rel].id, size, mtime, digest)
-                new_rows[rel] = FileRow(rows[rel].id, size, mtime, digest)
-            for rel, size, mtime, digest in batch.upserts:
-                if rel in rows:
-                    file_id = rows[rel].id
-                    self.store.update_file(file_id, size, mtime, digest)
-                    removed.append(file_id)
-                else:
-                    file_id = self.store.insert_file(rel, size, mtime, digest)
-                added.append((file_id, digest))
-                new_rows[rel] = FileRow(file_id, size, mtime, digest)
-            gone = [rows[rel].id for rel in batch.deletes if rel in rows]
-            self.store.delete_files(gone)
-            removed += gone
-            if added or removed:
-                self.store.bump_generation()
-        for rel in batch.deletes:
-            rows.pop(rel, None)
-        rows.update(new_rows)
+        removed, added = apply_batch(self.store, batch, rows)
         if not self._dirty and not vi.remove(self.structure, np.asarray(removed, np.int64)):
             self._dirty = True  # HNSW cannot remove: rebuilt by finish()
         if added and not self._dirty:
@@ -221,6 +241,50 @@ class SyncedVectors:
             self._file = None
             return
         vi.remove_files(self.folder, self._file)
+
+
+def apply_batch(
+    store: Store, batch: Changes, rows: dict[str, FileRow]
+) -> tuple[list[int], list[tuple[int, str]]]:
+    """Apply a batch of changes to SQLite in one transaction (a new generation when the set
+    of vectors changes), and update ``rows`` to match.
+
+    Args:
+        store: The database.
+        batch: The changes.
+        rows: The indexed files by relative path; updated to match.
+
+    Returns:
+        ``(removed, added)``: the ids whose vector left the index (deleted files, and files
+        whose content changed), and ``(id, content hash)`` of each vector to add.
+    """
+    removed: list[int] = []
+    added: list[tuple[int, str]] = []
+    new_rows: dict[str, FileRow] = {}
+    with store.transaction():
+        for digest, vector in batch.vectors.items():
+            store.put_vector(digest, vector, replace=digest in batch.replace)
+        for rel, size, mtime, digest in batch.touched:
+            store.update_file(rows[rel].id, size, mtime, digest)
+            new_rows[rel] = FileRow(rows[rel].id, size, mtime, digest)
+        for rel, size, mtime, digest in batch.upserts:
+            if rel in rows:
+                file_id = rows[rel].id
+                store.update_file(file_id, size, mtime, digest)
+                removed.append(file_id)
+            else:
+                file_id = store.insert_file(rel, size, mtime, digest)
+            added.append((file_id, digest))
+            new_rows[rel] = FileRow(file_id, size, mtime, digest)
+        gone = [rows[rel].id for rel in batch.deletes if rel in rows]
+        store.delete_files(gone)
+        removed += gone
+        if added or removed:
+            store.bump_generation()
+    for rel in batch.deletes:
+        rows.pop(rel, None)
+    rows.update(new_rows)
+    return removed, added
 
 
 @contextmanager
