@@ -279,3 +279,45 @@ def test_a_faiss_index_never_imports_pymilvus(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
+def test_a_query_that_fills_milvus_limit_warns_once(
+    tmp_path: Path,
+    table: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lookalike.index import milvus_store
+
+    folder(tmp_path / "photos", range(12))
+    with make(tmp_path, table, lite(tmp_path), "idx") as index:
+        full = index.backend.pairs(-1.0, None)
+        assert len(full[0]) == 12 * 11 // 2  # every pair, each once, a < b
+        assert (full[0] < full[1]).all() and capsys.readouterr().err == ""
+        monkeypatch.setattr(milvus_store, "TOPK_MAX", 3)
+        index.backend.pairs(-1.0, None)
+        err = capsys.readouterr().err
+        assert err.count("Milvus's limit per query") == 1 and "may be incomplete" in err
+
+
+def test_rebuilding_replaces_the_index_folders_own_collection(
+    tmp_path: Path, table: np.ndarray
+) -> None:
+    folder(tmp_path / "photos", range(10))
+    make(tmp_path, table, lite(tmp_path), "idx").close()
+    make(tmp_path, table, lite(tmp_path), "other").close()  # a second index, same milvus-lite
+    index = Index.create(
+        tmp_path / "idx",
+        tmp_path / "photos",
+        model_key="table-v1",
+        dim=DIM,
+        store=lite(tmp_path),
+        overwrite=True,
+    )
+    with index:
+        assert milvus_rows(index) == {}  # the old collection was dropped, not left behind
+        index.update(TableEmbedder(table), progress=False)
+        assert_mirrors(index)
+        backend = index.backend
+        assert isinstance(backend, MilvusVectors)
+        assert len(backend.client.list_collections()) == 2  # idx's (replaced) and other's

@@ -36,9 +36,14 @@ The parts, one module each: :mod:`~lookalike.index.index` (the class),
 (what changed, and embedding it), :mod:`~lookalike.index.reader` (content hashes, and decoding
 exactly the bytes hashed), :mod:`~lookalike.index.failures` (database errors in words),
 :mod:`~lookalike.index.sync` (FAISS in step with SQLite, the writer lock),
-:mod:`~lookalike.index.faiss_structures` and :mod:`~lookalike.index.self_join`.
+:mod:`~lookalike.index.faiss_structures` and :mod:`~lookalike.index.self_join`;
+:mod:`~lookalike.index.backend` (the one interface of the vector search structure, and the
+``--store`` spec) and :mod:`~lookalike.index.milvus_store` (a Milvus collection in step with
+SQLite: ``Index.create(..., store="milvus-lite:PATH.db")`` or
+``store="milvus://HOST:PORT/COLLECTION"``).
 
-Names are imported lazily: ``import lookalike.index`` imports neither FAISS nor torch.
+Names are imported lazily: ``import lookalike.index`` imports neither FAISS, pymilvus nor
+torch (pymilvus only when an index with a Milvus store is opened).
 """
 
 from __future__ import annotations

@@ -7,6 +7,12 @@ An index lives in its own folder::
       vectors-<generation>-<digest>.faiss   the FAISS structure (derived; rebuilt when needed)
       lock               taken by the one process allowed to change the index at a time
 
+or, with a Milvus store (``create(..., store="milvus-lite:PATH.db")`` or
+``store="milvus://HOST:PORT/COLLECTION"``), ``index.sqlite`` and ``lock`` alone, the vectors
+being searched in a Milvus collection that the database records and keeps in step
+(:mod:`lookalike.index.milvus_store`); SQLite stays the source of truth either way. The search
+structure is the index's *vector backend* (:class:`~lookalike.index.backend.VectorBackend`).
+
 :meth:`Index.update` makes the index mirror the image files under its *root* folder: files are
 found with ``iter_image_files`` (include/exclude glob patterns on the path
 relative to the root), compared with the index by size and modification time, and only the
@@ -46,7 +52,8 @@ again and repairs stale rows and wrong cached vectors in place.
 relative to the index folder and absolute. :meth:`Index.open` tries the relative location first
 (so a collection moved or copied together with its index keeps working), then the absolute one
 (so an index folder moved on its own keeps working); ``root=`` overrides both, and the next
-:meth:`Index.update` stores the new root.
+:meth:`Index.update` stores the new root. A milvus-lite store's folder is recorded the same
+way.
 """
 
 from __future__ import annotations
@@ -539,7 +546,8 @@ class Index:
 
         Args:
             vectors: Query embeddings (Q, D) or one (D,); rows are L2-normalised here.
-            k: Results per query. With ``k`` at least ``len(index)`` every item is returned.
+            k: Results per query. With ``k`` at least ``len(index)`` every item is returned
+                (on Milvus, at most 16,384: its limit per query).
             nprobe: IVF lists to scan (``None``: the index's setting).
 
         Returns:

@@ -43,12 +43,13 @@ answer within :data:`CONNECT_TIMEOUT` seconds is one :class:`~lookalike.errors.I
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
-import secrets
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -111,7 +112,11 @@ def store_record(folder: Path, spec: StoreSpec, index_type: str) -> dict[str, An
         except ValueError:  # another drive on Windows
             relative = path
         record |= {"path": relative, "path_absolute": path}
-        record["collection"] = spec.collection or f"lookalike_{secrets.token_hex(6)}"
+        # named after the index folder: rebuilding it (or making it again after deleting it)
+        # replaces its own collection instead of leaving an orphan in the milvus-lite folder
+        where = str(folder.absolute()).encode("utf-8", "surrogateescape")
+        record["collection"] = f"lookalike_{hashlib.blake2b(where, digest_size=6).hexdigest()}"
+        record["generated"] = True
     else:
         record |= {"uri": spec.uri, "collection": spec.collection}
     return record
@@ -163,6 +168,9 @@ class MilvusVectors(WriterLock):
         dim: Embedding size D.
         config: The index's search settings (``nprobe``, ``ef_search``).
         record: The store record of the index meta (:func:`store_record`).
+        new: The index is being created: a collection of the same name that holds rows is
+            refused, unless its name was generated for this index folder (then it is the
+            collection of an earlier index in the same folder, and is replaced).
         overwrite: Drop a collection of the same name first (a rebuilt index).
 
     Raises:
@@ -188,6 +196,7 @@ class MilvusVectors(WriterLock):
         self.spec = recorded_spec(folder, record)
         self.collection = str(record["collection"])
         self.index_type = str(record["index_type"])
+        self.generated = bool(record.get("generated"))
         self.nlist = int(record.get("nlist", NLIST))
         self._lock_depth = 0
         self._client: Any = None
@@ -266,7 +275,7 @@ class MilvusVectors(WriterLock):
     def _prepare(self, *, new: bool, overwrite: bool) -> None:
         """Create the collection if missing; drop it first with ``overwrite``."""
         exists = bool(self.client.has_collection(self.collection))
-        if exists and overwrite:
+        if exists and (overwrite or (new and self.generated)):  # generated: this folder's own
             self.client.drop_collection(self.collection)
             exists = False
         elif exists and new:
@@ -296,9 +305,10 @@ class MilvusVectors(WriterLock):
         params.add_index(
             field_name="vector", index_type=self.index_type, metric_type="IP", params=build
         )
-        self.client.create_collection(
-            self.collection, schema=schema, index_params=params, consistency_level="Strong"
-        )
+        with _quiet("grpc._server"):  # milvus-lite lacks AllocTimestamp; pymilvus copes
+            self.client.create_collection(
+                self.collection, schema=schema, index_params=params, consistency_level="Strong"
+            )
 
     # ------------------------------------------------------------------ the backend
 
@@ -345,10 +355,7 @@ class MilvusVectors(WriterLock):
 
     def _stored_hashes(self) -> Iterator[tuple[int, str]]:
         """``(id, content_hash)`` of every row of the collection."""
-        quiet = logging.getLogger("pymilvus")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)  # "failed to get mvccTs" from milvus-lite: harmless
-        try:
+        with _quiet("pymilvus"):  # "failed to get mvccTs" from milvus-lite: harmless
             iterator = self.client.query_iterator(
                 self.collection, batch_size=10_000, output_fields=["id", "content_hash"]
             )
@@ -358,8 +365,6 @@ class MilvusVectors(WriterLock):
                         yield int(row["id"]), str(row["content_hash"])
             finally:
                 iterator.close()
-        finally:
-            quiet.setLevel(level)
 
     @_translated
     def commit(self, batch: Changes, rows: dict[str, FileRow]) -> None:
@@ -506,6 +511,18 @@ class MilvusVectors(WriterLock):
     def ids(self) -> IdArray:
         """The ids of every indexed file (N,), sorted (SQLite's: the collection mirrors them)."""
         return self.store.ids()
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Hide a logger's messages below ERROR (``grpc._server``: below CRITICAL) meanwhile."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL if name.startswith("grpc") else logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _first_line(exc: BaseException) -> str:
