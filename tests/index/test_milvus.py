@@ -321,3 +321,29 @@ def test_rebuilding_replaces_the_index_folders_own_collection(
         backend = index.backend
         assert isinstance(backend, MilvusVectors)
         assert len(backend.client.list_collections()) == 2  # idx's (replaced) and other's
+
+
+def test_a_milvus_lite_folder_in_use_by_another_process_is_one_clear_error(
+    tmp_path: Path, table: np.ndarray
+) -> None:
+    folder(tmp_path / "photos", range(4))
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path[:0] = [{str(SRC)!r}]
+        from lookalike.errors import IndexFolderError
+        from lookalike.index.index import Index
+        try:
+            Index.open({str(tmp_path / "idx")!r})
+        except IndexFolderError as exc:
+            print(exc)
+            sys.exit(3)
+        """
+    )
+    with make(tmp_path, table, lite(tmp_path), "idx"):  # this process holds milvus-lite
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == 3, done.stderr.decode()[-2000:]
+    assert "no other process has it open" in done.stdout.decode()
+    assert done.stderr.decode() == ""  # no traceback from milvus-lite's logger
+    with Index.open(tmp_path / "idx") as again:  # released when the index closed
+        assert len(again) == 4

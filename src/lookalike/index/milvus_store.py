@@ -218,7 +218,8 @@ class MilvusVectors(WriterLock):
                 with _LITE_LOCK:
                     _LITE_USERS[path] = _LITE_USERS.get(path, 0) + 1
                 try:
-                    self._client = MilvusClient(uri=path)
+                    with _quiet("milvus_lite.server_manager"):  # a traceback; ours says it
+                        self._client = MilvusClient(uri=path)
                 except BaseException:
                     self._release_lite()
                     raise
@@ -515,10 +516,10 @@ class MilvusVectors(WriterLock):
 
 @contextmanager
 def _quiet(name: str) -> Iterator[None]:
-    """Hide a logger's messages below ERROR (``grpc._server``: below CRITICAL) meanwhile."""
+    """Hide a logger's messages below ERROR (``pymilvus``) or CRITICAL (the others) meanwhile."""
     logger = logging.getLogger(name)
     level = logger.level
-    logger.setLevel(logging.CRITICAL if name.startswith("grpc") else logging.ERROR)
+    logger.setLevel(logging.ERROR if name == "pymilvus" else logging.CRITICAL)
     try:
         yield
     finally:
