@@ -195,38 +195,45 @@ def test_updates_are_mirrored_and_the_store_is_found_again(
         assert again.search(table[40], 1)[0][0].path == "sub/v002.png"
 
 
-def test_a_crash_after_the_sqlite_commit_is_reconciled(tmp_path: Path, table: np.ndarray) -> None:
-    """A process killed between SQLite's commit and Milvus's writes leaves the collection
-    stale; readers still search it (gone ids dropped); the next update reconciles it."""
-    root = tmp_path / "photos"
-    folder(root, range(20))
-    index = make(tmp_path, table, lite(tmp_path), "idx")
-    index.close()
-    for name in ("v003.png", "v006.png"):
-        (root / name).unlink()
-    write_coded(root / "sub" / "v004.png", 45)  # changed content
-    write_coded(root / "new.png", 46)
+def killed_update(tmp_path: Path, kill: str) -> None:
+    """Update the index in another process that dies (``os._exit``) at its first Milvus
+    ``kill`` (``"delete"`` or ``"upsert"``): right after that batch's SQLite commit."""
     script = textwrap.dedent(
         f"""
         import os, sys
         sys.path[:0] = [{str(SRC)!r}, {str(Path(__file__).parent)!r}, {str(TESTS)!r}]
-        import numpy as np
         from lookalike.index.index import Index
         from lookalike.index.milvus_store import MilvusVectors
         from test_milvus import TableEmbedder, chained_table
 
         def die(*args, **kwargs):
-            os._exit(9)  # killed right after the SQLite transaction committed
+            os._exit(9)
 
-        MilvusVectors._upsert = die
         index = Index.open({str(tmp_path / "idx")!r})
-        index.backend.client.delete = die
+        if {kill!r} == "upsert":
+            MilvusVectors._upsert = die
+        else:
+            index.backend.client.delete = die
         index.update(TableEmbedder(chained_table()), progress=False)
         """
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert done.returncode == 9, done.stderr.decode()[-2000:]
 
+
+def test_a_crash_after_the_sqlite_commit_is_reconciled(tmp_path: Path, table: np.ndarray) -> None:
+    """A process killed between SQLite's commit and Milvus's writes leaves the collection
+    stale; readers still search it (gone ids dropped); the next update reconciles it: extra
+    rows deleted, missing and changed ones upserted from SQLite's cached vectors."""
+    root = tmp_path / "photos"
+    folder(root, range(20))
+    make(tmp_path, table, lite(tmp_path), "idx").close()
+    for name in ("v003.png", "v006.png"):
+        (root / name).unlink()
+    write_coded(root / "sub" / "v004.png", 45)  # changed content
+    write_coded(root / "new.png", 46)
+
+    killed_update(tmp_path, "delete")  # the deletions are in SQLite, not in Milvus
     with Index.open(tmp_path / "idx") as reader:  # stale collection: still searches
         assert reader._store.meta("store_generation") != reader.generation
         assert "v003.png" not in reader and len(reader) == 18
@@ -234,13 +241,21 @@ def test_a_crash_after_the_sqlite_commit_is_reconciled(tmp_path: Path, table: np
         assert all(h.path != "v003.png" for h in hits)  # its id is gone from SQLite
         assert len(milvus_rows(reader)) == 20  # the collection still has it
 
+    killed_update(tmp_path, "upsert")  # reconciles the deletions, then dies on the new rows
+    with Index.open(tmp_path / "idx") as reader:
+        assert len(reader) == 19 and "new.png" in reader  # in SQLite
+        rows = milvus_rows(reader)
+        assert len(rows) == 18  # the two deletions reached Milvus; new.png did not
+        v004 = reader.vectors(["sub/v004.png"]).ids[0]
+        assert rows[v004][0] != reader._store.id_hashes()[v004]  # still the old content
+
     with Index.open(tmp_path / "idx") as writer:
         report = writer.update(TableEmbedder(table), progress=False)
-        assert report.removed == []  # SQLite had committed the deletions
-        assert report.added == ["new.png"] and report.updated == ["sub/v004.png"]
+        assert report.removed == report.added == report.updated == []  # SQLite had it all
         assert writer._store.meta("store_generation") == writer.generation
         assert_mirrors(writer)
         assert writer.search(table[45], 1)[0][0].path == "sub/v004.png"
+        assert writer.search(table[46], 1)[0][0].path == "new.png"
 
 
 def test_store_specs_and_an_unreachable_server(tmp_path: Path) -> None:
