@@ -275,6 +275,7 @@ def test_store_specs_and_an_unreachable_server(tmp_path: Path) -> None:
             tmp_path / "i", tmp_path, model_key="m", dim=4, store="milvus://127.0.0.1:9/photos"
         )
     assert time.perf_counter() - started < 15
+    assert not (tmp_path / "i" / "index.sqlite").exists()  # no half-made index left behind
 
 
 def test_a_faiss_index_never_imports_pymilvus(tmp_path: Path) -> None:

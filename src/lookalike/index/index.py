@@ -250,11 +250,14 @@ class Index:
                     "pass overwrite=True to replace it"
                 )
             if state != "absent":
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{db}{suffix}").unlink(missing_ok=True)
+                _remove_database(db)
                 vi.remove_files(folder, None)
             store = Store(db, create=True, meta=meta)
-            return cls._opened(folder, store, root_path, new=True, overwrite=overwrite)
+            try:
+                return cls._opened(folder, store, root_path, new=True, overwrite=overwrite)
+            except IndexFolderError:  # a Milvus store that cannot be reached or used:
+                _remove_database(db)  # no half-made index is left behind
+                raise
 
     @classmethod
     def _opened(cls, folder: Path, store: Store, root: Path, **backend: bool) -> Index:
@@ -750,6 +753,12 @@ def _root_meta(folder: Path, root: Path) -> dict[str, str]:
     except ValueError:  # another drive on Windows
         relative = str(root)
     return {"root": relative, "root_absolute": str(root)}
+
+
+def _remove_database(db: Path) -> None:
+    """Delete an index database and its WAL files."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
 
 
 def _store_meta(folder: Path, spec: StoreSpec, kind: str) -> dict[str, Any]:
