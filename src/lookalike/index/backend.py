@@ -22,13 +22,17 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
 
 from lookalike.errors import LookalikeError
+
+if TYPE_CHECKING:
+    from lookalike.index.store import FileRow
+    from lookalike.index.update import Changes
 
 __all__ = [
     "TOKEN_ENV",
@@ -158,7 +162,7 @@ class VectorBackend(Protocol):
         """Make the structure reflect the committed database before changes (lock held)."""
         ...
 
-    def commit(self, batch: Any, rows: dict[str, Any]) -> None:
+    def commit(self, batch: Changes, rows: dict[str, FileRow]) -> None:
         """Apply a batch of changes to SQLite in one transaction, then to the structure.
 
         Args:

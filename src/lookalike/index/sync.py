@@ -15,6 +15,10 @@ FAISS structure (:mod:`lookalike.index.faiss_structures`) in memory together wit
 A process killed at any point therefore leaves either a file for the current generation or
 none that matches, and the next :meth:`~SyncedVectors.current` rebuilds.
 
+:class:`SyncedVectors` is the FAISS :class:`~lookalike.index.backend.VectorBackend` (search,
+the self-join of :func:`~lookalike.index.self_join.all_pairs`); :func:`apply_batch` is the
+SQLite half of a commit that every backend shares.
+
 Only one process may change an index at a time: :func:`flock` takes an advisory ``flock`` on
 ``INDEX_DIR/lock`` without waiting, which the operating system releases when the process dies.
 """
