@@ -178,6 +178,7 @@ def table(results: list[dict[str, Any]], n: int, dim: int, threads: int) -> str:
 
 
 def main() -> None:
+    global QUERIES
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=256)
@@ -188,9 +189,11 @@ def main() -> None:
         help="OpenMP/BLAS threads per store (default 1: single-query latency on a shared "
         "machine is otherwise dominated by OpenMP spinning against other work)",
     )
+    parser.add_argument("--queries", type=int, default=QUERIES, help="single-vector queries timed")
     parser.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS.md")
     parser.add_argument("--one", nargs=2, metavar=("STORE", "KIND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    QUERIES = args.queries
     if args.one:
         print(json.dumps(run_one(args.one[0], args.one[1], args.n, args.dim)))
         return
@@ -198,6 +201,7 @@ def main() -> None:
     for store, kind in CONFIGS:
         started = time.perf_counter()
         argv = ["--one", store, kind, "--n", str(args.n), "--dim", str(args.dim)]
+        argv += ["--queries", str(args.queries)]
         threads = str(args.threads)
         env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
         done = subprocess.run(
@@ -215,7 +219,8 @@ def main() -> None:
     body = table(results, args.n, args.dim, args.threads)
     print(body)
     if not args.no_write:
-        write_section("bench_milvus", TITLE, body)
+        key = "bench_milvus" if args.n == 100_000 else f"bench_milvus_{args.n}"
+        write_section(key, f"{TITLE} ({args.n:,} vectors)", body)
 
 
 if __name__ == "__main__":
