@@ -146,6 +146,13 @@ def test_ray_indexing_equals_single_process_and_so_do_updates(
         again = remote.update(embedder, progress=False, ray=options)
         assert again.embedded == 0 and again.unchanged == len(remote)
 
+        # a verifying update hashes and embeds everything again, and finds nothing wrong
+        want = local.update(embedder, progress=False, verify=True)
+        got = remote.update(embedder, progress=False, verify=True, ray=options)
+        assert counts(got) == counts(want) and got.verified == want.verified == len(remote) + 1
+        assert got.repaired == [] and got.embedded == 30  # distinct contents
+        assert_same(local, remote)
+
 
 _KILLED = """
 import sys

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -251,7 +252,8 @@ def ray_session(
     else:
         _check_reachable(address)
     try:
-        ray.init(address=address, **settings)
+        with _quiet_start(verbose):
+            ray.init(address=address, **settings)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError, …
         where = "a local Ray" if address is None else f"the Ray cluster at {address!r}"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -287,6 +289,33 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
             f"cannot reach the Ray cluster at {address!r}: {reason} (is it running? "
             "`ray start --head` starts one)"
         ) from None
+
+
+@contextmanager
+def _quiet_start(verbose: bool) -> Iterator[None]:
+    """Keep the driver's Ray core logs (C++, written to file descriptor 2) to fatal errors.
+
+    Ray Data's actor pools make Ray's core log an error-level line about constructor
+    arguments on every run (ray-project/ray#53727), harmless here; and setting the level
+    from the environment logs a line of its own, so ``ray.init`` runs with descriptor 2 on
+    ``/dev/null`` (its failures are raised as exceptions, which the caller words).
+    """
+    if verbose or "RAY_BACKEND_LOG_LEVEL" in os.environ:
+        yield
+        return
+    os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"  # read once, as the driver connects
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with Path(os.devnull).open("wb") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+        del os.environ["RAY_BACKEND_LOG_LEVEL"]
 
 
 def _quiet(verbose: bool) -> None:
@@ -375,6 +404,7 @@ class RayEmbedding:
             return
         ray = _ray()
         pool, per_actor = self._pool(ray)
+        pool = min(pool, _blocks(len(names), batch_size))  # no idle actors on a short list
         model = self.options.model
         if isinstance(model, ModelLoader) and model.threads is None:
             model = replace(model, threads=max(1, int(per_actor.get("num_cpus", 1))))
@@ -463,11 +493,15 @@ def _cpus(ray: Any) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
+def _blocks(rows: int, batch: int) -> int:
+    """Blocks a list of ``rows`` is split into: one per ``batch``, 1 to :data:`MAX_BLOCKS`."""
+    return max(1, min(MAX_BLOCKS, math.ceil(rows / batch)))
+
+
 def _rows(ray: Any, names: Sequence[str], batch: int) -> Any:
     """A dataset of ``{"path", "index"}`` rows, one block per ``batch`` (capped)."""
-    blocks = max(1, min(MAX_BLOCKS, math.ceil(len(names) / batch)))
     items = [{"path": str(name), "index": i} for i, name in enumerate(names)]
-    return ray.data.from_items(items, override_num_blocks=blocks)
+    return ray.data.from_items(items, override_num_blocks=_blocks(len(names), batch))
 
 
 def _user_error(exc: BaseException) -> str | None:
