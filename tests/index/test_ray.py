@@ -20,6 +20,7 @@ import pytest
 
 import lookalike
 from lookalike.cli import main
+from lookalike.errors import LookalikeError
 from lookalike.index.index import Index
 from lookalike.index.update import UpdateReport
 from lookalike.inference import ModelSource, load_embedder
@@ -157,6 +158,7 @@ def test_ray_indexing_equals_single_process_and_so_do_updates(
 _KILLED = """
 import sys
 from lookalike.cli import main
+from lookalike.errors import LookalikeError
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -233,3 +235,17 @@ def test_embed_on_ray_equals_embed_also_from_a_file_uri(
     assert len(a["paths"]) == 15 and a["embeddings"].shape == (15, 16)
     np.testing.assert_allclose(b["embeddings"], a["embeddings"], atol=1e-5)
     np.testing.assert_allclose(c["embeddings"], a["embeddings"], atol=1e-5)
+
+
+def test_a_model_missing_on_the_workers_is_one_error(
+    cache: dict[str, Path], tmp_path: Path
+) -> None:
+    root = tmp_path / "photos"
+    make_folder(root, 4)
+    embedder = load_embedder(ModelSource(folder=str(cache["model"])), engine="onnx", device="cpu")
+    elsewhere = ModelLoader(ModelSource(folder=str(tmp_path / "not-on-the-nodes")), engine="onnx")
+    key, dim = str(embedder.key), embedder.embedding_dim
+    with Index.open_or_create(tmp_path / "idx", root, model_key=key, dim=dim) as index:
+        with pytest.raises(LookalikeError, match="not-on-the-nodes is not a model folder"):
+            index.update(embedder, progress=False, ray=RayOptions(elsewhere, workers=1))
+        assert len(index) == 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -325,9 +326,9 @@ def _quiet(verbose: bool) -> None:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = verbose
     context.print_on_execution_start = verbose
-    level = logging.INFO if verbose else logging.ERROR
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(level)
+    logging.getLogger("ray").setLevel(logging.INFO if verbose else logging.ERROR)
+    # a failed pipeline comes back as an exception (worded by the caller): no log trace too
+    logging.getLogger("ray.data").setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -504,8 +505,15 @@ def _rows(ray: Any, names: Sequence[str], batch: int) -> Any:
     return ray.data.from_items(items, override_num_blocks=_blocks(len(names), batch))
 
 
+_WORKER_ERROR = re.compile(r"lookalike\.errors\.\w+: (.+)")
+
+
 def _user_error(exc: BaseException) -> str | None:
-    """The message of a lookalike error raised on a worker (Ray wraps it), else ``None``."""
+    """The message of a lookalike error raised on a worker (Ray wraps it), else ``None``.
+
+    Ray wraps an error raised in a task as its cause; one raised while an actor starts (a
+    model folder missing on a node) only as text in the actor's death message.
+    """
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -518,7 +526,8 @@ def _user_error(exc: BaseException) -> str | None:
             if isinstance(cause, BaseException)
             else (current.__cause__ or current.__context__)
         )
-    return None
+    found = _WORKER_ERROR.findall(str(exc))
+    return found[-1].strip() if found else None
 
 
 # --------------------------------------------------------------------------- on the workers
