@@ -220,7 +220,11 @@ class RayOptions:
 
 @contextmanager
 def ray_session(
-    address: str | None = None, *, workers: int | None = None, verbose: bool = False
+    address: str | None = None,
+    *,
+    workers: int | None = None,
+    verbose: bool = False,
+    runtime_env: dict[str, Any] | None = None,
 ) -> Iterator[None]:
     """Connect to Ray for the duration of a ``with`` block (shut down after, if started here).
 
@@ -228,11 +232,15 @@ def ray_session(
     driver. When Ray is already initialised in this process, it is used as it is.
 
     Args:
-        address: ``None``: start a local Ray with ``workers + 1`` CPUs (one for reading and
-            decoding; the core count when ``workers`` is ``None``). Else a cluster:
+        address: ``None``: the cluster named by ``RAY_ADDRESS`` when it is set (Ray's own
+            convention), else start a local Ray with ``workers + 1`` CPUs (one for reading
+            and decoding; the core count when ``workers`` is ``None``). Else a cluster:
             ``"auto"``, ``"ray://host:10001"`` (Ray Client) or ``"host:6379"``.
         workers: Embedding actors planned (sizes a local Ray).
         verbose: Keep Ray's own log lines.
+        runtime_env: Ray's runtime environment for the job, e.g.
+            ``{"py_modules": [lookalike]}`` to ship this lookalike to nodes that have its
+            dependencies but not lookalike itself.
 
     Raises:
         LookalikeError: Ray is not installed, or the cluster cannot be reached (one line).
@@ -248,6 +256,9 @@ def ray_session(
         "log_to_driver": verbose,
         "logging_level": logging.INFO if verbose else logging.ERROR,
     }
+    if runtime_env is not None:
+        settings["runtime_env"] = runtime_env
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
         settings["num_cpus"] = (workers + 1) if workers else (os.cpu_count() or 1)
     else:
