@@ -249,3 +249,21 @@ def test_a_model_missing_on_the_workers_is_one_error(
         with pytest.raises(LookalikeError, match="not-on-the-nodes is not a model folder"):
             index.update(embedder, progress=False, ray=RayOptions(elsewhere, workers=1))
         assert len(index) == 0
+
+
+def test_actor_plan_gpus_only_when_the_model_can_use_them() -> None:
+    from lookalike.inference.ray_data import actor_plan
+
+    source = ModelSource(folder="/m")
+    auto, onnx = ModelLoader(source), ModelLoader(source, engine="onnx")
+    gpu_cluster = {"CPU": 32.0, "GPU": 4.0}
+    assert actor_plan(gpu_cluster, RayOptions(auto)) == (4, {"num_gpus": 1.0, "num_cpus": 1.0})
+    assert actor_plan(gpu_cluster, RayOptions(onnx)) == (16, {"num_cpus": 1.0})
+    assert actor_plan(gpu_cluster, RayOptions(auto, gpus=False, workers=3))[1] == {"num_cpus": 1.0}
+    cpu = ModelLoader(source, device="cpu")
+    assert actor_plan(gpu_cluster, RayOptions(cpu, workers=2)) == (2, {"num_cpus": 1.0})
+    # two cores: one actor per core less one for decoding, shares down to a quarter CPU
+    assert actor_plan({"CPU": 2.0}, RayOptions(auto)) == (1, {"num_cpus": 1.0})
+    assert actor_plan({"CPU": 3.0}, RayOptions(auto, workers=2)) == (2, {"num_cpus": 1.0})
+    assert actor_plan({"CPU": 2.0}, RayOptions(auto, workers=2)) == (2, {"num_cpus": 0.5})
+    assert actor_plan({"CPU": 2.0}, RayOptions(auto, workers=8)) == (8, {"num_cpus": 0.25})

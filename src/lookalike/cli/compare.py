@@ -176,7 +176,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     paths: list[str] = []
     for item in args.paths:
         if "://" in item:  # an object-store or file:// URI, listed through fsspec
-            from lookalike.inference.ray_data import list_images
+            from lookalike.inference.uris import list_images
 
             paths.extend(list_images(item))
             continue
@@ -200,7 +200,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         else:
             load = None
             if any("://" in p for p in paths):
-                from lookalike.inference.ray_data import FileReader
+                from lookalike.inference.uris import FileReader
 
                 load = FileReader(model.preprocess)
             embedded = embed_files(

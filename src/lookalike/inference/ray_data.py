@@ -17,7 +17,7 @@ of files into a Ray Data pipeline:
    job keeps what was committed and a rerun embeds only the rest.
 
 Files are local paths or object-store URIs (``s3://bucket/prefix/a.jpg``, ``gs://…``,
-``file:///abs/a.jpg``) read through fsspec (:func:`list_images`, :func:`read_bytes`); every
+``file:///abs/a.jpg``) read through fsspec (:mod:`lookalike.inference.uris`); every
 node must reach them. The workers must be able to import lookalike (installed on every node,
 or shipped with a ``runtime_env``). Nothing here imports Ray at module level: without
 ``--ray`` lookalike never imports it.
@@ -25,23 +25,21 @@ or shipped with a ``runtime_env``). Nothing here imports Ray at module level: wi
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 import re
-import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from lookalike.errors import DataError, ImageError, LookalikeError
+from lookalike.errors import ImageError, LookalikeError
 from lookalike.imaging.preprocess import Preprocess
-from lookalike.inference.pipeline import EmbedResult, load_array
+from lookalike.inference.pipeline import EmbedResult
+from lookalike.inference.ray_session import import_ray, ray_session
 from lookalike.inference.source import ModelSource
+from lookalike.inference.uris import FileReader, RecordingReader
 
 if TYPE_CHECKING:
     from lookalike.inference.embedder import Embedder
@@ -51,110 +49,16 @@ __all__ = [
     "ModelLoader",
     "RayEmbedding",
     "RayOptions",
-    "is_uri",
-    "list_images",
+    "actor_plan",
     "ray_session",
-    "read_bytes",
 ]
+
+T = TypeVar("T")
 
 MAX_BLOCKS = 1000
 """Most blocks the file list is split into (one per batch below that)."""
 ACTOR_MEMORY = 512 << 20
 """Memory (bytes) each embedding actor asks Ray for: a model and a batch of inputs."""
-_INSTALL = "Ray is not installed: pip install lookalike[ray]"
-
-
-def _ray() -> Any:
-    """Import Ray and Ray Data (only ever called with ``--ray``)."""
-    try:
-        import ray
-        import ray.data
-    except ImportError as exc:
-        raise LookalikeError(_INSTALL) from exc
-    return ray
-
-
-# --------------------------------------------------------------------------- files
-
-
-def is_uri(name: str) -> bool:
-    """Whether ``name`` is a URI (``scheme://…``) rather than a local path."""
-    head, sep, _ = name.partition("://")
-    return bool(sep) and head.replace("+", "").isalnum() and len(head) > 1
-
-
-def list_images(uri: str) -> list[str]:
-    """The image files under an fsspec URI (a folder or prefix, walked), sorted, as URIs.
-
-    Args:
-        uri: ``file:///abs/folder``, ``s3://bucket/prefix``, … (a single file is listed alone).
-
-    Returns:
-        Full URIs of the files whose extension is an image's.
-
-    Raises:
-        DataError: fsspec is missing, the scheme is unknown, or the location cannot be listed.
-    """
-    from lookalike.imaging.files import IMAGE_EXTENSIONS
-
-    try:
-        import fsspec
-    except ImportError as exc:
-        raise DataError(f"{uri}: reading URIs needs fsspec: pip install fsspec") from exc
-    try:
-        fs, root = fsspec.core.url_to_fs(uri)
-        names = [root] if fs.isfile(root) else sorted(fs.find(root))
-    except (ImportError, ValueError, OSError) as exc:
-        raise DataError(f"cannot list {uri}: {exc}") from exc
-    wanted = [n for n in names if PurePosixPath(n).suffix.lower() in IMAGE_EXTENSIONS]
-    return [str(fs.unstrip_protocol(n)) for n in wanted]
-
-
-def read_bytes(name: str) -> bytes:
-    """A file's bytes: a local path, or an fsspec URI.
-
-    Raises:
-        ImageError: It cannot be read.
-    """
-    try:
-        if is_uri(name):
-            import fsspec
-
-            with fsspec.open(name, "rb") as fp:
-                return bytes(fp.read())
-        return Path(name).read_bytes()
-    except (OSError, ValueError, ImportError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise ImageError(name, f"cannot read file: {reason}") from exc
-
-
-class RecordingReader(Protocol):
-    """Opens one file as the model's input (C, H, W) and may record ``{name: (hash, size)}``."""
-
-    read: dict[str, tuple[str, int]]
-
-    def __call__(self, name: str) -> np.ndarray: ...
-
-
-class FileReader:
-    """A :class:`RecordingReader` for local paths and URIs that records nothing (``embed``).
-
-    Args:
-        preprocess: The model's preprocessing.
-    """
-
-    def __init__(self, preprocess: Preprocess) -> None:
-        self.preprocess = preprocess
-        self.read: dict[str, tuple[str, int]] = {}
-
-    def __call__(self, name: str) -> np.ndarray:
-        """float32 (C, H, W); raises :class:`~lookalike.errors.ImageError`."""
-        if not is_uri(name):
-            return load_array(self.preprocess, name)
-        try:
-            return self.preprocess.load(read_bytes(name))
-        except ImageError as exc:
-            raise ImageError(name, exc.cause) from exc
 
 
 # --------------------------------------------------------------------------- the model
@@ -215,133 +119,6 @@ class RayOptions:
             raise LookalikeError(f"--ray-workers must be at least 1, got {self.workers}")
 
 
-# --------------------------------------------------------------------------- the session
-
-
-@contextmanager
-def ray_session(
-    address: str | None = None,
-    *,
-    workers: int | None = None,
-    verbose: bool = False,
-    runtime_env: dict[str, Any] | None = None,
-) -> Iterator[None]:
-    """Connect to Ray for the duration of a ``with`` block (shut down after, if started here).
-
-    Ray is started with usage statistics off, no dashboard and worker logs kept off the
-    driver. When Ray is already initialised in this process, it is used as it is.
-
-    Args:
-        address: ``None``: the cluster named by ``RAY_ADDRESS`` when it is set (Ray's own
-            convention), else start a local Ray with ``workers + 1`` CPUs (one for reading
-            and decoding; the core count when ``workers`` is ``None``). Else a cluster:
-            ``"auto"``, ``"ray://host:10001"`` (Ray Client) or ``"host:6379"``.
-        workers: Embedding actors planned (sizes a local Ray).
-        verbose: Keep Ray's own log lines.
-        runtime_env: Ray's runtime environment for the job, e.g.
-            ``{"py_modules": [lookalike]}`` to ship this lookalike to nodes that have its
-            dependencies but not lookalike itself.
-
-    Raises:
-        LookalikeError: Ray is not installed, or the cluster cannot be reached (one line).
-    """
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray = _ray()
-    _quiet(verbose)
-    if ray.is_initialized():
-        yield
-        return
-    settings: dict[str, Any] = {
-        "include_dashboard": False,
-        "log_to_driver": verbose,
-        "logging_level": logging.INFO if verbose else logging.ERROR,
-    }
-    if runtime_env is not None:
-        settings["runtime_env"] = runtime_env
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address is None:
-        settings["num_cpus"] = (workers + 1) if workers else (os.cpu_count() or 1)
-    else:
-        _check_reachable(address)
-    try:
-        with _quiet_start(verbose):
-            ray.init(address=address, **settings)
-    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError, …
-        where = "a local Ray" if address is None else f"the Ray cluster at {address!r}"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LookalikeError(f"cannot start or reach {where}: {first}") from None
-    try:
-        _quiet(verbose)
-        yield
-    finally:
-        ray.shutdown()
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast when a ``host:port`` / ``ray://host:port`` address does not answer.
-
-    ``ray.init`` itself retries an unreachable GCS for minutes; ``"auto"`` and other forms
-    are left to Ray (it fails at once when no local cluster runs).
-
-    Raises:
-        LookalikeError: Nothing accepts a TCP connection at that address.
-    """
-    import socket
-
-    rest = address.removeprefix("ray://")
-    host, sep, port = rest.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        return
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise LookalikeError(
-            f"cannot reach the Ray cluster at {address!r}: {reason} (is it running? "
-            "`ray start --head` starts one)"
-        ) from None
-
-
-@contextmanager
-def _quiet_start(verbose: bool) -> Iterator[None]:
-    """Keep the driver's Ray core logs (C++, written to file descriptor 2) to fatal errors.
-
-    Ray Data's actor pools make Ray's core log an error-level line about constructor
-    arguments on every run (ray-project/ray#53727), harmless here; and setting the level
-    from the environment logs a line of its own, so ``ray.init`` runs with descriptor 2 on
-    ``/dev/null`` (its failures are raised as exceptions, which the caller words).
-    """
-    if verbose or "RAY_BACKEND_LOG_LEVEL" in os.environ:
-        yield
-        return
-    os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"  # read once, as the driver connects
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with Path(os.devnull).open("wb") as null:
-            os.dup2(null.fileno(), 2)
-            try:
-                yield
-            finally:
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
-        del os.environ["RAY_BACKEND_LOG_LEVEL"]
-
-
-def _quiet(verbose: bool) -> None:
-    """Ray Data's progress bars and log lines: off unless ``verbose``."""
-    import ray.data
-
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = verbose
-    context.print_on_execution_start = verbose
-    logging.getLogger("ray").setLevel(logging.INFO if verbose else logging.ERROR)
-    # a failed pipeline comes back as an exception (worded by the caller): no log trace too
-    logging.getLogger("ray.data").setLevel(logging.INFO if verbose else logging.CRITICAL)
-
-
 # --------------------------------------------------------------------------- the pipeline
 
 
@@ -383,17 +160,25 @@ class RayEmbedding:
         if not names:
             return {}
         out: dict[str, tuple[str | None, str]] = {}
-        ray = _ray()
-        batch = max(1, math.ceil(len(names) / min(MAX_BLOCKS, 4 * _cpus(ray))))
-        dataset = _rows(ray, names, batch).map_batches(
-            _hash_batch, fn_kwargs={"hasher": self.hasher}, batch_format="numpy", batch_size=batch
-        )
-        for done in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            for name, digest, reason in zip(
-                done["path"], done["digest"], done["error"], strict=True
-            ):
-                out[str(name)] = (str(digest) or None, str(reason))
+        with self._session():
+            ray = import_ray()
+            batch = max(1, math.ceil(len(names) / min(MAX_BLOCKS, 4 * _cpus(ray))))
+            dataset = _rows(ray, names, batch).map_batches(
+                _hash_batch,
+                fn_kwargs={"hasher": self.hasher},
+                batch_format="numpy",
+                batch_size=batch,
+            )
+            for done in _worded(dataset.iter_batches(batch_size=None, batch_format="numpy")):
+                for name, digest, reason in zip(
+                    done["path"], done["digest"], done["error"], strict=True
+                ):
+                    out[str(name)] = (str(digest) or None, str(reason))
         return out
+
+    def _session(self) -> AbstractContextManager[None]:
+        """The Ray in use, or a local one for this call (:func:`ray_session`)."""
+        return ray_session(None, workers=self.options.workers, verbose=self.options.verbose)
 
     def embed_stream(
         self, names: Sequence[str], batch_size: int
@@ -414,8 +199,14 @@ class RayEmbedding:
         """
         if not names:
             return
-        ray = _ray()
-        pool, per_actor = self._pool(ray)
+        with self._session():
+            for done in _worded(self._dataset(names, batch_size)):
+                yield _result(done, self.dim)
+
+    def _dataset(self, names: Sequence[str], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+        """The pipeline's output batches (Ray connected)."""
+        ray = import_ray()
+        pool, per_actor = actor_plan(ray.cluster_resources(), self.options)
         pool = min(pool, _blocks(len(names), batch_size))  # no idle actors on a short list
         model = self.options.model
         if isinstance(model, ModelLoader) and model.threads is None:
@@ -439,31 +230,10 @@ class RayEmbedding:
                 **per_actor,
             )
         )
-        batches = dataset.iter_batches(batch_size=None, batch_format="numpy")
-        try:
-            for done in batches:
-                yield _result(done, self.dim)
-        except Exception as exc:
-            if isinstance(exc, LookalikeError):
-                raise
-            cause = _user_error(exc)
-            if cause is None:
-                raise
-            raise LookalikeError(cause) from None
-
-    def _pool(self, ray: Any) -> tuple[int, dict[str, float]]:
-        """Actors, and what each asks Ray for (CPUs, or a GPU)."""
-        resources = ray.cluster_resources()
-        cpus, gpus = float(resources.get("CPU", 1)), int(resources.get("GPU", 0))
-        device = getattr(self.options.model, "device", "auto")
-        use_gpu = self.options.gpus if self.options.gpus is not None else gpus > 0
-        use_gpu = use_gpu and device != "cpu"
-        if use_gpu:
-            pool = self.options.workers or max(1, gpus)
-            return pool, {"num_gpus": 1.0, "num_cpus": 1.0}
-        pool = self.options.workers or max(1, int(cpus) // 2)
-        share = (cpus - 1) / pool  # leave one CPU for reading and decoding
-        return pool, {"num_cpus": float(min(1.0, max(0.25, share)))}
+        batches: Iterator[dict[str, np.ndarray]] = dataset.iter_batches(
+            batch_size=None, batch_format="numpy"
+        )
+        return batches
 
     def embed_all(self, names: Sequence[str], batch_size: int, *, progress: bool) -> EmbedResult:
         """Every file's embedding in input order (``lookalike embed --ray``).
@@ -501,6 +271,33 @@ class RayEmbedding:
         )
 
 
+def actor_plan(resources: Mapping[str, float], options: RayOptions) -> tuple[int, dict[str, float]]:
+    """How many embedding actors, and what each asks Ray for.
+
+    On a cluster with GPUs (unless ``options.gpus`` is ``False``, or the model is pinned to
+    the CPU or to an ONNX engine) each actor takes one GPU and one CPU, one actor per GPU by
+    default. Otherwise each takes up to one CPU, half the CPUs' worth of actors by default,
+    leaving at least one CPU for the read/hash/decode tasks (a share down to 0.25 CPU).
+
+    Args:
+        resources: ``ray.cluster_resources()`` (``"CPU"``, ``"GPU"`` counts).
+        options: The pool size and GPU wish; ``options.model``'s ``device`` and ``engine``
+            when it has them (a :class:`ModelLoader`).
+
+    Returns:
+        ``(actors, {"num_cpus": …[, "num_gpus": 1.0]})``.
+    """
+    cpus, gpus = float(resources.get("CPU", 1)), int(resources.get("GPU", 0))
+    device = getattr(options.model, "device", "auto")
+    engine = getattr(options.model, "engine", "auto")
+    use_gpu = options.gpus if options.gpus is not None else gpus > 0
+    if use_gpu and device != "cpu" and engine in ("auto", "torch"):
+        return options.workers or max(1, gpus), {"num_gpus": 1.0, "num_cpus": 1.0}
+    pool = options.workers or max(1, int(cpus) // 2)
+    share = (cpus - 1) / pool  # leave one CPU for reading and decoding
+    return pool, {"num_cpus": float(min(1.0, max(0.25, share)))}
+
+
 def _cpus(ray: Any) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
@@ -517,6 +314,19 @@ def _rows(ray: Any, names: Sequence[str], batch: int) -> Any:
 
 
 _WORKER_ERROR = re.compile(r"lookalike\.errors\.\w+: (.+)")
+
+
+def _worded(batches: Iterator[T]) -> Iterator[T]:
+    """The batches; a lookalike error raised on a worker is raised here as itself (one line)."""
+    try:
+        yield from batches
+    except LookalikeError:
+        raise
+    except Exception as exc:
+        cause = _user_error(exc)
+        if cause is None:
+            raise
+        raise LookalikeError(cause) from None
 
 
 def _user_error(exc: BaseException) -> str | None:
