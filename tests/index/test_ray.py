@@ -237,18 +237,28 @@ def test_embed_on_ray_equals_embed_also_from_a_file_uri(
     np.testing.assert_allclose(c["embeddings"], a["embeddings"], atol=1e-5)
 
 
-def test_a_model_missing_on_the_workers_is_one_error(
+def test_a_model_missing_or_other_on_the_workers_is_one_error(
     cache: dict[str, Path], tmp_path: Path
 ) -> None:
+    import torch
+
+    from lookalike.model.network import SiameseModel
+
     root = tmp_path / "photos"
     make_folder(root, 4)
     embedder = load_embedder(ModelSource(folder=str(cache["model"])), engine="onnx", device="cpu")
-    elsewhere = ModelLoader(ModelSource(folder=str(tmp_path / "not-on-the-nodes")), engine="onnx")
+    torch.manual_seed(1)  # the same architecture with other weights: same size, other vectors
+    SiameseModel.create("small_cnn", pretrained=False, projection=(16,)).save(tmp_path / "other")
     key, dim = str(embedder.key), embedder.embedding_dim
     with Index.open_or_create(tmp_path / "idx", root, model_key=key, dim=dim) as index:
-        with pytest.raises(LookalikeError, match="not-on-the-nodes is not a model folder"):
-            index.update(embedder, progress=False, ray=RayOptions(elsewhere, workers=1))
-        assert len(index) == 0
+        for folder, message in (
+            ("not-on-the-nodes", "not-on-the-nodes is not a model folder"),
+            ("other", "is not the driver's"),
+        ):
+            elsewhere = ModelLoader(ModelSource(folder=str(tmp_path / folder)), engine="onnx")
+            with pytest.raises(LookalikeError, match=message):
+                index.update(embedder, progress=False, ray=RayOptions(elsewhere, workers=1))
+            assert len(index) == 0
 
 
 def test_actor_plan_gpus_only_when_the_model_can_use_them() -> None:

@@ -195,7 +195,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         if settings is not None:
             from lookalike.inference.ray_data import RayEmbedding
 
-            work = RayEmbedding(settings, model.preprocess, model.embedding_dim)
+            work = RayEmbedding(settings, model.preprocess, model.embedding_dim, key=model.key)
             embedded = work.embed_all(paths, args.batch_size, progress=True)
         else:
             load = None

@@ -222,6 +222,7 @@ def ray_work(embedder: Embedder, options: RayOptions) -> Work:
         embedder.embedding_dim,
         reader=VerifiedReader,
         hasher=hash_or_reason,
+        key=getattr(embedder, "key", None),
     )
 
 

@@ -132,6 +132,9 @@ class RayEmbedding:
         reader: Makes the per-task file reader from ``preprocess``: one that hashes what it
             decodes (the index's ``VerifiedReader``) or :class:`FileReader`.
         hasher: ``name → (hash, "") or (None, reason)``, for :meth:`hash_files`.
+        key: The model key on the driver (the one the index records): an actor whose
+            model loads with another key (other files at the same path on a node) refuses
+            to start. ``None``: not checked.
     """
 
     def __init__(
@@ -142,12 +145,14 @@ class RayEmbedding:
         *,
         reader: Callable[[Preprocess], RecordingReader] = FileReader,
         hasher: Callable[[str], tuple[str | None, str]] | None = None,
+        key: str | None = None,
     ) -> None:
         self.options = options
         self.preprocess = preprocess
         self.dim = dim
         self.reader = reader
         self.hasher = hasher
+        self.key = key
 
     def hash_files(self, names: Sequence[str]) -> dict[str, tuple[str | None, str]]:
         """Hash files in Ray tasks: ``{name: (hash, "") or (None, reason)}``.
@@ -222,7 +227,7 @@ class RayEmbedding:
             )
             .map_batches(
                 _EmbedActor,
-                fn_constructor_kwargs={"model": model, "dim": self.dim},
+                fn_constructor_kwargs={"model": model, "dim": self.dim, "key": self.key},
                 compute=ray.data.ActorPoolStrategy(size=pool),
                 batch_format="numpy",
                 batch_size=batch_size,
@@ -408,9 +413,15 @@ def _decode_batch(
 class _EmbedActor:
     """Ray actor: loads the model once, then embeds the decoded batches it is handed."""
 
-    def __init__(self, model: Callable[[], Embedder], dim: int) -> None:
+    def __init__(self, model: Callable[[], Embedder], dim: int, key: str | None) -> None:
         self.embedder = model()
         self.dim = dim
+        loaded = getattr(self.embedder, "key", None)
+        if key is not None and loaded is not None and loaded != key:
+            raise LookalikeError(
+                f"the model a Ray worker loaded (key {loaded}) is not the driver's (key {key}); "
+                "every node needs the same model files at the same paths"
+            )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Columns of the decode step, ``image`` replaced by ``vector`` (N, D) raw outputs."""
