@@ -451,7 +451,7 @@ def _result(
     ok = done["error"] == ""
     vectors = np.asarray(done["vector"], dtype=np.float32)
     result = EmbedResult(
-        vectors[ok] if ok.any() else np.zeros((0, vectors.shape[1] if vectors.ndim == 2 else dim)),
+        vectors[ok] if ok.any() else np.zeros((0, vectors.shape[-1] or dim), np.float32),
         paths=[n for n, good in zip(names, ok, strict=True) if good],
         indices=[int(i) for i, good in zip(done["index"], ok, strict=True) if good],
         failures=[
