@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lookalike.cli import options
+from lookalike.cli import options, ray_options
 from lookalike.errors import LookalikeError
 
 
@@ -172,8 +172,14 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from lookalike.imaging.files import iter_image_files
     from lookalike.inference.pipeline import embed_files, save_embeddings
 
+    ray_options.check(args)
     paths: list[str] = []
     for item in args.paths:
+        if "://" in item:  # an object-store or file:// URI, listed through fsspec
+            from lookalike.inference.uris import list_images
+
+            paths.extend(list_images(item))
+            continue
         path = Path(item)
         if not path.exists():
             raise LookalikeError(f"{item}: no such file or folder")
@@ -182,8 +188,24 @@ def cmd_embed(args: argparse.Namespace) -> int:
         )
     if not paths:
         raise LookalikeError("no images to embed")
-    model = options.load_embedder(args)
-    embedded = embed_files(model, paths, batch_size=args.batch_size, progress=True)
+    source = options.model_source(args)
+    model = options.load_embedder(args, source)
+    settings = ray_options.ray_options(args, source)
+    with ray_options.session(args):
+        if settings is not None:
+            from lookalike.inference.ray_data import RayEmbedding
+
+            work = RayEmbedding(settings, model.preprocess, model.embedding_dim, key=model.key)
+            embedded = work.embed_all(paths, args.batch_size, progress=True)
+        else:
+            load = None
+            if any("://" in p for p in paths):
+                from lookalike.inference.uris import FileReader
+
+                load = FileReader(model.preprocess)
+            embedded = embed_files(
+                model, paths, batch_size=args.batch_size, progress=True, load=load
+            )
     out = save_embeddings(args.out, embedded)
     skipped = dict(embedded.failures)
     for reason in skipped.values():
@@ -214,11 +236,16 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("embed", help="embed images into an .npz or .parquet file")
     p.add_argument(
-        "paths", nargs="+", metavar="PATH", help="images or folders (walked recursively)"
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="images or folders (walked recursively), or fsspec URIs (s3://bucket/prefix, "
+        "file:///abs/folder)",
     )
     options.add_out(p, "FILE", "output .npz or .parquet")
     options.add_batch_size(p)
     options.add_model(p)
     options.add_runtime(p)
     options.add_engine(p)
+    ray_options.add_ray(p)
     p.set_defaults(handler=cmd_embed)

@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lookalike.cli import options
+from lookalike.cli import options, ray_options
 from lookalike.dedup.keep import KEEP_RULES
 from lookalike.errors import DataError, IndexFolderError, LookalikeError
 from lookalike.imaging.files import shown_path
@@ -81,6 +81,12 @@ def cmd_index(args: argparse.Namespace) -> int:
     """``lookalike index``: create or update the index of a folder."""
     from lookalike.index.index import Index
 
+    ray_options.check(args)
+    if "://" in args.dir:
+        raise DataError(
+            f"{args.dir}: index needs a local (or mounted) folder; URIs are read by "
+            "`lookalike embed URI --out FILE`"
+        )
     root = Path(args.dir)
     if not root.is_dir():
         raise DataError(f"{shown_path(root)} is not a folder of images")
@@ -102,7 +108,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         store=store,
         **settings,
     )
-    with index:
+    with index, ray_options.session(args):
         report = index.update(
             embedder,
             include=args.include or None,
@@ -110,6 +116,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             progress=sys.stderr.isatty(),
             verify=args.verify,
+            ray=ray_options.ray_options(args, source),
         )
         for path, reason in report.skipped:
             print(f"skipped {shown_path(path)}: {reason}", file=sys.stderr)
@@ -452,6 +459,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--store", type=_store_spec, metavar="SPEC", help=_STORE_HELP)
     common(p)
+    ray_options.add_ray(p)
     p.set_defaults(handler=cmd_index)
 
     p = sub.add_parser("search", help="the closest indexed images to query images")

@@ -604,6 +604,7 @@ class Index:
         batch_size: int = 64,
         progress: bool = True,
         verify: bool = False,
+        ray: iu.RayOptions | None = None,
     ) -> UpdateReport:
         """Make the index mirror the image files under the root.
 
@@ -631,6 +632,10 @@ class Index:
                 every distinct content again, repairing stale rows and cached vectors that
                 do not match their content (:mod:`lookalike.index.update`); as slow as
                 embedding the whole collection, but ids and labels are kept.
+            ray: Hash and embed on Ray (:mod:`lookalike.inference.ray_data`): the files are
+                read, hashed and decoded in Ray tasks and embedded by an actor pool that
+                loads ``ray.model`` once per actor; each batch is still committed here.
+                ``None``: in this process (Ray is never imported).
 
         Returns:
             What changed (with ``verified`` and ``repaired`` when verifying). Files and
@@ -667,8 +672,9 @@ class Index:
             def cached(hashes: set[str]) -> dict[str, FloatArray]:
                 return self._store.cached(hashes, self.dim)
 
+            work = None if ray is None else iu.ray_work(embedder, ray)
             todo, recheck = iu.hash_changed(
-                self.root, found, rows, report, cached, commit, verify=verify
+                self.root, found, rows, report, cached, commit, verify=verify, work=work
             )
             iu.embed_missing(
                 self.root,
@@ -684,6 +690,7 @@ class Index:
                 progress=progress,
                 recheck=recheck,
                 cached=cached,
+                work=work,
             )
             self._sync.finish()
         return report

@@ -20,7 +20,7 @@ from lookalike._io import blake2b_file
 from lookalike.errors import ImageError
 from lookalike.imaging.preprocess import Preprocess
 
-__all__ = ["MAX_READ_BYTES", "VerifiedReader", "hash_bytes", "hash_file"]
+__all__ = ["MAX_READ_BYTES", "VerifiedReader", "hash_bytes", "hash_file", "hash_or_reason"]
 
 MAX_READ_BYTES = 256 << 20
 """Files up to this size are read into memory once to be hashed and decoded; larger ones are
@@ -35,6 +35,18 @@ def hash_file(path: Path) -> str:
         OSError: If the file cannot be read.
     """
     return blake2b_file(path, digest_size=16, chunk=_HASH_CHUNK)
+
+
+def hash_or_reason(name: str) -> tuple[str | None, str]:
+    """:func:`hash_file` of a path, or why it cannot be read (what the index reports).
+
+    Returns:
+        ``(hex digest, "")``, or ``(None, "cannot read file: <reason>")``.
+    """
+    try:
+        return hash_file(Path(name)), ""
+    except OSError as exc:
+        return None, f"cannot read file: {exc.strerror or exc}"
 
 
 def hash_bytes(data: bytes) -> str:

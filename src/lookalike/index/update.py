@@ -25,6 +25,14 @@ stale, and a cached vector that does not match its content (cosine below
 :data:`VERIFY_COSINE`: one written by an older version under the race above), are repaired
 and reported in :attr:`UpdateReport.repaired`.
 
+**Where the work runs.** Hashing (step 2) and reading + embedding (step 3) go through a
+:class:`Work`: :class:`LocalWork` hashes in this process and streams
+:func:`~lookalike.inference.pipeline.iter_embed_files` with a :class:`VerifiedReader`;
+:func:`ray_work` runs both as Ray Data tasks and an actor pool holding the model
+(:mod:`lookalike.inference.ray_data`), each batch coming back with the hash and size of the
+exact bytes its vectors were computed from. Either way the driver commits each batch, so a
+killed job keeps every committed batch and the next update embeds only the rest.
+
 A file modified less than :data:`RACY_SECONDS` before the scan may be modified again within
 the same timestamp tick without its size or time changing; such a file is stored with
 modification time ``-1``, so the next update hashes it again (as git does for "racily clean"
@@ -34,33 +42,38 @@ files). Hashing is cheap; it is embedded again only if its content changed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from lookalike.errors import IndexFolderError
 from lookalike.imaging.files import iter_image_files
-from lookalike.index.reader import VerifiedReader, hash_file
+from lookalike.index.reader import VerifiedReader, hash_file, hash_or_reason
 from lookalike.index.store import FileRow
 from lookalike.inference.embedder import Embedder
 from lookalike.inference.pipeline import EmbedResult, iter_embed_files
 from lookalike.metrics.distances import unit_rows
 
+if TYPE_CHECKING:
+    from lookalike.inference.ray_data import RayOptions as RayOptions
+
 __all__ = [
     "RACY_SECONDS",
     "VERIFY_COSINE",
     "Changes",
+    "LocalWork",
     "UpdateReport",
     "VerifiedReader",
     "checked_vectors",
     "embed_missing",
     "hash_changed",
     "hash_file",
+    "ray_work",
     "scan",
 ]
 
@@ -137,6 +150,80 @@ class Changes:
 
 
 Commit = Callable[[Changes], None]
+ReadInfo = Mapping[str, tuple[str, int]]
+"""``{path: (content hash, size in bytes)}`` of the exact bytes each file was decoded from."""
+
+
+class Work(Protocol):
+    """Where the two heavy steps of an update run: hashing files, and reading + embedding them.
+
+    Both take absolute file names (``str``) and answer in any order.
+    """
+
+    def hash_files(self, names: Sequence[str]) -> dict[str, tuple[str | None, str]]:
+        """``{name: (content hash, "") or (None, reason)}`` (see :func:`hash_or_reason`)."""
+        ...
+
+    def embed_stream(
+        self, names: Sequence[str], batch_size: int
+    ) -> Iterator[tuple[EmbedResult, ReadInfo]]:
+        """Read, hash and embed the files, yielding each batch as soon as it is done.
+
+        Each item is an :class:`~lookalike.inference.pipeline.EmbedResult` (``indices`` are
+        positions in ``names``; unreadable files in ``failures``) and the :data:`ReadInfo`
+        of (at least) its files: the vectors were computed from exactly those bytes.
+        """
+        ...
+
+
+@dataclass
+class LocalWork:
+    """:class:`Work` in this process: the pipeline's decode threads and the embedder.
+
+    Attributes:
+        embedder: The model (``None`` for hashing only).
+    """
+
+    embedder: Embedder | None
+
+    def hash_files(self, names: Sequence[str]) -> dict[str, tuple[str | None, str]]:
+        """Hash each file in turn."""
+        return {name: hash_or_reason(name) for name in names}
+
+    def embed_stream(
+        self, names: Sequence[str], batch_size: int
+    ) -> Iterator[tuple[EmbedResult, ReadInfo]]:
+        """The pipeline (:func:`iter_embed_files`) reading through a :class:`VerifiedReader`."""
+        if self.embedder is None:
+            raise ValueError("LocalWork needs an embedder to embed")
+        reader = VerifiedReader(self.embedder.preprocess)
+        chunks = iter_embed_files(self.embedder, names, batch_size=batch_size, load=reader)
+        with closing(chunks):
+            for chunk in chunks:
+                yield chunk, reader.read
+
+
+def ray_work(embedder: Embedder, options: RayOptions) -> Work:
+    """:class:`Work` on Ray (imports Ray): hashing in Ray tasks, embedding in an actor pool.
+
+    Args:
+        embedder: The model on the driver (its preprocessing and embedding size are used;
+            the actors load their own copy from ``options.model``).
+        options: The model description and pool size.
+
+    Raises:
+        LookalikeError: If Ray is not installed.
+    """
+    from lookalike.inference.ray_data import RayEmbedding
+
+    return RayEmbedding(
+        options,
+        embedder.preprocess,
+        embedder.embedding_dim,
+        reader=VerifiedReader,
+        hasher=hash_or_reason,
+        key=getattr(embedder, "key", None),
+    )
 
 
 def resolve(root: Path, rel: str) -> Path:
@@ -188,6 +275,7 @@ def hash_changed(
     commit: Commit,
     *,
     verify: bool = False,
+    work: Work | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Hash new and changed files; commit at once those needing no embedding.
 
@@ -200,6 +288,7 @@ def hash_changed(
         cached: Looks up cached vectors by content hash.
         commit: Commits a :class:`Changes`.
         verify: Hash every file, whatever its size and time say.
+        work: Where the files are hashed (``None``: in this process).
 
     Returns:
         ``({relative path: hash} of the files still to embed, {relative path: hash} of the
@@ -211,16 +300,23 @@ def hash_changed(
     indexed: dict[str, str] = {}
     if verify:
         report.verified = 0
+    stale: list[str] = []
     for rel, (size, mtime) in sorted(found.items()):
         row = rows.get(rel)
         same_stat = row is not None and mtime >= 0 and (row.size, row.mtime_ns) == (size, mtime)
         if same_stat and not verify:
             report.unchanged += 1
-            continue
-        try:
-            digest = hash_file(resolve(root, rel))
-        except OSError as exc:
-            report.skipped.append((rel, f"cannot read file: {exc.strerror or exc}"))
+        else:
+            stale.append(rel)
+    names = {rel: str(resolve(root, rel)) for rel in stale}
+    hashed = (work or LocalWork(None)).hash_files(list(names.values()))
+    for rel in stale:
+        size, mtime = found[rel]
+        row = rows.get(rel)
+        same_stat = row is not None and mtime >= 0 and (row.size, row.mtime_ns) == (size, mtime)
+        digest, reason = hashed[names[rel]]
+        if digest is None:
+            report.skipped.append((rel, reason))
             if row is not None:
                 changes.deletes.append(rel)
             continue
@@ -263,6 +359,7 @@ def embed_missing(
     progress: bool,
     recheck: dict[str, str] | None = None,
     cached: Callable[[set[str]], dict[str, FloatArray]] | None = None,
+    work: Work | None = None,
 ) -> None:
     """Embed each distinct new content once, committing each forward pass.
 
@@ -286,6 +383,8 @@ def embed_missing(
             update): each content is embedded again, and a cached vector whose cosine with
             the new one is below :data:`VERIFY_COSINE` is replaced.
         cached: Looks up cached vectors by content hash (needed with ``recheck``).
+        work: Where the files are read and embedded (``None``: :class:`LocalWork` of
+            ``embedder``).
 
     Raises:
         IndexFolderError: If the model returns vectors of the wrong size.
@@ -297,7 +396,8 @@ def embed_missing(
     for rel, digest in [*todo.items(), *(recheck or {}).items()]:
         groups.setdefault(digest, []).append(rel)
     known = set((recheck or {}).values())
-    step = _Round(root, embedder, found, rows, report, commit, known, cached, dim, model_key)
+    stream = work or LocalWork(embedder)
+    step = _Round(root, stream, found, rows, report, commit, known, cached, dim, model_key)
     bar = progress_bar(
         total=len(groups), unit="img", desc="indexing", progress=progress, leave=True
     )
@@ -314,7 +414,7 @@ class _Round:
     """One pass of :func:`embed_missing` over the contents left to embed."""
 
     root: Path
-    embedder: Embedder
+    work: Work
     found: Found
     rows: dict[str, FileRow]
     report: UpdateReport
@@ -339,11 +439,10 @@ class _Round:
         pending = list(groups)
         files = [str(resolve(self.root, groups[h][0])) for h in pending]
         position = {name: i for i, name in enumerate(files)}
-        reader = VerifiedReader(self.embedder.preprocess)
-        chunks = iter_embed_files(self.embedder, files, batch_size=batch_size, load=reader)
+        chunks = self.work.embed_stream(files, batch_size)
         again: dict[str, list[str]] = {}
-        with closing(chunks):
-            for chunk in chunks:
+        try:
+            for chunk, read_info in chunks:
                 vectors, failures = checked_vectors(chunk, dim=self.dim, model_key=self.model_key)
                 done = sorted({*chunk.indices, *(position[name] for name, _ in chunk.failures)})
                 stored = self._stored({pending[i] for i in done})
@@ -351,7 +450,7 @@ class _Round:
                 for i in done:  # in input order, as the files were listed
                     name, digest = files[i], pending[i]
                     first, *others = groups[digest]
-                    read = reader.read.get(name)
+                    read = read_info.get(name)
                     if read is None or read[0] != digest:  # changed since hashed, or unreadable
                         if others:
                             again[digest] = others
@@ -362,6 +461,10 @@ class _Round:
                         self._embedded(changes, digest, groups[digest], vectors[name], stored)
                 self.commit(changes)
                 bar.update(len(done))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:  # a generator: stop its decode threads or Ray pipeline
+                close()
         bar.total += len(again)
         return again
 
