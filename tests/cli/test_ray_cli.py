@@ -83,6 +83,7 @@ def test_index_ray_mistakes_are_one_line_and_exit_2(
     argv = ["index", str(photos), "--index", str(tmp_path / "idx"), "--model", str(model)]
     assert main([*argv, *MODEL_ARGS, *extra]) == 2
     _one_line_error(capsys, *words)
+    assert not (tmp_path / "idx").exists()  # nothing left behind
 
 
 def test_embed_unreachable_cluster_and_index_of_a_uri_are_refused(

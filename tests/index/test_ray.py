@@ -277,3 +277,31 @@ def test_actor_plan_gpus_only_when_the_model_can_use_them() -> None:
     assert actor_plan({"CPU": 3.0}, RayOptions(auto, workers=2)) == (2, {"num_cpus": 1.0})
     assert actor_plan({"CPU": 2.0}, RayOptions(auto, workers=2)) == (2, {"num_cpus": 0.5})
     assert actor_plan({"CPU": 2.0}, RayOptions(auto, workers=8)) == (8, {"num_cpus": 0.25})
+
+
+def test_ray_into_a_milvus_store_searches_like_faiss_in_one_process(
+    cache: dict[str, Path], tmp_path: Path
+) -> None:
+    """Both halves of issue 13 at once: embedded on Ray, stored in milvus-lite; the same
+    rows and the same search results as a plain FAISS index built in one process."""
+    pytest.importorskip("pymilvus")
+    root = tmp_path / "photos"
+    make_folder(root, 12, seed=5)
+    source = ModelSource(folder=str(cache["model"]))
+    embedder = load_embedder(source, engine="onnx", device="cpu")
+    options = RayOptions(ModelLoader(source, engine="onnx", device="cpu"), workers=1)
+    key, dim = str(embedder.key), embedder.embedding_dim
+    store = f"milvus-lite:{tmp_path / 'vectors.db'}"
+    with (
+        Index.open_or_create(tmp_path / "faiss", root, model_key=key, dim=dim) as plain,
+        Index.open_or_create(tmp_path / "mil", root, model_key=key, dim=dim, store=store) as mil,
+    ):
+        want = plain.update(embedder, batch_size=4, progress=False)
+        got = mil.update(embedder, batch_size=4, progress=False, ray=options)
+        assert counts(got) == counts(want) and got.embedded == 12
+        assert_same(plain, mil)
+        queries = plain.vectors().vectors[:5]
+        for a, b in zip(plain.search(queries, 4), mil.search(queries, 4), strict=True):
+            # identical copies tie at 1.0, and the two stores order ties differently
+            assert sorted(h.path for h in a) == sorted(h.path for h in b)
+            np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-5)

@@ -99,16 +99,19 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.rebuild:
         settings["overwrite"] = True
         store = store or Index.recorded_store(args.index)  # a rebuild keeps the store
-    index = opener(
-        args.index,
-        root,
-        model_key=_model_key(embedder),
-        dim=embedder.embedding_dim,
-        model_source=source,
-        store=store,
-        **settings,
-    )
-    with index, ray_options.session(args):
+    # Join Ray first: an unreachable cluster must not leave an empty index folder behind.
+    with (
+        ray_options.session(args),
+        opener(
+            args.index,
+            root,
+            model_key=_model_key(embedder),
+            dim=embedder.embedding_dim,
+            model_source=source,
+            store=store,
+            **settings,
+        ) as index,
+    ):
         report = index.update(
             embedder,
             include=args.include or None,
