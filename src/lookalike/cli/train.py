@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lookalike.cli import options
+from lookalike.cli import options, ray_options
 from lookalike.errors import LookalikeError
 
 
@@ -49,6 +49,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     set_threads(args.threads)
+    _check_processes(args)
     if not args.resume:  # a resumed run continues in its own folder
         options.claim_out_folder(args.out, overwrite=args.overwrite)
     if not 1 <= args.folds <= 20:
@@ -105,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "device": args.device,
         "folds": args.folds,
     }
-    if args.nproc > 1:
+    if args.ray is not None or args.nproc > 1:
         return _train_processes(args, data, settings, started)
     try:
         result = train_model(
@@ -139,10 +140,43 @@ def _report(result: Any, out: str, started: float) -> None:
     )
 
 
+def _check_processes(args: argparse.Namespace) -> None:
+    """``--nproc`` and ``--ray`` as they can be checked before any work (one line each).
+
+    ``--ray`` needs ``--nproc``: the number of workers is a choice about the batch (each
+    worker embeds ``--batch-size / N`` images), not something to guess from the cluster's
+    size; ``--nproc 1 --ray`` trains in one Ray worker (e.g. on a cluster's GPU node).
+    """
+    ray_options.check(args)
+    if args.ray is not None and args.nproc is None:
+        raise LookalikeError(
+            "--ray trains in --nproc N Ray workers: give --nproc (e.g. --nproc 2; "
+            "--batch-size must be a multiple of it)"
+        )
+    args.nproc = args.nproc or 1
+    if args.nproc > 1 or args.ray is not None:
+        if args.refit or args.folds > 1:
+            raise LookalikeError("--refit and --folds need one process: leave out --nproc")
+        if args.sampling != "balanced" or args.batch_size % args.nproc:
+            raise LookalikeError(
+                f"--nproc {args.nproc} needs --sampling balanced and a --batch-size that is a "
+                f"multiple of {args.nproc} (each process embeds its share of every batch)"
+            )
+    if args.ray is not None:  # the workers start elsewhere (another folder, another node)
+        for name in ("out", "data_dir", "model"):
+            if getattr(args, name, None):
+                setattr(args, name, str(Path(getattr(args, name)).resolve()))
+        if "://" not in args.data:
+            args.data = str(Path(args.data).resolve())
+
+
 def _train_processes(
     args: argparse.Namespace, data: Any, settings: dict[str, Any], started: float
 ) -> int:
-    """``--nproc N``: train in N processes (DDP; gloo on CPU, NCCL with one GPU each)."""
+    """``--nproc N``: train in N processes (DDP; gloo on CPU, NCCL with one GPU each),
+    started here or, with ``--ray``, by Ray Train on a Ray cluster."""
+    if args.ray is not None:
+        return _train_on_ray(args, data, settings, started)
     from torch.multiprocessing.spawn import ProcessRaisedException
 
     from lookalike.model.device import resolve_device
@@ -157,13 +191,6 @@ def _train_processes(
                 f"--nproc {args.nproc} needs {args.nproc} GPUs; this machine has "
                 f"{torch.cuda.device_count()}"
             )
-    if args.refit or args.folds > 1:
-        raise LookalikeError("--refit and --folds need one process: leave out --nproc")
-    if args.sampling != "balanced" or args.batch_size % args.nproc:
-        raise LookalikeError(
-            f"--nproc {args.nproc} needs --sampling balanced and a --batch-size that is a "
-            f"multiple of {args.nproc} (each process embeds its share of every batch)"
-        )
     try:
         launch(args.nproc, _train_rank, data, args.out, settings, started, cuda, cuda=cuda)
     except ProcessRaisedException as exc:
@@ -174,15 +201,54 @@ def _train_processes(
     return 0
 
 
+def _train_on_ray(
+    args: argparse.Namespace, data: Any, settings: dict[str, Any], started: float
+) -> int:
+    """``--nproc N --ray [ADDRESS]``: the same training, N Ray Train workers as the processes."""
+    from lookalike.inference.ray_session import ray_session
+    from lookalike.training.ray_train import launch_ray, plan_ray
+
+    address = ray_options.address(args)
+    with ray_session(address, workers=args.nproc, verbose=args.ray_verbose):
+        plan = plan_ray(args.nproc, args.device)
+        storage = Path(args.out) / "training"
+        try:
+            launch_ray(
+                plan,
+                _train_rank,
+                data,
+                args.out,
+                settings,
+                started,
+                plan.use_gpu,
+                args.threads,
+                storage=storage,
+            )
+        except KeyboardInterrupt:
+            return _interrupted(args)
+    return 0
+
+
 def _train_rank(
-    world: Any, data: Any, out: str, settings: dict[str, Any], started: float, cuda: bool
+    world: Any,
+    data: Any,
+    out: str,
+    settings: dict[str, Any],
+    started: float,
+    cuda: bool,
+    threads: int | None = None,
 ) -> None:
-    """One of ``--nproc`` training processes (GPU ``rank`` with CUDA); rank 0 reports."""
+    """One of ``--nproc`` training processes (on the GPU its launcher chose, with CUDA);
+    rank 0 reports. ``threads``: torch's CPU threads here (``None``: the launcher's)."""
+    from lookalike.model.device import set_threads
     from lookalike.training.recipes import train_model
 
     first = world.rank == 0
+    set_threads(threads)
     if cuda:
-        settings = {**settings, "device": f"cuda:{world.rank}"}
+        import torch
+
+        settings = {**settings, "device": f"cuda:{torch.cuda.current_device()}"}
     result = train_model(
         data,
         out,
@@ -551,10 +617,15 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--nproc",
         type=options.int_in(1, cores, why=f" ({cores} CPU cores)"),
-        default=1,
+        default=None,
         metavar="N",
         help=f"training processes (DDP: gloo on CPU, one GPU each with CUDA), 1 to {cores}; "
-        "the batch is shared, not multiplied",
+        "the batch is shared, not multiplied (default: 1)",
+    )
+    ray_options.add_ray(
+        p,
+        what="start the --nproc processes with Ray Train (one CPU or one GPU each)",
+        workers=False,
     )
     options.add_runtime(p)
     p.set_defaults(handler=cmd_train)
