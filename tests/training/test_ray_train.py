@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from lookalike.cli import main
 from lookalike.errors import DataError, LookalikeError
 from lookalike.model.network import SiameseModel
 from lookalike.training.distributed import World, launch
-from lookalike.training.ray_train import RUN_NAME, RayPlan, _worker_error, launch_ray
+from lookalike.training.ray_train import RUN_NAME, RayPlan, _worker_error, launch_ray, plan_ray
 from lookalike.training.trainer import Trainer
 
 ray = pytest.importorskip("ray")
@@ -172,3 +173,16 @@ def test_cli_nproc_ray_trains_a_model_folder(
     assert (model_dir / "training" / "checkpoint.pt").is_file()
     assert not (model_dir / "training" / RUN_NAME).exists()
     assert ray.is_initialized()  # the module's Ray, used as it is and left running
+
+
+def test_the_plan_fits_the_cluster(ray_two_epochs: Path) -> None:
+    """The module's Ray has 2 CPUs and no GPU: what does not fit is refused, not waited for."""
+    assert plan_ray(2, "auto") == RayPlan(2, use_gpu=False)
+    assert plan_ray(1, "cpu", threads=2) == RayPlan(1, use_gpu=False, cpus=2)
+    for workers, device, threads, words in (
+        (3, "cpu", None, "needs 3 CPUs on the Ray cluster (1 per worker); it has 2"),
+        (2, "auto", 2, "needs 4 CPUs"),
+        (1, "cuda", None, "needs 1 GPUs on the Ray cluster; it has 0"),
+    ):
+        with pytest.raises(LookalikeError, match=re.escape(words)):
+            plan_ray(workers, device, threads=threads)

@@ -9,10 +9,13 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.cli import options, ray_options
 from lookalike.errors import LookalikeError
+
+if TYPE_CHECKING:
+    from lookalike.training.ray_train import RayPlan
 
 
 def _widths(text: str | None) -> tuple[int, ...]:
@@ -42,14 +45,28 @@ def _json_arg(text: str | None, flag: str) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``lookalike train``: train a model folder from an identity folder or a pairs CSV."""
-    from lookalike.data.augment import Augment
     from lookalike.model.device import set_threads
-    from lookalike.training.config import TrainConfig
-    from lookalike.training.recipes import ModelSpec, load_dataset, train_model
 
     started = time.perf_counter()
     set_threads(args.threads)
     _check_processes(args)
+    if args.ray is None:
+        return _train(args, None, started)
+    from lookalike.inference.ray_session import ray_session
+    from lookalike.training.ray_train import plan_ray
+
+    # Joined (or started) before anything is written: an unreachable cluster changes nothing.
+    cpus = args.nproc * (args.threads or 1)  # sizes a local Ray (cpus + 1)
+    with ray_session(ray_options.address(args), workers=cpus, verbose=args.ray_verbose):
+        return _train(args, plan_ray(args.nproc, args.device, threads=args.threads), started)
+
+
+def _train(args: argparse.Namespace, plan: RayPlan | None, started: float) -> int:
+    """``lookalike train`` once the processes are planned (``plan``: on Ray, else ``None``)."""
+    from lookalike.data.augment import Augment
+    from lookalike.training.config import TrainConfig
+    from lookalike.training.recipes import ModelSpec, load_dataset, train_model
+
     if not args.resume:  # a resumed run continues in its own folder
         options.claim_out_folder(args.out, overwrite=args.overwrite)
     if not 1 <= args.folds <= 20:
@@ -106,7 +123,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         "device": args.device,
         "folds": args.folds,
     }
-    if args.ray is not None or args.nproc > 1:
+    if plan is not None:
+        return _train_on_ray(args, plan, data, settings, started)
+    if args.nproc > 1:
         return _train_processes(args, data, settings, started)
     try:
         result = train_model(
@@ -154,6 +173,12 @@ def _check_processes(args: argparse.Namespace) -> None:
             "--batch-size must be a multiple of it)"
         )
     args.nproc = args.nproc or 1
+    cores = os.cpu_count() or 1
+    if args.ray is None and args.nproc > cores:
+        raise LookalikeError(
+            f"--nproc must be at least 1 and at most {cores} ({cores} CPU cores; more "
+            f"processes on a Ray cluster with --ray), got {args.nproc}"
+        )
     if args.nproc > 1 or args.ray is not None:
         if args.refit or args.folds > 1:
             raise LookalikeError("--refit and --folds need one process: leave out --nproc")
@@ -173,10 +198,8 @@ def _check_processes(args: argparse.Namespace) -> None:
 def _train_processes(
     args: argparse.Namespace, data: Any, settings: dict[str, Any], started: float
 ) -> int:
-    """``--nproc N``: train in N processes (DDP; gloo on CPU, NCCL with one GPU each),
-    started here or, with ``--ray``, by Ray Train on a Ray cluster."""
-    if args.ray is not None:
-        return _train_on_ray(args, data, settings, started)
+    """``--nproc N``: train in N processes started here (DDP; gloo on CPU, NCCL with one
+    GPU each)."""
     from torch.multiprocessing.spawn import ProcessRaisedException
 
     from lookalike.model.device import resolve_device
@@ -202,30 +225,26 @@ def _train_processes(
 
 
 def _train_on_ray(
-    args: argparse.Namespace, data: Any, settings: dict[str, Any], started: float
+    args: argparse.Namespace, plan: RayPlan, data: Any, settings: dict[str, Any], started: float
 ) -> int:
-    """``--nproc N --ray [ADDRESS]``: the same training, N Ray Train workers as the processes."""
-    from lookalike.inference.ray_session import ray_session
-    from lookalike.training.ray_train import launch_ray, plan_ray
+    """``--nproc N --ray [ADDRESS]``: the same training, Ray Train's N workers as the processes
+    (Ray connected by the caller)."""
+    from lookalike.training.ray_train import launch_ray
 
-    address = ray_options.address(args)
-    with ray_session(address, workers=args.nproc, verbose=args.ray_verbose):
-        plan = plan_ray(args.nproc, args.device)
-        storage = Path(args.out) / "training"
-        try:
-            launch_ray(
-                plan,
-                _train_rank,
-                data,
-                args.out,
-                settings,
-                started,
-                plan.use_gpu,
-                args.threads,
-                storage=storage,
-            )
-        except KeyboardInterrupt:
-            return _interrupted(args)
+    try:
+        launch_ray(
+            plan,
+            _train_rank,
+            data,
+            args.out,
+            settings,
+            started,
+            plan.use_gpu,
+            args.threads,
+            storage=Path(args.out) / "training",
+        )
+    except KeyboardInterrupt:
+        return _interrupted(args)
     return 0
 
 
@@ -446,6 +465,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_RAY_WORKERS = 4096
+"""``--nproc`` with ``--ray``: at most this many Ray Train workers (without it, the cores)."""
+
 LEARNING_RATE = options.float_in(0, 10, lo_open=True)
 """``--lr``: more than 0 and at most 10."""
 
@@ -616,11 +638,12 @@ def register(sub: Any) -> None:
     cores = os.cpu_count() or 1
     p.add_argument(
         "--nproc",
-        type=options.int_in(1, cores, why=f" ({cores} CPU cores)"),
+        type=options.int_in(1, MAX_RAY_WORKERS),
         default=None,
         metavar="N",
-        help=f"training processes (DDP: gloo on CPU, one GPU each with CUDA), 1 to {cores}; "
-        "the batch is shared, not multiplied (default: 1)",
+        help=f"training processes (DDP: gloo on CPU, one GPU each with CUDA), 1 to {cores} "
+        f"(the CPU cores), or to {MAX_RAY_WORKERS} with --ray; the batch is shared, not "
+        "multiplied (default: 1)",
     )
     ray_options.add_ray(
         p,

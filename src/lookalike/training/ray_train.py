@@ -43,20 +43,33 @@ class RayPlan:
 
     Attributes:
         workers: Training processes (Ray Train workers), one rank each.
-        use_gpu: One GPU per worker (NCCL) instead of one CPU (gloo).
+        use_gpu: One GPU per worker (NCCL) instead of CPUs (gloo).
+        cpus: CPUs reserved for each worker (``None``: Ray Train's default, one CPU for a CPU
+            worker and none beside a GPU); Ray sets the worker's thread count to it.
     """
 
     workers: int
     use_gpu: bool
+    cpus: int | None = None
+
+    def scaling(self) -> Any:
+        """Ray Train's ``ScalingConfig`` for this plan."""
+        import ray.train
+
+        each = None if self.cpus is None else {"CPU": self.cpus}
+        return ray.train.ScalingConfig(
+            num_workers=self.workers, use_gpu=self.use_gpu, resources_per_worker=each
+        )
 
 
-def plan_ray(workers: int, device: str | None) -> RayPlan:
+def plan_ray(workers: int, device: str | None, *, threads: int | None = None) -> RayPlan:
     """Check that the connected Ray cluster can hold ``workers`` workers now, and choose GPUs.
 
     Args:
         workers: Training processes asked for (``--nproc``).
         device: ``None``/``"auto"``: one GPU per worker when the cluster has enough GPUs,
             else CPUs; ``"cuda"`` (or ``"cuda:K"``): GPUs, required; anything else: CPUs.
+        threads: CPU threads of each worker (``--threads``), reserved as its CPUs.
 
     Raises:
         LookalikeError: Too few GPUs (with ``"cuda"``) or CPUs on the cluster: Ray would
@@ -73,12 +86,13 @@ def plan_ray(workers: int, device: str | None) -> RayPlan:
             f"it has {gpus}"
         )
     use_gpu = wants == "cuda" or (wants == "auto" and gpus >= workers)
-    if not use_gpu and cpus < workers:
+    each = threads or (0 if use_gpu else 1)
+    if cpus < workers * each:
         raise LookalikeError(
-            f"--nproc {workers} needs {workers} CPUs on the Ray cluster (one per worker); "
-            f"it has {cpus}"
+            f"--nproc {workers} needs {workers * each} CPUs on the Ray cluster ({each} per "
+            f"worker); it has {cpus}"
         )
-    return RayPlan(workers, use_gpu)
+    return RayPlan(workers, use_gpu, threads)
 
 
 def launch_ray(
@@ -113,7 +127,7 @@ def launch_ray(
     trainer = TorchTrainer(
         _worker,
         train_loop_config={"fn": fn, "args": args, "lines": lines},
-        scaling_config=ray.train.ScalingConfig(num_workers=plan.workers, use_gpu=plan.use_gpu),
+        scaling_config=plan.scaling(),
         run_config=ray.train.RunConfig(storage_path=str(storage), name=RUN_NAME),
     )
     sigint = signal.getsignal(signal.SIGINT)
