@@ -18,6 +18,7 @@ Ray is imported only inside these functions: the caller connects first
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
@@ -123,6 +124,8 @@ def launch_ray(
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
 
+    # Ray Train's workers send every print() to the driver's log as well: ours come once.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     lines = Queue(actor_options={"num_cpus": 0})
     trainer = TorchTrainer(
         _worker,
