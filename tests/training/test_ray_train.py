@@ -102,6 +102,8 @@ def ray_two_epochs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PYTHONPATH", os.pathsep.join(paths))
         mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        # A crashed run: Ray waits this long (default 30 s) for the stuck rank to leave gloo.
+        mp.setenv("TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S", "3")
         with ray_session(None, workers=1):  # 2 CPUs
             out = tmp_path_factory.mktemp("ray_train") / "two"
             launch_ray(TWO, _train, out, 2, False, storage=out / "training")
