@@ -119,11 +119,12 @@ def test_ray_workers_follow_the_processes_and_one_process(
     launch(2, _train, processes, 2, False)
     on_ray = _losses(ray_two_epochs)
     assert len(on_ray) == 2
-    assert on_ray == pytest.approx(_losses(processes), abs=1e-4)
-    assert on_ray == pytest.approx(_losses(single), abs=1e-4)
+    # The launcher changes nothing (measured: identical); one process differs by float sums.
+    assert on_ray == pytest.approx(_losses(processes), abs=1e-6)
+    assert _max_diff(ray_two_epochs, processes) < 1e-6
+    assert on_ray == pytest.approx(_losses(single), abs=1e-4)  # measured 1e-7
+    assert _max_diff(ray_two_epochs, single) < 5e-4  # Adam steps of 3e-3: measured 1.8e-5
     assert _max_diff(single, single / "start.pt") > 1e-2  # the weights did move
-    assert _max_diff(ray_two_epochs, processes) < 5e-4
-    assert _max_diff(ray_two_epochs, single) < 5e-4
     assert not (ray_two_epochs / "training" / RUN_NAME).exists()  # Ray's run folder removed
 
 

@@ -47,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``lookalike train``: train a model folder from an identity folder or a pairs CSV."""
     from lookalike.model.device import set_threads
 
-    started = time.perf_counter()
+    started = time.time()  # wall clock: rank 0 may report from another node (--ray)
     set_threads(args.threads)
     _check_processes(args)
     if args.ray is None:
@@ -145,7 +145,7 @@ def _train(args: argparse.Namespace, plan: RayPlan | None, started: float) -> in
 
 
 def _report(result: Any, out: str, started: float) -> None:
-    """The summary and the closing line of a training run."""
+    """The summary and the closing line of a training run (``started``: ``time.time()``)."""
     from lookalike._progress import done
 
     _print_summary(result, out)
@@ -155,7 +155,7 @@ def _report(result: Any, out: str, started: float) -> None:
     done(
         f"train: {result.history[-1].epoch} epochs{validated}; after the epochs "
         f"{sum(result.phase_seconds.values()):.1f} s ({after}); total",
-        time.perf_counter() - started,
+        time.time() - started,
     )
 
 
