@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 import lookalike
+from index_parity import assert_same, counts
 from lookalike.cli import main
 from lookalike.errors import LookalikeError
 from lookalike.index.index import Index
-from lookalike.index.update import UpdateReport
 from lookalike.inference import ModelSource, load_embedder
 from lookalike.inference.ray_data import ModelLoader, RayOptions, ray_session
 from pixel_embedder import write
@@ -76,36 +76,6 @@ def age(root: Path) -> None:
     past = time.time() - 60
     for path in root.rglob("*"):
         os.utime(path, (past, past))
-
-
-def snapshot(index: Index) -> dict[str, tuple[str, int, np.ndarray]]:
-    """path → (content hash, size, vector)."""
-    rows = index._store.rows()
-    snap = index.vectors()
-    return {
-        p: (rows[p].content_hash, rows[p].size, v)
-        for p, v in zip(snap.paths, snap.vectors, strict=True)
-    }
-
-
-def assert_same(a: Index, b: Index) -> None:
-    sa, sb = snapshot(a), snapshot(b)
-    assert sorted(sa) == sorted(sb)
-    for path, (digest, size, vector) in sa.items():
-        assert sb[path][:2] == (digest, size), path
-        np.testing.assert_allclose(sb[path][2], vector, atol=1e-5, err_msg=path)
-
-
-def counts(report: UpdateReport) -> tuple[object, ...]:
-    return (
-        report.added,
-        report.updated,
-        report.removed,
-        report.unchanged,
-        sorted(report.skipped),
-        report.embedded,
-        report.reused_from_cache,
-    )
 
 
 def test_ray_indexing_equals_single_process_and_so_do_updates(

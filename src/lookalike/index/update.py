@@ -226,8 +226,11 @@ def ray_work(embedder: Embedder, options: RayOptions) -> Work:
     )
 
 
-def resolve(root: Path, rel: str) -> Path:
-    """The file system path of a relative path stored with ``/`` separators."""
+def resolve(root: Path | str, rel: str) -> Path | str:
+    """The file system path of a relative path stored with ``/`` separators (a URI under a
+    URI root, which is a ``str``: :mod:`lookalike.index.uri_root`)."""
+    if isinstance(root, str):
+        return f"{root.rstrip('/')}/{rel}"
     return root.joinpath(*PurePosixPath(rel).parts)
 
 
@@ -267,7 +270,7 @@ def scan(root: Path, include: Sequence[str], exclude: Sequence[str], report: Upd
 
 
 def hash_changed(
-    root: Path,
+    root: Path | str,
     found: Found,
     rows: dict[str, FileRow],
     report: UpdateReport,
@@ -280,7 +283,7 @@ def hash_changed(
     """Hash new and changed files; commit at once those needing no embedding.
 
     Args:
-        root: The indexed folder.
+        root: The indexed folder (or URI root).
         found: From :func:`scan`.
         rows: The indexed files by relative path (updated by ``commit``).
         report: Updated with unchanged, skipped, added/updated and reused files (and, when
@@ -345,7 +348,7 @@ def hash_changed(
 
 
 def embed_missing(
-    root: Path,
+    root: Path | str,
     embedder: Embedder,
     todo: dict[str, str],
     found: Found,
@@ -368,7 +371,7 @@ def embed_missing(
     now, and the other files of the old content are embedded in a further round.
 
     Args:
-        root: The indexed folder.
+        root: The indexed folder (or URI root).
         embedder: The model.
         todo: Files to index whose content has no cached vector, from :func:`hash_changed`.
         found: From :func:`scan`.
@@ -413,7 +416,7 @@ def embed_missing(
 class _Round:
     """One pass of :func:`embed_missing` over the contents left to embed."""
 
-    root: Path
+    root: Path | str
     work: Work
     found: Found
     rows: dict[str, FileRow]
