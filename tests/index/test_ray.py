@@ -207,6 +207,30 @@ def test_embed_on_ray_equals_embed_also_from_a_file_uri(
     np.testing.assert_allclose(c["embeddings"], a["embeddings"], atol=1e-5)
 
 
+def test_ray_over_a_file_uri_root_equals_single_process(
+    cache: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ray workers read a ``file://`` root through fsspec; the index is the one a single
+    process makes of the folder, and an update on Ray after a change agrees too."""
+    root = tmp_path / "photos"
+    make_folder(root, 10, seed=7)
+    uri = root.absolute().as_uri()
+    model = ["--model", str(cache["model"]), *MODEL_ARGS, "--batch-size", "4"]
+    assert main(["index", str(root), "--index", str(tmp_path / "local"), *model]) == 0
+    assert main(["index", uri, "--index", str(tmp_path / "ray"), *model, "--ray"]) == 0
+    out = capsys.readouterr()
+    assert "13 images" in out.out and out.err.count("skipped broken.jpg") == 2
+    write(root / "sub" / "new.png", 901)
+    (root / "img02.png").unlink()
+    age(root)
+    assert main(["index", str(root), "--index", str(tmp_path / "local"), *model]) == 0
+    assert main(["index", uri, "--index", str(tmp_path / "ray"), *model, "--ray"]) == 0
+    assert "1 added, 0 updated, 1 removed" in capsys.readouterr().out
+    with Index.open(tmp_path / "local") as local, Index.open(tmp_path / "ray") as remote:
+        assert remote.root == uri and isinstance(local.root, Path)
+        assert_same(local, remote)
+
+
 def test_a_model_missing_or_other_on_the_workers_is_one_error(
     cache: dict[str, Path], tmp_path: Path
 ) -> None:
