@@ -120,6 +120,38 @@ def test_uri_mistakes_are_one_line_before_any_work(
         assert main(["index", *where, "--index", str(idx), *model]) == 2, where
         one_line_error(capsys, *words)
         assert not idx.exists()  # nothing left behind
+    assert main(["dedup", "file:///photos", *model]) == 2  # a folder, not a URI: say how
+    one_line_error(capsys, "dedup reads a URI through an index", "lookalike index file:///photos")
+
+
+class EndpointUnreachableError(Exception):
+    """What an object store's client raises when it cannot connect (botocore's
+    ``EndpointConnectionError`` is no ``OSError`` either)."""
+
+
+def test_an_unreachable_store_is_one_line(
+    setup: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store whose endpoint cannot be reached (offline, so a filesystem that fails the
+    way a client without a network does): one line, exit 2, no index folder."""
+    import fsspec
+    from fsspec.spec import AbstractFileSystem
+
+    class Unreachable(AbstractFileSystem):  # type: ignore[misc]
+        protocol = "unreachable"
+
+        def info(self, path: str, **kwargs: object) -> dict[str, object]:
+            raise EndpointUnreachableError(f'Could not connect to the endpoint URL: "{path}"')
+
+        def ls(self, path: str, detail: bool = True, **kwargs: object) -> list[object]:
+            raise EndpointUnreachableError(f'Could not connect to the endpoint URL: "{path}"')
+
+    fsspec.register_implementation("unreachable", Unreachable, clobber=True)
+    _, model = setup
+    idx = tmp_path / "idx"
+    assert main(["index", "unreachable://bucket/photos", "--index", str(idx), *model]) == 2
+    one_line_error(capsys, "cannot reach unreachable://bucket/photos", "Could not connect")
+    assert not idx.exists()
 
 
 def test_serve_reads_thumbnails_of_a_uri_root_through_fsspec(

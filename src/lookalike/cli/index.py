@@ -301,6 +301,11 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         return _undo(args)
     if bool(args.dir) == bool(args.index):
         raise LookalikeError("give a folder or --index INDEX_DIR (one of them)")
+    if args.dir and "://" in args.dir:
+        raise DataError(
+            f"{args.dir}: dedup reads a URI through an index: lookalike index {args.dir} "
+            "--index IDX, then lookalike dedup --index IDX"
+        )
     embedder, model = _embedder(args, args.index)
     threshold, source = _dedup_threshold(embedder, args.threshold)
     groups, root = _dedup_groups(args, embedder, model, threshold)

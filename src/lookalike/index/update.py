@@ -2,7 +2,8 @@
 
 The steps, each a function here, are driven by the index, which owns the database and commits:
 
-1. :func:`scan` lists the image files under the root with their size and modification time.
+1. :func:`scan` lists the image files under the root with their size and modification time
+   (:func:`lookalike.index.uri_root.scan` the objects under a URI root).
 2. :func:`hash_changed` hashes only files that are new or whose size or time changed; a file
    whose content hash has a cached vector is indexed at once (moved, renamed, copied files).
 3. :func:`embed_missing` embeds each remaining distinct content once with the model (an
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -57,6 +59,7 @@ from lookalike.index.reader import VerifiedReader, hash_file, hash_or_reason
 from lookalike.index.store import FileRow
 from lookalike.inference.embedder import Embedder
 from lookalike.inference.pipeline import EmbedResult, iter_embed_files
+from lookalike.inference.uris import is_uri
 from lookalike.metrics.distances import unit_rows
 
 if TYPE_CHECKING:
@@ -64,6 +67,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RACY_SECONDS",
+    "URI_HASH_THREADS",
     "VERIFY_COSINE",
     "Changes",
     "LocalWork",
@@ -78,6 +82,8 @@ __all__ = [
 ]
 
 RACY_SECONDS = 2.0
+URI_HASH_THREADS = 8
+"""Objects of a URI root hashed at once by :class:`LocalWork` (requests in flight)."""
 VERIFY_COSINE = 0.995
 """A cached vector whose cosine with its content's fresh embedding is below this is wrong."""
 
@@ -187,7 +193,11 @@ class LocalWork:
     embedder: Embedder | None
 
     def hash_files(self, names: Sequence[str]) -> dict[str, tuple[str | None, str]]:
-        """Hash each file in turn."""
+        """Hash each file in turn (objects named by URIs: :data:`URI_HASH_THREADS` at a
+        time, since each is a request to their store)."""
+        if names and is_uri(names[0]):
+            with ThreadPoolExecutor(URI_HASH_THREADS, thread_name_prefix="lookalike-hash") as pool:
+                return dict(zip(names, pool.map(hash_or_reason, names), strict=True))
         return {name: hash_or_reason(name) for name in names}
 
     def embed_stream(

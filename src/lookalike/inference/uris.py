@@ -71,8 +71,9 @@ def filesystem(uri: str) -> tuple[Any, str]:
     try:
         fsspec.get_filesystem_class(protocol)
     except ImportError as exc:
+        missing = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None)
         implementation = str(known_implementations.get(protocol, {}).get("class", protocol))
-        package = implementation.split(".")[0]
+        package = str(missing or implementation).split(".")[0]
         raise DataError(
             f"{uri}: reading {protocol}:// URIs needs the {package} package: pip install {package}"
         ) from exc
