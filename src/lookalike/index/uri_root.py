@@ -14,10 +14,13 @@ cannot see it). What changes from a local folder, and nothing else does:
   gives one (S3 ``ETag``, GCS ``generation``, a version id, an MD5), since a tag changes
   whenever the object is rewritten; else its modification time in ns (with the same
   "racily recent" rule as local files); else ``-1``, so the object is hashed again at every
-  update (hashing is cheap; it is embedded again only if its content changed).
-* **Reading**: :func:`~lookalike.index.reader.hash_or_reason` streams an object to hash it;
-  :class:`~lookalike.index.reader.VerifiedReader` reads it once and hashes and decodes those
-  same bytes, as for a local file, also in Ray tasks.
+  update (downloaded again, but embedded again only if its content changed).
+* **Reading**: :func:`~lookalike.index.reader.hash_or_reason` streams an object to hash it
+  (:data:`~lookalike.index.update.URI_HASH_THREADS` at a time in one process, in Ray tasks
+  with Ray); :class:`~lookalike.index.reader.VerifiedReader` reads it once and hashes and
+  decodes those same bytes, as for a local file (an object over 256 MiB is skipped). As for
+  a local file, a new object is read twice: hashed (to find its content in the cache), then
+  read to be embedded.
 * **The record**: the index stores the URI itself as its root (no relative form).
 
 Nothing here reaches the network until :func:`scan` or :func:`exists` is called: opening an
