@@ -217,3 +217,21 @@ def test_normalise() -> None:
     assert uri_root.normalise("s3://bucket/prefix/") == "s3://bucket/prefix"
     assert uri_root.normalise("file:///abs/folder") == "file:///abs/folder"
     assert uri_root.normalise("file:///") == "file:///"
+
+
+def test_an_object_over_the_read_limit_is_skipped(
+    memory_root: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An object is read into memory once (hashed and decoded from those bytes): one larger
+    than the limit is skipped with its reason, never half-read."""
+    from lookalike.index import reader
+
+    uri, _ = memory_root
+    monkeypatch.setattr(reader, "MAX_READ_BYTES", 1 << 20)
+    fsspec.filesystem("memory").pipe(f"{uri}/big.png", b"\x89PNG" + bytes(3 << 19))
+    with create(tmp_path / "remote", uri) as index:
+        report = index.update(PixelEmbedder(), progress=False)
+    assert (
+        "big.png",
+        f"cannot read image {uri}/big.png: larger than 1 MiB: too large to read from a URI",
+    ) in report.skipped
