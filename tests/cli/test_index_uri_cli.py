@@ -124,6 +124,24 @@ def test_uri_mistakes_are_one_line_before_any_work(
     one_line_error(capsys, "dedup reads a URI through an index", "lookalike index file:///photos")
 
 
+def test_dedup_of_a_uri_index_without_its_fsspec_package_is_one_line(
+    setup: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The keep rule reads the objects: an s3:// index without s3fs is refused up front."""
+    from lookalike.index.index import Index
+    from lookalike.inference import ModelSource, load_embedder
+
+    if importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed")
+    _, model = setup
+    embedder = load_embedder(ModelSource(folder=model[1]), engine="torch", device="cpu")
+    key, dim = str(embedder.key), embedder.embedding_dim
+    with Index.create(tmp_path / "idx", "s3://bucket/photos", model_key=key, dim=dim):
+        pass  # created and recorded without reaching any store
+    assert main(["dedup", "--index", str(tmp_path / "idx"), "--threshold", "0.9", *model]) == 2
+    one_line_error(capsys, "s3://bucket/photos", "pip install s3fs")
+
+
 class EndpointUnreachableError(Exception):
     """What an object store's client raises when it cannot connect (botocore's
     ``EndpointConnectionError`` is no ``OSError`` either)."""

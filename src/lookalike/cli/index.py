@@ -264,6 +264,7 @@ def _dedup_groups(
         refuse_uri_moves,
     )
     from lookalike.imaging.files import iter_image_files
+    from lookalike.index import uri_root
     from lookalike.index.index import Index
     from lookalike.inference.pipeline import embed_files
 
@@ -272,6 +273,8 @@ def _dedup_groups(
         with Index.open(args.index, model_key=_model_key(embedder), model_source=source) as index:
             if args.move_to:  # before any work: objects are never moved
                 refuse_uri_moves(index.root)
+            if isinstance(index.root, str):  # the keep rule and --html read the objects
+                uri_root.check(index.root)
             return dedup_index(index, threshold, keep=args.keep, choices=choices), index.root
     root = Path(args.dir)
     if not root.is_dir():
