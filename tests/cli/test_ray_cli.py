@@ -1,6 +1,6 @@
 """``--ray`` on the command line without a cluster: nothing imports Ray unless asked, and
-what a user can get wrong (an unreachable address, ``--ray-workers`` alone, a URI root for
-``index``) is one line on stderr and exit code 2."""
+what a user can get wrong (an unreachable address, ``--ray-workers`` alone, a ``memory://``
+root for ``index --ray``) is one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import one_line_error
 from lookalike.cli import main
 from pixel_embedder import write
 
@@ -57,14 +58,6 @@ def test_without_ray_nothing_imports_ray(setup: tuple[Path, Path, Path], tmp_pat
     assert "no ray" in run.stdout
 
 
-def _one_line_error(capsys: pytest.CaptureFixture[str], *words: str) -> None:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert err[0].startswith("lookalike: error: ")
-    for word in words:
-        assert word in err[0], err[0]
-
-
 @pytest.mark.parametrize(
     ("extra", "words"),
     [
@@ -82,19 +75,19 @@ def test_index_ray_mistakes_are_one_line_and_exit_2(
     _, model, photos = setup
     argv = ["index", str(photos), "--index", str(tmp_path / "idx"), "--model", str(model)]
     assert main([*argv, *MODEL_ARGS, *extra]) == 2
-    _one_line_error(capsys, *words)
+    one_line_error(capsys, *words)
     assert not (tmp_path / "idx").exists()  # nothing left behind
 
 
-def test_embed_unreachable_cluster_and_index_of_a_uri_are_refused(
+def test_embed_unreachable_cluster_and_index_of_a_memory_uri_are_refused(
     setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, model, photos = setup
     out = ["--out", str(tmp_path / "e.npz"), "--model", str(model), *MODEL_ARGS]
     assert main(["embed", str(photos), *out, "--ray", "ray://127.0.0.1:1"]) == 2
-    _one_line_error(capsys, "cannot reach the Ray cluster", "ray://127.0.0.1:1")
+    one_line_error(capsys, "cannot reach the Ray cluster", "ray://127.0.0.1:1")
     assert not (tmp_path / "e.npz").exists()
-    uri = ["index", photos.absolute().as_uri(), "--index", str(tmp_path / "idx2"), "--ray"]
-    assert main(uri) == 2
-    _one_line_error(capsys, "local (or mounted) folder", "lookalike embed")
+    uri = ["index", "memory://photos", "--index", str(tmp_path / "idx2"), "--ray"]
+    assert main(uri) == 2  # refused before Ray is started: Ray workers cannot see it
+    one_line_error(capsys, "memory://", "Ray workers cannot read it")
     assert not (tmp_path / "idx2").exists()

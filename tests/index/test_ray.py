@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 import lookalike
+from index_parity import assert_same, counts
 from lookalike.cli import main
 from lookalike.errors import LookalikeError
 from lookalike.index.index import Index
-from lookalike.index.update import UpdateReport
 from lookalike.inference import ModelSource, load_embedder
 from lookalike.inference.ray_data import ModelLoader, RayOptions, ray_session
 from pixel_embedder import write
@@ -76,36 +76,6 @@ def age(root: Path) -> None:
     past = time.time() - 60
     for path in root.rglob("*"):
         os.utime(path, (past, past))
-
-
-def snapshot(index: Index) -> dict[str, tuple[str, int, np.ndarray]]:
-    """path → (content hash, size, vector)."""
-    rows = index._store.rows()
-    snap = index.vectors()
-    return {
-        p: (rows[p].content_hash, rows[p].size, v)
-        for p, v in zip(snap.paths, snap.vectors, strict=True)
-    }
-
-
-def assert_same(a: Index, b: Index) -> None:
-    sa, sb = snapshot(a), snapshot(b)
-    assert sorted(sa) == sorted(sb)
-    for path, (digest, size, vector) in sa.items():
-        assert sb[path][:2] == (digest, size), path
-        np.testing.assert_allclose(sb[path][2], vector, atol=1e-5, err_msg=path)
-
-
-def counts(report: UpdateReport) -> tuple[object, ...]:
-    return (
-        report.added,
-        report.updated,
-        report.removed,
-        report.unchanged,
-        sorted(report.skipped),
-        report.embedded,
-        report.reused_from_cache,
-    )
 
 
 def test_ray_indexing_equals_single_process_and_so_do_updates(
@@ -235,6 +205,30 @@ def test_embed_on_ray_equals_embed_also_from_a_file_uri(
     assert len(a["paths"]) == 15 and a["embeddings"].shape == (15, 16)
     np.testing.assert_allclose(b["embeddings"], a["embeddings"], atol=1e-5)
     np.testing.assert_allclose(c["embeddings"], a["embeddings"], atol=1e-5)
+
+
+def test_ray_over_a_file_uri_root_equals_single_process(
+    cache: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ray workers read a ``file://`` root through fsspec; the index is the one a single
+    process makes of the folder, and an update on Ray after a change agrees too."""
+    root = tmp_path / "photos"
+    make_folder(root, 10, seed=7)
+    uri = root.absolute().as_uri()
+    model = ["--model", str(cache["model"]), *MODEL_ARGS, "--batch-size", "4"]
+    assert main(["index", str(root), "--index", str(tmp_path / "local"), *model]) == 0
+    assert main(["index", uri, "--index", str(tmp_path / "ray"), *model, "--ray"]) == 0
+    out = capsys.readouterr()
+    assert "13 images" in out.out and out.err.count("skipped broken.jpg") == 2
+    write(root / "sub" / "new.png", 901)
+    (root / "img02.png").unlink()
+    age(root)
+    assert main(["index", str(root), "--index", str(tmp_path / "local"), *model]) == 0
+    assert main(["index", uri, "--index", str(tmp_path / "ray"), *model, "--ray"]) == 0
+    assert "1 added, 0 updated, 1 removed" in capsys.readouterr().out
+    with Index.open(tmp_path / "local") as local, Index.open(tmp_path / "ray") as remote:
+        assert remote.root == uri and isinstance(local.root, Path)
+        assert_same(local, remote)
 
 
 def test_a_model_missing_or_other_on_the_workers_is_one_error(

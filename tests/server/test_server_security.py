@@ -471,6 +471,10 @@ def test_error_messages_lose_absolute_paths(tmp_path: Path) -> None:
     assert "DATA_DIR/images/x.png" in message and ".../config.json." in message
     assert "/api/jobs/1" in message and "http://127.0.0.1:8000/api/x" in message
     assert redact("C:\\Users\\bob\\pics\\a.png is missing") == ".../a.png is missing"
+    # an index whose root is a URI: the URI is named by its role, like a folder
+    by_uri = Redactor({"INDEX_ROOT": "s3://acme-private/photos/"})
+    said = by_uri("cannot read s3://acme-private/photos/a/b.jpg")
+    assert said == "cannot read INDEX_ROOT/a/b.jpg"
 
 
 def test_search_links_to_symlinked_files_work(model_dir: Path, tmp_path: Path) -> None:

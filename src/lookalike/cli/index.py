@@ -5,6 +5,10 @@ the index database), so ``search``, ``dedup --index`` and ``serve --index`` load
 model without being told; ``--model``/``--backbone`` override it, and an index built with
 another model is refused by the index itself.
 
+``index`` also takes an fsspec URI as its folder (``s3://bucket/prefix``, ``gs://…``,
+``file:///abs``; :mod:`lookalike.index.uri_root`): ``search`` then prints each hit as its
+URI, ``dedup --index`` reports groups (and never moves objects: ``--move-to`` is refused).
+
 ``index --verify`` hashes and embeds every file again and repairs what is wrong;
 ``index --rebuild`` recreates the index from the folder (the fix named when the index
 database is damaged). Paths are printed with :func:`~lookalike.imaging.files.shown_path`, so
@@ -82,14 +86,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from lookalike.index.index import Index
 
     ray_options.check(args)
-    if "://" in args.dir:
-        raise DataError(
-            f"{args.dir}: index needs a local (or mounted) folder; URIs are read by "
-            "`lookalike embed URI --out FILE`"
-        )
-    root = Path(args.dir)
-    if not root.is_dir():
-        raise DataError(f"{shown_path(root)} is not a folder of images")
+    root: Path | str = _index_root(args.dir, ray=args.ray is not None)
     embedder, source = _embedder(args, args.index, root=args.dir, rebuild=args.rebuild)
     settings: dict[str, Any] = {"kind": args.kind}
     if args.nprobe is not None:
@@ -133,16 +130,55 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hits_json(hits: list[Any]) -> list[dict[str, Any]]:
+def _index_root(given: str, *, ray: bool) -> Path | str:
+    """The folder (or URI) to index, checked before any work.
+
+    Raises:
+        DataError: Not a folder; a URI whose fsspec package is missing, that cannot be
+            reached or does not exist, or ``memory://`` with ``--ray``.
+    """
+    from lookalike.index import uri_root
+
+    if not uri_root.is_uri(given):
+        root = Path(given)
+        if not root.is_dir():
+            raise DataError(f"{shown_path(root)} is not a folder of images")
+        return root
+    uri = uri_root.normalise(given)
+    uri_root.check(uri, ray=ray)
+    if not uri_root.exists(uri):
+        raise DataError(
+            f"{given} does not exist or holds no objects (a folder or prefix of images)"
+        )
+    return uri
+
+
+def _hits_json(hits: list[Any], index: Any) -> list[dict[str, Any]]:
+    uri = isinstance(index.root, str)  # a URI root: each hit's URI too
     return [
         {
             "path": shown_path(h.path),
             "score": h.score,
             "id": h.id,
             "label": None if h.label is None else shown_path(h.label),
+            **({"uri": shown_path(index.resolve(h.path))} if uri else {}),
         }
         for h in hits
     ]
+
+
+def _grid_image(index: Any, path: str) -> Any:
+    """What the grid draws for a hit: its file, or a URI's bytes (the URI when unreadable)."""
+    from lookalike.errors import ImageError
+    from lookalike.inference.uris import read_bytes
+
+    where = index.resolve(path)
+    if not isinstance(where, str):
+        return where
+    try:
+        return read_bytes(where)
+    except ImageError:
+        return where
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -160,16 +196,20 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise LookalikeError(f"cannot read query image {shown_path(path)}: {reason}")
         results = index.search(embedded.embeddings, args.k)
         size = len(index)
+        hits_json = [_hits_json(hits, index) for hits in results]
+        shown = [[shown_path(_hit_name(index, h.path)) for h in hits] for hits in results]
         flagged = _query_warnings(embedder, embedded.embeddings, args.queries)
         if args.grid:
             from lookalike.viz.grids import plot_retrieval_grid
 
-            rows = [[(index.resolve(h.path), h.path, h.score) for h in hits] for hits in results]
+            rows = [
+                [(_grid_image(index, h.path), h.path, h.score) for h in hits] for hits in results
+            ]
             plot_retrieval_grid(args.queries, rows, args.grid)
     if args.json:
         payload = [
-            {"query": shown_path(q), "hits": _hits_json(hits), "warnings": flagged.get(i, [])}
-            for i, (q, hits) in enumerate(zip(args.queries, results, strict=True))
+            {"query": shown_path(q), "hits": hits, "warnings": flagged.get(i, [])}
+            for i, (q, hits) in enumerate(zip(args.queries, hits_json, strict=True))
         ]
         every = [w for i in sorted(flagged) for w in flagged[i]]
         print(json.dumps({"results": payload, "index_size": size, "warnings": every}))
@@ -178,13 +218,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     for i in sorted(flagged):
         for warning in flagged[i]:
             print(f"warning: {warning}", file=sys.stderr)
-    for query, hits in zip(args.queries, results, strict=True):
+    for query, hits, names in zip(args.queries, results, shown, strict=True):
         print(shown_path(query))
-        for rank, hit in enumerate(hits, 1):
-            print(f"  {rank:>3}. {hit.score:.4f}  {shown_path(hit.path)}")
+        for rank, (hit, name) in enumerate(zip(hits, names, strict=True), 1):
+            print(f"  {rank:>3}. {hit.score:.4f}  {name}")
     if args.grid:
         print(f"grid: {args.grid}")
     return 0
+
+
+def _hit_name(index: Any, path: str) -> str:
+    """How a hit is printed: its relative path, or its URI under a URI root."""
+    return str(index.resolve(path)) if isinstance(index.root, str) else path
 
 
 def _query_warnings(embedder: Any, embeddings: Any, queries: list[str]) -> dict[int, list[str]]:
@@ -211,15 +256,25 @@ def _dedup_threshold(embedder: Any, given: float | None) -> tuple[float, str]:
 
 def _dedup_groups(
     args: argparse.Namespace, embedder: Any, source: ModelSource, threshold: float
-) -> tuple[Any, Path]:
-    from lookalike.dedup.groups import dedup_index, find_duplicates, read_choices
+) -> tuple[Any, Path | str]:
+    from lookalike.dedup.groups import (
+        dedup_index,
+        find_duplicates,
+        read_choices,
+        refuse_uri_moves,
+    )
     from lookalike.imaging.files import iter_image_files
+    from lookalike.index import uri_root
     from lookalike.index.index import Index
     from lookalike.inference.pipeline import embed_files
 
     choices = read_choices(args.choices) if args.choices else None
     if args.index:
         with Index.open(args.index, model_key=_model_key(embedder), model_source=source) as index:
+            if args.move_to:  # before any work: objects are never moved
+                refuse_uri_moves(index.root)
+            if isinstance(index.root, str):  # the keep rule and --html read the objects
+                uri_root.check(index.root)
             return dedup_index(index, threshold, keep=args.keep, choices=choices), index.root
     root = Path(args.dir)
     if not root.is_dir():
@@ -249,6 +304,11 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         return _undo(args)
     if bool(args.dir) == bool(args.index):
         raise LookalikeError("give a folder or --index INDEX_DIR (one of them)")
+    if args.dir and "://" in args.dir:
+        raise DataError(
+            f"{args.dir}: dedup reads a URI through an index: lookalike index {args.dir} "
+            "--index IDX, then lookalike dedup --index IDX"
+        )
     embedder, model = _embedder(args, args.index)
     threshold, source = _dedup_threshold(embedder, args.threshold)
     groups, root = _dedup_groups(args, embedder, model, threshold)
@@ -425,7 +485,12 @@ def register(sub: Any) -> None:
         options.add_batch_size(p)
 
     p = sub.add_parser("index", help="create or update a persistent index of a folder")
-    p.add_argument("dir", metavar="DIR", help="folder of images (searched recursively)")
+    p.add_argument(
+        "dir",
+        metavar="DIR",
+        help="folder of images (searched recursively), or an fsspec URI (s3://bucket/prefix, "
+        "gs://bucket/prefix, file:///abs/folder; s3fs or gcsfs installed)",
+    )
     p.add_argument(
         "--index",
         required=True,

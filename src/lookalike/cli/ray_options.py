@@ -23,17 +23,31 @@ LOCAL = "local"
 """The value of a bare ``--ray``: start Ray on this machine."""
 
 
-def add_ray(parser: argparse.ArgumentParser) -> None:
-    """Add ``--ray [ADDRESS]``, ``--ray-workers N`` and ``--ray-verbose``."""
+def add_ray(
+    parser: argparse.ArgumentParser,
+    *,
+    what: str = "read, decode and embed on Ray",
+    workers: bool = True,
+) -> None:
+    """Add ``--ray [ADDRESS]``, ``--ray-workers N`` (unless ``workers`` is false) and
+    ``--ray-verbose``; ``what`` starts the help of ``--ray``."""
     parser.add_argument(
         "--ray",
         nargs="?",
         const=LOCAL,
         default=None,
         metavar="ADDRESS",
-        help="read, decode and embed on Ray: alone, a local Ray; or a cluster's address "
+        help=f"{what}: alone, a local Ray; or a cluster's address "
         "(auto, ray://HOST:10001, HOST:6379); pip install lookalike[ray]",
     )
+    if workers:
+        _add_workers(parser)
+    parser.add_argument(
+        "--ray-verbose", action="store_true", help="with --ray: show Ray's own progress and logs"
+    )
+
+
+def _add_workers(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ray-workers",
         type=options.int_in(1, 4096),
@@ -41,9 +55,6 @@ def add_ray(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="with --ray: most embedding actors, each loading the model once, 1 to 4096 "
         "(default: one per GPU, else half the CPUs)",
-    )
-    parser.add_argument(
-        "--ray-verbose", action="store_true", help="with --ray: show Ray's own progress and logs"
     )
 
 
@@ -62,16 +73,22 @@ def ray_options(args: argparse.Namespace, source: ModelSource) -> RayOptions | N
     return RayOptions(loader, workers=args.ray_workers, verbose=args.ray_verbose)
 
 
+def address(args: argparse.Namespace) -> str | None:
+    """The cluster to join (``None``: start a local Ray) for a given ``--ray``."""
+    return None if args.ray == LOCAL else str(args.ray)
+
+
 def check(args: argparse.Namespace) -> None:
     """Refuse Ray options given without ``--ray`` (before any work).
 
     Raises:
         LookalikeError: ``--ray-workers`` or ``--ray-verbose`` without ``--ray``.
     """
-    if args.ray is None and (args.ray_workers is not None or args.ray_verbose):
+    workers = getattr(args, "ray_workers", None)  # not an option of every command
+    if args.ray is None and (workers is not None or args.ray_verbose):
         from lookalike.errors import LookalikeError
 
-        flag = "--ray-workers" if args.ray_workers is not None else "--ray-verbose"
+        flag = "--ray-workers" if workers is not None else "--ray-verbose"
         raise LookalikeError(f"{flag} needs --ray")
 
 
@@ -84,7 +101,6 @@ def session(args: argparse.Namespace) -> Iterator[None]:
     else:
         from lookalike.inference.ray_data import ray_session
 
-        address = None if args.ray == LOCAL else args.ray
-        context = ray_session(address, workers=args.ray_workers, verbose=args.ray_verbose)
+        context = ray_session(address(args), workers=args.ray_workers, verbose=args.ray_verbose)
     with context:
         yield

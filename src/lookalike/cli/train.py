@@ -9,10 +9,13 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lookalike.cli import options
+from lookalike.cli import options, ray_options
 from lookalike.errors import LookalikeError
+
+if TYPE_CHECKING:
+    from lookalike.training.ray_train import RayPlan
 
 
 def _widths(text: str | None) -> tuple[int, ...]:
@@ -42,13 +45,28 @@ def _json_arg(text: str | None, flag: str) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``lookalike train``: train a model folder from an identity folder or a pairs CSV."""
-    from lookalike.data.augment import Augment
     from lookalike.model.device import set_threads
+
+    started = time.time()  # wall clock: rank 0 may report from another node (--ray)
+    set_threads(args.threads)
+    _check_processes(args)
+    if args.ray is None:
+        return _train(args, None, started)
+    from lookalike.inference.ray_session import ray_session
+    from lookalike.training.ray_train import plan_ray
+
+    # Joined (or started) before anything is written: an unreachable cluster changes nothing.
+    cpus = args.nproc * (args.threads or 1)  # sizes a local Ray (cpus + 1)
+    with ray_session(ray_options.address(args), workers=cpus, verbose=args.ray_verbose):
+        return _train(args, plan_ray(args.nproc, args.device, threads=args.threads), started)
+
+
+def _train(args: argparse.Namespace, plan: RayPlan | None, started: float) -> int:
+    """``lookalike train`` once the processes are planned (``plan``: on Ray, else ``None``)."""
+    from lookalike.data.augment import Augment
     from lookalike.training.config import TrainConfig
     from lookalike.training.recipes import ModelSpec, load_dataset, train_model
 
-    started = time.perf_counter()
-    set_threads(args.threads)
     if not args.resume:  # a resumed run continues in its own folder
         options.claim_out_folder(args.out, overwrite=args.overwrite)
     if not 1 <= args.folds <= 20:
@@ -105,6 +123,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "device": args.device,
         "folds": args.folds,
     }
+    if plan is not None:
+        return _train_on_ray(args, plan, data, settings, started)
     if args.nproc > 1:
         return _train_processes(args, data, settings, started)
     try:
@@ -125,7 +145,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _report(result: Any, out: str, started: float) -> None:
-    """The summary and the closing line of a training run."""
+    """The summary and the closing line of a training run (``started``: ``time.time()``)."""
     from lookalike._progress import done
 
     _print_summary(result, out)
@@ -135,14 +155,51 @@ def _report(result: Any, out: str, started: float) -> None:
     done(
         f"train: {result.history[-1].epoch} epochs{validated}; after the epochs "
         f"{sum(result.phase_seconds.values()):.1f} s ({after}); total",
-        time.perf_counter() - started,
+        time.time() - started,
     )
+
+
+def _check_processes(args: argparse.Namespace) -> None:
+    """``--nproc`` and ``--ray`` as they can be checked before any work (one line each).
+
+    ``--ray`` needs ``--nproc``: the number of workers is a choice about the batch (each
+    worker embeds ``--batch-size / N`` images), not something to guess from the cluster's
+    size; ``--nproc 1 --ray`` trains in one Ray worker (e.g. on a cluster's GPU node).
+    """
+    ray_options.check(args)
+    if args.ray is not None and args.nproc is None:
+        raise LookalikeError(
+            "--ray trains in --nproc N Ray workers: give --nproc (e.g. --nproc 2; "
+            "--batch-size must be a multiple of it)"
+        )
+    args.nproc = args.nproc or 1
+    cores = os.cpu_count() or 1
+    if args.ray is None and args.nproc > cores:
+        raise LookalikeError(
+            f"--nproc must be at least 1 and at most {cores} ({cores} CPU cores; more "
+            f"processes on a Ray cluster with --ray), got {args.nproc}"
+        )
+    if args.nproc > 1 or args.ray is not None:
+        if args.refit or args.folds > 1:
+            raise LookalikeError("--refit and --folds need one process: leave out --nproc")
+        if args.sampling != "balanced" or args.batch_size % args.nproc:
+            raise LookalikeError(
+                f"--nproc {args.nproc} needs --sampling balanced and a --batch-size that is a "
+                f"multiple of {args.nproc} (each process embeds its share of every batch)"
+            )
+    if args.ray is not None:  # the workers start elsewhere (another folder, another node)
+        for name in ("out", "data_dir", "model"):
+            if getattr(args, name, None):
+                setattr(args, name, str(Path(getattr(args, name)).resolve()))
+        if "://" not in args.data:
+            args.data = str(Path(args.data).resolve())
 
 
 def _train_processes(
     args: argparse.Namespace, data: Any, settings: dict[str, Any], started: float
 ) -> int:
-    """``--nproc N``: train in N processes (DDP; gloo on CPU, NCCL with one GPU each)."""
+    """``--nproc N``: train in N processes started here (DDP; gloo on CPU, NCCL with one
+    GPU each)."""
     from torch.multiprocessing.spawn import ProcessRaisedException
 
     from lookalike.model.device import resolve_device
@@ -157,13 +214,6 @@ def _train_processes(
                 f"--nproc {args.nproc} needs {args.nproc} GPUs; this machine has "
                 f"{torch.cuda.device_count()}"
             )
-    if args.refit or args.folds > 1:
-        raise LookalikeError("--refit and --folds need one process: leave out --nproc")
-    if args.sampling != "balanced" or args.batch_size % args.nproc:
-        raise LookalikeError(
-            f"--nproc {args.nproc} needs --sampling balanced and a --batch-size that is a "
-            f"multiple of {args.nproc} (each process embeds its share of every batch)"
-        )
     try:
         launch(args.nproc, _train_rank, data, args.out, settings, started, cuda, cuda=cuda)
     except ProcessRaisedException as exc:
@@ -174,15 +224,50 @@ def _train_processes(
     return 0
 
 
+def _train_on_ray(
+    args: argparse.Namespace, plan: RayPlan, data: Any, settings: dict[str, Any], started: float
+) -> int:
+    """``--nproc N --ray [ADDRESS]``: the same training, Ray Train's N workers as the processes
+    (Ray connected by the caller)."""
+    from lookalike.training.ray_train import launch_ray
+
+    try:
+        launch_ray(
+            plan,
+            _train_rank,
+            data,
+            args.out,
+            settings,
+            started,
+            plan.use_gpu,
+            args.threads,
+            storage=Path(args.out) / "training",
+        )
+    except KeyboardInterrupt:
+        return _interrupted(args)
+    return 0
+
+
 def _train_rank(
-    world: Any, data: Any, out: str, settings: dict[str, Any], started: float, cuda: bool
+    world: Any,
+    data: Any,
+    out: str,
+    settings: dict[str, Any],
+    started: float,
+    cuda: bool,
+    threads: int | None = None,
 ) -> None:
-    """One of ``--nproc`` training processes (GPU ``rank`` with CUDA); rank 0 reports."""
+    """One of ``--nproc`` training processes (on the GPU its launcher chose, with CUDA);
+    rank 0 reports. ``threads``: torch's CPU threads here (``None``: the launcher's)."""
+    from lookalike.model.device import set_threads
     from lookalike.training.recipes import train_model
 
     first = world.rank == 0
+    set_threads(threads)
     if cuda:
-        settings = {**settings, "device": f"cuda:{world.rank}"}
+        import torch
+
+        settings = {**settings, "device": f"cuda:{torch.cuda.current_device()}"}
     result = train_model(
         data,
         out,
@@ -380,6 +465,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_RAY_WORKERS = 4096
+"""``--nproc`` with ``--ray``: at most this many Ray Train workers (without it, the cores)."""
+
 LEARNING_RATE = options.float_in(0, 10, lo_open=True)
 """``--lr``: more than 0 and at most 10."""
 
@@ -550,11 +638,17 @@ def register(sub: Any) -> None:
     cores = os.cpu_count() or 1
     p.add_argument(
         "--nproc",
-        type=options.int_in(1, cores, why=f" ({cores} CPU cores)"),
-        default=1,
+        type=options.int_in(1, MAX_RAY_WORKERS),
+        default=None,
         metavar="N",
-        help=f"training processes (DDP: gloo on CPU, one GPU each with CUDA), 1 to {cores}; "
-        "the batch is shared, not multiplied",
+        help=f"training processes (DDP: gloo on CPU, one GPU each with CUDA), 1 to {cores} "
+        f"(the CPU cores), or to {MAX_RAY_WORKERS} with --ray; the batch is shared, not "
+        "multiplied (default: 1)",
+    )
+    ray_options.add_ray(
+        p,
+        what="start the --nproc processes with Ray Train (one CPU or one GPU each)",
+        workers=False,
     )
     options.add_runtime(p)
     p.set_defaults(handler=cmd_train)

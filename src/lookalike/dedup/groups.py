@@ -45,6 +45,7 @@ from lookalike.errors import DataError
 from lookalike.imaging.files import shown_path
 from lookalike.index import faiss_structures as vi
 from lookalike.index import self_join as vp
+from lookalike.inference.uris import is_uri
 from lookalike.metrics.distances import unit_rows
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ __all__ = [
     "manifest_path",
     "move_duplicates",
     "read_choices",
+    "refuse_uri_moves",
     "undo_moves",
 ]
 
@@ -292,7 +294,7 @@ def _group(
     vectors: npt.NDArray[np.float32],
     names: Sequence[str],
     keys: Sequence[int],
-    root: Path | None,
+    root: Path | str | None,
     keep: KeepRule | None,
     choices: Mapping[str, str | None] | None = None,
 ) -> DuplicateGroup | None:
@@ -304,7 +306,7 @@ def _group(
         vectors: The members' unit vectors (K, D).
         names: Paths (or row numbers as text) of every candidate.
         keys: Ids of every candidate.
-        root: Folder the paths are relative to.
+        root: Folder the paths are relative to (a ``str`` URI for an index with a URI root).
         keep: The rule choosing the kept copy from the files; ``None`` when there are no
             real paths: keep the first member.
         choices: A review's decisions, which win over ``keep``.
@@ -338,6 +340,19 @@ def _group(
     )
 
 
+def refuse_uri_moves(root: str | os.PathLike[str]) -> None:
+    """Refuse to move the files of a URI root (an object store is only read).
+
+    Raises:
+        DataError: ``root`` is a URI.
+    """
+    if isinstance(root, str) and is_uri(root):
+        raise DataError(
+            f"{root} is a URI: dedup only reads object stores and never moves or deletes "
+            "objects; drop --move-to (the report, --json or --csv list the duplicates)"
+        )
+
+
 def move_duplicates(
     groups: Sequence[DuplicateGroup],
     root: str | os.PathLike[str],
@@ -369,8 +384,10 @@ def move_duplicates(
 
     Raises:
         DataError: If a path is not under ``root``, a source is missing, a destination already
-            exists, or two destinations collide; nothing is moved then.
+            exists, or two destinations collide; nothing is moved then. Also if ``root`` is a
+            URI (an index of an object store): objects are never moved or deleted.
     """
+    refuse_uri_moves(root)
     base, target = Path(root), Path(dest)
     plan: list[tuple[Path, Path]] = []
     problems: list[str] = []

@@ -25,6 +25,7 @@ sentence saying why the first copy won, which ``lookalike dedup`` prints beside 
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -35,6 +36,9 @@ from typing import Literal, get_args
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
+
+from lookalike.errors import ImageError
+from lookalike.inference.uris import filesystem, is_uri, modified_ns, read_bytes
 
 __all__ = ["KEEP_RULES", "CopyFacts", "KeepRule", "copy_facts", "rank_copies"]
 
@@ -93,9 +97,9 @@ def copy_facts(path: str, root: str | os.PathLike[str] | None = None) -> CopyFac
 
     Args:
         path: The path as the group names it.
-        root: Folder the path is relative to (``None``: as given).
+        root: Folder the path is relative to, or a URI (``None``: as given).
     """
-    facts, _ = _read(path, Path(root) if root is not None else None)
+    facts, _ = _read(path, _base(root))
     return facts
 
 
@@ -108,7 +112,8 @@ def rank_copies(
 
     Args:
         paths: The group's members (K ≥ 1).
-        root: Folder the paths are relative to (``None``: as given).
+        root: Folder the paths are relative to, or a URI whose objects they are (read
+            through fsspec; ``None``: as given).
         rule: One of :data:`KEEP_RULES` (see the module notes).
 
     Returns:
@@ -120,7 +125,7 @@ def rank_copies(
     """
     if rule not in KEEP_RULES:
         raise ValueError(f"keep rule must be one of {', '.join(KEEP_RULES)}, not {rule!r}")
-    base = Path(root) if root is not None else None
+    base = _base(root)
     read = [_read(p, base) for p in paths]
     facts = _with_edits([f for f, _ in read], [t for _, t in read])
     keys = _KEYS[rule]
@@ -131,14 +136,45 @@ def rank_copies(
 # --------------------------------------------------------------------------- reading
 
 
-def _read(path: str, root: Path | None) -> tuple[CopyFacts, npt.NDArray[np.float32] | None]:
-    """Facts of one file and its grey thumbnail (THUMB, THUMB) in [0, 1] (``None``: unreadable)."""
+def _base(root: str | os.PathLike[str] | None) -> Path | str | None:
+    """The folder paths are relative to, or a URI root (a ``str``, without a trailing ``/``)."""
+    if root is None:
+        return None
+    text = os.fspath(root)
+    return text.rstrip("/") if is_uri(text) else Path(root)
+
+
+def _source(path: str, root: Path | str | None) -> tuple[Path | io.BytesIO | None, int, float]:
+    """What to open for a member (a file, or a URI's bytes), its size and its modification
+    time in seconds (0 when unknown; ``None`` to open when the object cannot be read)."""
+    if isinstance(root, str):
+        uri = f"{root}/{path}"
+        try:
+            data = read_bytes(uri)
+        except ImageError:
+            return None, 0, 0.0
+        return io.BytesIO(data), len(data), _object_time(uri)
     file = root / path if root is not None else Path(path)
     try:
         stat = file.stat()
-        size, mtime = stat.st_size, stat.st_mtime
+        return file, stat.st_size, stat.st_mtime
     except OSError:
-        size, mtime = 0, 0.0
+        return file, 0, 0.0
+
+
+def _object_time(uri: str) -> float:
+    """An object's modification time in seconds (0 when its store gives none)."""
+    try:
+        fs, where = filesystem(uri)
+        ns = modified_ns(fs.info(where))
+    except Exception:  # the store's client errors, not only OSError: the fact is unknown
+        return 0.0
+    return 0.0 if ns is None else ns / 1e9
+
+
+def _read(path: str, root: Path | str | None) -> tuple[CopyFacts, npt.NDArray[np.float32] | None]:
+    """Facts of one file and its grey thumbnail (THUMB, THUMB) in [0, 1] (``None``: unreadable)."""
+    file, size, mtime = _source(path, root)
     width = height = 0
     quality: int | None = None
     taken: str | None = None
@@ -146,6 +182,8 @@ def _read(path: str, root: Path | None) -> tuple[CopyFacts, npt.NDArray[np.float
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if file is None:
+                raise ImageError(path, "cannot read it")
             with Image.open(file) as image:
                 width, height = image.size
                 quality = _jpeg_quality(image)

@@ -24,6 +24,7 @@ from PIL import Image
 from lookalike.errors import ImageError
 from lookalike.imaging.files import shown_path
 from lookalike.imaging.images import load_image
+from lookalike.inference.uris import is_uri, read_bytes
 
 if TYPE_CHECKING:
     from lookalike.dedup.groups import DuplicateGroup
@@ -105,7 +106,8 @@ def write_dedup_html(
     Args:
         groups: From :func:`lookalike.dedup.groups.find_duplicates` or
             :func:`lookalike.dedup.groups.dedup_index`.
-        root: Folder the group paths are relative to (``None``: as given).
+        root: Folder the group paths are relative to, or a URI whose objects they are (read
+            through fsspec; ``None``: as given).
         out_html: The file to write (its folder is created).
         threshold: The threshold the groups were made with, shown and used to flag chains.
         thumb_px: Thumbnail size in pixels (longest side).
@@ -122,7 +124,7 @@ def write_dedup_html(
 
     if thumb_px < 1:
         raise ValueError(f"thumb_px must be positive, not {thumb_px}")
-    base = Path(root) if root is not None else None
+    base = None if root is None else os.fspath(root)
     shown = list(groups if max_groups is None else groups[:max_groups])
     files = sum(len(g) - 1 for g in groups)
     parts = [
@@ -152,7 +154,7 @@ def write_dedup_html(
             '<div class="members">'
         )
         for k, (path, score) in enumerate(zip(group.paths, group.scores, strict=True)):
-            file = base / path if base is not None else Path(path)
+            file = _member(base, path)
             parts.append(_figure(file, path, score, keep=k == 0, thumb_px=thumb_px, group=number))
         parts.append("</div></section>")
     parts.append(f"<script>{_SCRIPT.replace('FORMAT', CHOICES_FORMAT)}</script></body></html>")
@@ -162,7 +164,16 @@ def write_dedup_html(
     return out
 
 
-def _figure(file: Path, path: str, score: float, *, keep: bool, thumb_px: int, group: int) -> str:
+def _member(base: str | None, path: str) -> Path | str:
+    """A member's file (a ``str`` for a URI under a URI root)."""
+    if base is not None and is_uri(base):
+        return f"{base.rstrip('/')}/{path}"
+    return Path(base) / path if base is not None else Path(path)
+
+
+def _figure(
+    file: Path | str, path: str, score: float, *, keep: bool, thumb_px: int, group: int
+) -> str:
     """One member: thumbnail (or a placeholder), path, score, sizes, a keep/duplicate badge
     and the radio button that makes it the group's kept copy."""
     shown = shown_path(path)
@@ -174,14 +185,16 @@ def _figure(file: Path, path: str, score: float, *, keep: bool, thumb_px: int, g
         f'value="{html.escape(shown)}"{" checked" if keep else ""}> keep this one</label>'
     )
     try:
-        image = load_image(file, draft_size=(thumb_px, thumb_px))
-        width, height = _header_size(file)
+        content = read_bytes(file) if isinstance(file, str) else None  # a URI: read it once
+        image = load_image(file if content is None else content, draft_size=(thumb_px, thumb_px))
+        width, height = _header_size(file if content is None else io.BytesIO(content))
         image.thumbnail((thumb_px, thumb_px))
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=80)
         data = base64.b64encode(buffer.getvalue()).decode("ascii")
         picture = f'<img src="data:image/jpeg;base64,{data}" alt="{html.escape(shown)}">'
-        sizes = f"{width}×{height}, {_bytes(file.stat().st_size)}"
+        size = len(content) if content is not None else Path(file).stat().st_size
+        sizes = f"{width}×{height}, {_bytes(size)}"
     except (ImageError, OSError, ValueError) as exc:
         picture = f'<div class="missing">unreadable: {html.escape(type(exc).__name__)}</div>'
         sizes = "—"
@@ -192,7 +205,7 @@ def _figure(file: Path, path: str, score: float, *, keep: bool, thumb_px: int, g
     )
 
 
-def _header_size(file: Path) -> tuple[int, int]:
+def _header_size(file: Path | str | io.BytesIO) -> tuple[int, int]:
     """Width and height from the image header (no decoding)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)

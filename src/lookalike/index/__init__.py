@@ -23,7 +23,9 @@ The public surface:
   re-embeds everything and repairs what is wrong), ``search`` / ``search_images`` →
   :class:`Hit`, ``vectors`` → :class:`Snapshot`, ``remove``, ``set_labels``,
   ``recorded_source``; a damaged database or a full disk is one
-  :class:`~lookalike.errors.IndexFolderError` naming the file and the fix;
+  :class:`~lookalike.errors.IndexFolderError` naming the file and the fix. The root is a
+  folder, or an fsspec URI (``Index.create("idx", "s3://bucket/photos", ...)``; ``gs://``,
+  ``file://``, ``memory://``): :mod:`~lookalike.index.uri_root`;
 * :class:`UpdateReport` — what an update added, updated, removed, skipped, embedded (and, when
   verifying, repaired);
 * :class:`VectorIndexConfig` and :data:`KINDS` — the FAISS structure (flat, IVF, IVF-SQ8,

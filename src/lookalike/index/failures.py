@@ -30,13 +30,13 @@ _FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 _PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _FULL, _CANTOPEN = 3, 5, 6, 8, 10, 13, 14
 
 
-def rebuild_command(folder: Path, root: Path | None = None) -> str:
+def rebuild_command(folder: Path, root: Path | str | None = None) -> str:
     """The command that recreates an index from its images (``DIR`` when the root is unknown)."""
     return f"lookalike index {root if root is not None else 'DIR'} --index {folder} --rebuild"
 
 
 def database_error(
-    db: Path, exc: sqlite3.Error | OSError, root: Path | None = None
+    db: Path, exc: sqlite3.Error | OSError, root: Path | str | None = None
 ) -> IndexFolderError:
     """One line for a failure of an index database: what it is, which file, and the fix.
 
@@ -92,12 +92,12 @@ def database_error(
 
 
 @contextmanager
-def database_errors(db: Path, root: Path | None = None) -> Iterator[None]:
+def database_errors(db: Path, root: Path | str | None = None) -> Iterator[None]:
     """Turn SQLite errors and file-system errors inside into :func:`database_error`'s one line.
 
     Args:
         db: The database file.
-        root: The indexed folder, when known.
+        root: The indexed folder (or URI), when known.
 
     Raises:
         IndexFolderError: Instead of :class:`sqlite3.Error` or :class:`OSError`.

@@ -54,6 +54,12 @@ relative to the index folder and absolute. :meth:`Index.open` tries the relative
 (so an index folder moved on its own keeps working); ``root=`` overrides both, and the next
 :meth:`Index.update` stores the new root. A milvus-lite store's folder is recorded the same
 way.
+
+The root may also be an fsspec URI (``s3://bucket/prefix``, ``gs://…``, ``file:///abs``,
+``memory://…``): it is then recorded as the URI itself, :attr:`Index.root` is that URI (a
+``str``, where a local root is a :class:`~pathlib.Path`), and the objects under it are listed
+and read through fsspec (:mod:`lookalike.index.uri_root`); opening such an index reads only
+its database.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ import numpy.typing as npt
 from lookalike.errors import IndexFolderError, LookalikeError
 from lookalike.index import faiss_structures as vi
 from lookalike.index import update as iu
+from lookalike.index import uri_root
 from lookalike.index.backend import StoreSpec, VectorBackend, parse_store
 from lookalike.index.failures import database_errors
 from lookalike.index.milvus_store import MilvusVectors, index_type_for, recorded_spec, store_record
@@ -86,6 +93,8 @@ __all__ = ["DB_NAME", "Hit", "Index", "Snapshot", "UpdateReport"]
 DB_NAME = "index.sqlite"
 
 FloatArray = npt.NDArray[np.float32]
+Root = Path | str
+"""An index root: a local folder (absolute), or an fsspec URI (see the module notes)."""
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -126,10 +135,10 @@ class Index:
     """
 
     def __init__(
-        self, folder: Path, store: Store, root: Path, *, new: bool = False, overwrite: bool = False
+        self, folder: Path, store: Store, root: Root, *, new: bool = False, overwrite: bool = False
     ) -> None:
         self.folder = folder
-        self.root = root
+        self.root: Root = root
         self._store = store
         self.model_key: str = str(store.meta("model_key"))
         source = store.meta("model_source")
@@ -168,7 +177,8 @@ class Index:
         Args:
             index_dir: The index folder (created if needed; ``root/.lookalike-index`` keeps
                 it out of the listing, since hidden folders are skipped).
-            root: The folder of images to index.
+            root: The folder of images to index, or an fsspec URI (``s3://bucket/prefix``;
+                see the module notes).
             model_key: Identity of the embedding model (e.g. its name and weights hash);
                 opening with another key is refused.
             dim: Embedding size D.
@@ -206,7 +216,7 @@ class Index:
             kind=kind, ivf_threshold=ivf_threshold, sq8_threshold=sq8_threshold, nprobe=nprobe
         )
         folder = Path(index_dir)
-        root_path = Path(root).absolute()
+        root_path = _root_of(root)
         with database_errors(folder / DB_NAME, root_path):
             folder.mkdir(parents=True, exist_ok=True)
             return cls._create(
@@ -230,7 +240,7 @@ class Index:
     def _create(
         cls,
         folder: Path,
-        root_path: Path,
+        root_path: Root,
         config: vi.VectorIndexConfig,
         overwrite: bool,
         meta: dict[str, Any],
@@ -260,7 +270,7 @@ class Index:
                 raise
 
     @classmethod
-    def _opened(cls, folder: Path, store: Store, root: Path, **backend: bool) -> Index:
+    def _opened(cls, folder: Path, store: Store, root: Root, **backend: bool) -> Index:
         """The index over an open store (closed again if its meta or store cannot be read)."""
         try:
             return cls(folder, store, root, **backend)
@@ -282,8 +292,8 @@ class Index:
 
         Args:
             index_dir: The index folder.
-            root: Where the indexed images are now (``None``: the stored root; see the
-                module docstring).
+            root: Where the indexed images are now, a folder or a URI (``None``: the stored
+                root; see the module docstring).
             model_key: The model about to be used with it; refused when it is not the one the
                 index was built with.
             model_source: Where that model comes from (named in the refusal).
@@ -300,7 +310,7 @@ class Index:
         expected = parse_store(store) if isinstance(store, str) else store
         folder = Path(index_dir)
         db = folder / DB_NAME
-        given = Path(root).absolute() if root is not None else None
+        given = _root_of(root) if root is not None else None
         with database_errors(db, given):
             return cls._open(folder, given, model_key, model_source, expected)
 
@@ -308,7 +318,7 @@ class Index:
     def _open(
         cls,
         folder: Path,
-        root: Path | None,
+        root: Root | None,
         model_key: str | None,
         model_source: ModelSource | None,
         expected: StoreSpec | None = None,
@@ -357,7 +367,7 @@ class Index:
         db = Path(index_dir) / DB_NAME
         if Store.probe(db) in ("absent", "empty"):
             raise IndexFolderError(f"no index in {index_dir} (no {DB_NAME}); create one first")
-        with database_errors(db, None if root is None else Path(root)):
+        with database_errors(db, None if root is None else _root_of(root)):
             store = Store(db)
             try:
                 source = store.meta("model_source")
@@ -522,8 +532,10 @@ class Index:
             raise IndexFolderError(f"{self.folder} keeps its vectors in {self.store}, not FAISS")
         return self._sync.current()
 
-    def resolve(self, path: str) -> Path:
-        """The file system path of an indexed relative path."""
+    def resolve(self, path: str) -> Root:
+        """Where an indexed relative path is: a :class:`~pathlib.Path` under a local root, a
+        URI (``str``) under a URI root (read it with
+        :func:`lookalike.inference.uris.read_bytes`)."""
         return iu.resolve(self.root, path)
 
     @_guarded
@@ -645,13 +657,17 @@ class Index:
             IndexFolderError: If the root folder is missing, another process is updating the
                 index, the model returns vectors of the wrong size, or the database is
                 damaged or its disk full (the message names the fix).
-            DataError: If the root folder itself cannot be listed.
+            DataError: If the root folder itself cannot be listed; for a URI root, if its
+                fsspec package is missing, its store cannot be reached, or it is
+                ``memory://`` with ``ray`` (Ray workers cannot see this process's memory).
             ValueError: If ``batch_size`` is below 1, or the model returns another number
                 of rows than images.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
-        if not self.root.is_dir():
+        if isinstance(self.root, str):
+            uri_root.check(self.root, ray=ray is not None)
+        elif not self.root.is_dir():
             raise IndexFolderError(
                 f"the indexed folder {self.root} does not exist; if the images moved, open the "
                 "index with root=THEIR_NEW_FOLDER"
@@ -659,7 +675,11 @@ class Index:
         with self._sync.writer():
             inc, exc = self._patterns(include, exclude)
             report = UpdateReport()
-            found = iu.scan(self.root, inc, exc, report)
+            found = (
+                uri_root.scan(self.root, inc, exc)
+                if isinstance(self.root, str)
+                else iu.scan(self.root, inc, exc, report)
+            )
             rows = self._store.rows()
             self._sync.begin()
 
@@ -731,6 +751,10 @@ class Index:
 
     def _relative(self, path: str | os.PathLike[str]) -> str:
         """A path as stored: relative to the root, with ``/`` separators."""
+        if isinstance(self.root, str):  # a URI root: its URIs, or relative paths
+            text = os.fspath(path)
+            prefix = self.root.rstrip("/") + "/"
+            return text[len(prefix) :] if text.startswith(prefix) else text
         p = Path(path)
         if p.is_absolute():
             try:
@@ -753,8 +777,18 @@ def _source_words(source: Any, key: Any) -> str:
     return f"model {key!r}"
 
 
-def _root_meta(folder: Path, root: Path) -> dict[str, str]:
-    """The root as stored: relative to the index folder (when possible) and absolute."""
+def _root_of(root: str | os.PathLike[str]) -> Root:
+    """A root as the index holds it: an absolute :class:`Path`, or a normalised URI."""
+    if isinstance(root, str) and uri_root.is_uri(root):
+        return uri_root.normalise(root)
+    return Path(root).absolute()
+
+
+def _root_meta(folder: Path, root: Root) -> dict[str, str]:
+    """The root as stored: relative to the index folder (when possible) and absolute; a URI
+    as itself, twice."""
+    if isinstance(root, str):
+        return {"root": root, "root_absolute": root}
     try:
         relative = Path(os.path.relpath(root, folder.absolute())).as_posix()
     except ValueError:  # another drive on Windows
@@ -797,8 +831,11 @@ def _check_store(folder: Path, store: Store, expected: StoreSpec | None) -> None
         )
 
 
-def _stored_root(folder: Path, store: Store) -> Path:
-    """Where the images are: the stored relative root if it exists, else the absolute one."""
+def _stored_root(folder: Path, store: Store) -> Root:
+    """Where the images are: the stored relative root if it exists, else the absolute one
+    (a URI root: the URI)."""
+    if uri_root.is_uri(str(store.meta("root_absolute"))):
+        return str(store.meta("root_absolute"))
     relative = (folder.absolute() / str(store.meta("root"))).resolve()
     absolute = Path(str(store.meta("root_absolute")))
     return relative if relative.is_dir() or not absolute.is_dir() else absolute

@@ -3,7 +3,10 @@
 :func:`hash_file` is the index's content hash (BLAKE2b-128 of a file's bytes).
 :class:`VerifiedReader` opens the files the embedding pipeline decodes: it reads each one once
 and hashes and decodes those same bytes, so a vector is always stored under the hash of what
-it was computed from (see :mod:`lookalike.index.update`).
+it was computed from (see :mod:`lookalike.index.update`). Both also take fsspec URIs
+(``s3://bucket/a.jpg``, ``file:///abs/a.jpg``: an index whose root is a URI,
+:mod:`lookalike.index.uri_root`): the object is streamed to be hashed, and read once into
+memory to be hashed and decoded.
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ from typing import Any
 import numpy.typing as npt
 
 from lookalike._io import blake2b_file
-from lookalike.errors import ImageError
+from lookalike.errors import DataError, ImageError
 from lookalike.imaging.preprocess import Preprocess
+from lookalike.inference.uris import filesystem, is_uri, read_bytes
 
 __all__ = ["MAX_READ_BYTES", "VerifiedReader", "hash_bytes", "hash_file", "hash_or_reason"]
 
 MAX_READ_BYTES = 256 << 20
 """Files up to this size are read into memory once to be hashed and decoded; larger ones are
-hashed before and after they are decoded from disk, and used only if both hashes agree."""
+hashed before and after they are decoded from disk, and used only if both hashes agree; a
+URI (an object) larger than this is refused."""
 _HASH_CHUNK = 1 << 20
 
 
@@ -38,15 +43,28 @@ def hash_file(path: Path) -> str:
 
 
 def hash_or_reason(name: str) -> tuple[str | None, str]:
-    """:func:`hash_file` of a path, or why it cannot be read (what the index reports).
+    """:func:`hash_file` of a path (or of a URI's object), or why it cannot be read (what the
+    index reports).
 
     Returns:
         ``(hex digest, "")``, or ``(None, "cannot read file: <reason>")``.
     """
     try:
-        return hash_file(Path(name)), ""
+        return (_hash_uri(name) if is_uri(name) else hash_file(Path(name))), ""
     except OSError as exc:
         return None, f"cannot read file: {exc.strerror or exc}"
+    except (DataError, ValueError) as exc:  # a URI fsspec cannot use
+        return None, f"cannot read file: {exc}"
+
+
+def _hash_uri(name: str) -> str:
+    """BLAKE2b-128 of an object read through fsspec, streamed (equal to :func:`hash_file`)."""
+    fs, path = filesystem(name)
+    digest = hashlib.blake2b(digest_size=16)
+    with fs.open(path, "rb") as fp:
+        while chunk := fp.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def hash_bytes(data: bytes) -> str:
@@ -90,6 +108,8 @@ class VerifiedReader:
 
     def _bytes(self, name: str) -> bytes | None:
         """The file's bytes, or ``None`` when it is larger than :data:`MAX_READ_BYTES`."""
+        if is_uri(name):  # an object: read once, whatever its size (up to the limit)
+            return read_bytes(name, limit=MAX_READ_BYTES)
         try:
             fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
             with os.fdopen(fd, "rb") as fp:

@@ -2,7 +2,8 @@
 
 The steps, each a function here, are driven by the index, which owns the database and commits:
 
-1. :func:`scan` lists the image files under the root with their size and modification time.
+1. :func:`scan` lists the image files under the root with their size and modification time
+   (:func:`lookalike.index.uri_root.scan` the objects under a URI root).
 2. :func:`hash_changed` hashes only files that are new or whose size or time changed; a file
    whose content hash has a cached vector is indexed at once (moved, renamed, copied files).
 3. :func:`embed_missing` embeds each remaining distinct content once with the model (an
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -57,6 +59,7 @@ from lookalike.index.reader import VerifiedReader, hash_file, hash_or_reason
 from lookalike.index.store import FileRow
 from lookalike.inference.embedder import Embedder
 from lookalike.inference.pipeline import EmbedResult, iter_embed_files
+from lookalike.inference.uris import is_uri
 from lookalike.metrics.distances import unit_rows
 
 if TYPE_CHECKING:
@@ -64,6 +67,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RACY_SECONDS",
+    "URI_HASH_THREADS",
     "VERIFY_COSINE",
     "Changes",
     "LocalWork",
@@ -78,6 +82,8 @@ __all__ = [
 ]
 
 RACY_SECONDS = 2.0
+URI_HASH_THREADS = 8
+"""Objects of a URI root hashed at once by :class:`LocalWork` (requests in flight)."""
 VERIFY_COSINE = 0.995
 """A cached vector whose cosine with its content's fresh embedding is below this is wrong."""
 
@@ -187,7 +193,11 @@ class LocalWork:
     embedder: Embedder | None
 
     def hash_files(self, names: Sequence[str]) -> dict[str, tuple[str | None, str]]:
-        """Hash each file in turn."""
+        """Hash each file in turn (objects named by URIs: :data:`URI_HASH_THREADS` at a
+        time, since each is a request to their store)."""
+        if names and is_uri(names[0]):
+            with ThreadPoolExecutor(URI_HASH_THREADS, thread_name_prefix="lookalike-hash") as pool:
+                return dict(zip(names, pool.map(hash_or_reason, names), strict=True))
         return {name: hash_or_reason(name) for name in names}
 
     def embed_stream(
@@ -226,8 +236,11 @@ def ray_work(embedder: Embedder, options: RayOptions) -> Work:
     )
 
 
-def resolve(root: Path, rel: str) -> Path:
-    """The file system path of a relative path stored with ``/`` separators."""
+def resolve(root: Path | str, rel: str) -> Path | str:
+    """The file system path of a relative path stored with ``/`` separators (a URI under a
+    URI root, which is a ``str``: :mod:`lookalike.index.uri_root`)."""
+    if isinstance(root, str):
+        return f"{root.rstrip('/')}/{rel}"
     return root.joinpath(*PurePosixPath(rel).parts)
 
 
@@ -267,7 +280,7 @@ def scan(root: Path, include: Sequence[str], exclude: Sequence[str], report: Upd
 
 
 def hash_changed(
-    root: Path,
+    root: Path | str,
     found: Found,
     rows: dict[str, FileRow],
     report: UpdateReport,
@@ -280,7 +293,7 @@ def hash_changed(
     """Hash new and changed files; commit at once those needing no embedding.
 
     Args:
-        root: The indexed folder.
+        root: The indexed folder (or URI root).
         found: From :func:`scan`.
         rows: The indexed files by relative path (updated by ``commit``).
         report: Updated with unchanged, skipped, added/updated and reused files (and, when
@@ -345,7 +358,7 @@ def hash_changed(
 
 
 def embed_missing(
-    root: Path,
+    root: Path | str,
     embedder: Embedder,
     todo: dict[str, str],
     found: Found,
@@ -368,7 +381,7 @@ def embed_missing(
     now, and the other files of the old content are embedded in a further round.
 
     Args:
-        root: The indexed folder.
+        root: The indexed folder (or URI root).
         embedder: The model.
         todo: Files to index whose content has no cached vector, from :func:`hash_changed`.
         found: From :func:`scan`.
@@ -413,7 +426,7 @@ def embed_missing(
 class _Round:
     """One pass of :func:`embed_missing` over the contents left to embed."""
 
-    root: Path
+    root: Path | str
     work: Work
     found: Found
     rows: dict[str, FileRow]

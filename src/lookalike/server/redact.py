@@ -37,6 +37,9 @@ class Redactor:
         for role, folder in roots.items():
             if folder is None:
                 continue
+            if isinstance(folder, str) and "://" in folder:  # a URI root: as given
+                pairs.append((folder.rstrip("/"), role))
+                continue
             path = Path(folder)
             for form in {str(path.absolute()), str(path.resolve())}:
                 if len(form) > 1:

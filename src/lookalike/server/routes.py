@@ -213,10 +213,10 @@ def index_image(
 ) -> Response:
     """Only files the index holds, inside its root folder, are served."""
     index = _require_index(state)
-    file = index.file(path)
-    if file is None:
-        raise HTTPException(404, f"{path!r} is not an image of the loaded index")
     try:
+        file = index.file(path)  # the bytes of an object under a URI root
+        if file is None:
+            raise HTTPException(404, f"{path!r} is not an image of the loaded index")
         image = load_image(file, max_pixels=MAX_PIXELS)
     except ImageError as exc:
         raise HTTPException(404, f"{path!r} cannot be read now: {exc.cause}") from exc

@@ -74,8 +74,11 @@ class IndexService:
         """The ``k`` indexed images closest to one embedding (D,), best first."""
         return self._call(lambda: self._index.search(vector[None, :], k)[0])
 
-    def file(self, path: str) -> Path | None:
+    def file(self, path: str) -> Path | bytes | None:
         """The file of an indexed relative path, or ``None`` when it is not one.
+
+        Under a URI root (an index of an object store) the object's bytes, read through
+        fsspec in the index's thread.
 
         ``path`` is as a search hit gives it (:func:`lookalike.imaging.files.shown_path`:
         bytes of a name that are not UTF-8 written ``\\xNN``). Only paths the index holds
@@ -83,6 +86,9 @@ class IndexService:
         refused. A path inside the root that is a symbolic link to a file elsewhere is
         served, as the index itself followed it: the index, not the link's target, decides
         what a hit may show.
+
+        Raises:
+            ImageError: An object under a URI root cannot be read now.
         """
         path = unshown_path(path)
         if not path or "\\" in path or "\0" in path:
@@ -93,6 +99,10 @@ class IndexService:
         if not self._call(lambda: path in self._index):
             return None
         target = self._index.resolve(path)
+        if isinstance(target, str):  # a URI root: the object, read in the index's thread
+            from lookalike.inference.uris import read_bytes
+
+            return self._call(lambda: read_bytes(target))
         try:
             return target if target.is_file() else None
         except OSError:  # a name too long, a permission refused on the way

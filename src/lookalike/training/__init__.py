@@ -10,7 +10,9 @@
   unless training beats it beyond chance; :func:`train_head_on_pairs` — few-shot pair
   head (``train-head``);
 * :class:`ContrastiveLoss`, :class:`TripletMarginLoss`, :class:`PairBCELoss` — the seed
-  losses; :mod:`lookalike.training.miners` — online mining; :mod:`lookalike.training.demo`.
+  losses; :mod:`lookalike.training.miners` — online mining; :mod:`lookalike.training.demo`;
+* :mod:`lookalike.training.distributed` — training in several processes (``--nproc``), started
+  here or by Ray Train on a Ray cluster (:mod:`lookalike.training.ray_train`, ``--ray``).
 
 Names are imported lazily (this package imports torch when one is used).
 """

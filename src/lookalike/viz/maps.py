@@ -31,6 +31,7 @@ from PIL import Image, ImageOps
 from lookalike.errors import DataError, ImageError, LookalikeError
 from lookalike.imaging.files import iter_image_files
 from lookalike.imaging.images import load_image
+from lookalike.inference.uris import is_uri, read_bytes
 from lookalike.viz._mpl import pyplot, save
 
 if TYPE_CHECKING:
@@ -207,7 +208,8 @@ def map_vectors(
 
     Args:
         vectors: float (N, D) embeddings, row i belonging to ``paths[i]``.
-        paths: The image of each row; read only for thumbnails.
+        paths: The image of each row, a path or an fsspec URI (an index with a URI root);
+            read only for thumbnails.
         out_png: The PNG to write.
         labels: Identity of each row (``None`` entries allowed), or ``None``.
         method, style, thumb_px, seed: As for :func:`map_folder`.
@@ -229,8 +231,9 @@ def map_vectors(
     for i, path in enumerate(paths):
         if style == "thumbnails":
             try:
+                source = read_bytes(path) if is_uri(path) else path
                 thumbs.append(
-                    _thumbnail(load_image(path, draft_size=(thumb_px, thumb_px)), thumb_px)
+                    _thumbnail(load_image(source, draft_size=(thumb_px, thumb_px)), thumb_px)
                 )
             except ImageError as exc:
                 skipped[str(path)] = str(exc)
