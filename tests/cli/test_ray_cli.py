@@ -90,4 +90,7 @@ def test_embed_unreachable_cluster_and_index_of_a_memory_uri_are_refused(
     uri = ["index", "memory://photos", "--index", str(tmp_path / "idx2"), "--ray"]
     assert main(uri) == 2  # refused before Ray is started: Ray workers cannot see it
     one_line_error(capsys, "memory://", "Ray workers cannot read it")
+    assert main(["embed", "memory://photos", *out, "--ray"]) == 2  # embed: the same refusal
+    one_line_error(capsys, "memory://", "Ray workers cannot read it")
+    assert not (tmp_path / "e.npz").exists()
     assert not (tmp_path / "idx2").exists()

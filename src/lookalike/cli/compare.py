@@ -176,8 +176,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
     paths: list[str] = []
     for item in args.paths:
         if "://" in item:  # an object-store or file:// URI, listed through fsspec
-            from lookalike.inference.uris import list_images
+            from lookalike.inference.uris import check_for_ray, list_images
 
+            if args.ray is not None:
+                check_for_ray(item)
             paths.extend(list_images(item))
             continue
         path = Path(item)

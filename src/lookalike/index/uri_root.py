@@ -39,7 +39,7 @@ from typing import Any
 from lookalike.errors import DataError, IndexFolderError
 from lookalike.imaging.files import IMAGE_EXTENSIONS
 from lookalike.index.update import RACY_SECONDS, Found
-from lookalike.inference.uris import filesystem, is_uri, modified_ns, scheme
+from lookalike.inference.uris import check_for_ray, filesystem, is_uri, modified_ns
 
 __all__ = ["TAGS", "check", "exists", "is_uri", "normalise", "scan", "stamp"]
 
@@ -66,11 +66,8 @@ def check(uri: str, *, ray: bool = False) -> None:
         DataError: The scheme's fsspec package is missing (named), or ``memory://`` with Ray.
     """
     filesystem(uri)
-    if ray and scheme(uri) == "memory":
-        raise DataError(
-            f"{uri}: memory:// lives inside this process and Ray workers cannot read it; "
-            "index it without --ray, or use a file:// or object-store URI"
-        )
+    if ray:
+        check_for_ray(uri)
 
 
 def exists(uri: str) -> bool:

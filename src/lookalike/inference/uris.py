@@ -25,6 +25,7 @@ from lookalike.inference.pipeline import load_array
 __all__ = [
     "FileReader",
     "RecordingReader",
+    "check_for_ray",
     "filesystem",
     "is_uri",
     "list_images",
@@ -112,6 +113,19 @@ def modified_ns(info: dict[str, Any]) -> int | None:
                 value = value.replace(tzinfo=dt.timezone.utc)
             return round(value.timestamp() * 1e9)
     return None
+
+
+def check_for_ray(uri: str) -> None:
+    """Refuse a URI that Ray workers cannot read, before Ray starts.
+
+    Raises:
+        DataError: ``memory://``: it lives inside this process only.
+    """
+    if scheme(uri) == "memory":
+        raise DataError(
+            f"{uri}: memory:// lives inside this process and Ray workers cannot read it; "
+            "use it without --ray, or use a file:// or object-store URI"
+        )
 
 
 def list_images(uri: str) -> list[str]:
