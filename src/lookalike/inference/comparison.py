@@ -90,9 +90,9 @@ def near_duplicate_threshold(model: Embedder) -> tuple[float, str] | None:
     if spec is None or spec.near_duplicate_cosine is None or key is None:
         return None
     sha = spec.pretrained_sha256
-    from lookalike.inference.select import _pretrained_key
+    from lookalike.inference.select import pretrained_key
 
-    if sha is None or key != _pretrained_key(spec.name, spec.feature_dim, sha, spec.preprocess):
+    if sha is None or key != pretrained_key(spec.name, spec.feature_dim, sha, spec.preprocess):
         return None  # another image size, weights file or a trained model: not measured
     how = f"measured for the pretrained {spec.name} on {spec.near_duplicate_sample}"
     return spec.near_duplicate_cosine, how

@@ -98,11 +98,11 @@ def _plan(source: ModelSource) -> _Plan:
     if spec is not None and sha:
         preprocess = spec.preprocess.with_input_size(image_size) if image_size else spec.preprocess
         plan.preprocess = preprocess
-        plan.key = _pretrained_key(name, spec.feature_dim, sha, preprocess)
+        plan.key = pretrained_key(name, spec.feature_dim, sha, preprocess)
     return plan
 
 
-def _pretrained_key(name: str, feature_dim: int, sha256: str, preprocess: Preprocess) -> str:
+def pretrained_key(name: str, feature_dim: int, sha256: str, preprocess: Preprocess) -> str:
     """The key of ``SiameseModel.create(name)`` with the pretrained weights of that sha256."""
     card = ModelCard.pretrained_backbone(
         name, feature_dim=feature_dim, weights_sha256=sha256, preprocess=preprocess
@@ -286,7 +286,7 @@ def load_embedder(
     key = plan.key
     if plan.keyable_after_build and model.weights_sha256 is not None:
         # From the weights actually loaded: equal to the torch-free key when the specs agree.
-        key = _pretrained_key(plan.name, model.feature_dim, model.weights_sha256, model.preprocess)
+        key = pretrained_key(plan.name, model.feature_dim, model.weights_sha256, model.preprocess)
     if choice == "onnx" and (key is not None or engine == "onnx"):
         try:
             exported = OnnxEmbedder.from_model(
