@@ -119,3 +119,19 @@ def test_eval_summary_shows_sample_sizes_and_unresolved_tar(
     assert "TAR @ FAR 1e-03 unresolved (needs ≥ 1,000 different pairs, has 20)" in out, out
     assert re.search(r"P@1 \d\.\d{4} \(95 % CI [\d.]+–[\d.]+\) on 20 queries", out), out
     assert "(95 % CI, 20 episodes)" in out
+
+
+def test_metrics_json_carries_the_intervals_with_their_sample_sizes(tmp_path: Path) -> None:
+    write_report(_result(150, 150), tmp_path)
+    got = json.loads((tmp_path / "metrics.json").read_text())["intervals"]["model"]
+    auc, accuracy = got["roc_auc"], got["accuracy"]
+    assert auc["n"] == accuracy["n"] == 300 and auc["level"] == 0.95
+    for entry in (auc, accuracy):
+        assert entry["low"] <= entry["value"] <= entry["high"]
+        assert 0.0 <= entry["low"] <= entry["high"] <= 1.0
+    resolved = got["tar_at_far"]["1e-02"]  # 150 different pairs resolve 1 %
+    assert resolved["n"] == 150 and resolved["low"] <= resolved["value"] <= resolved["high"]
+    assert got["tar_at_far"]["1e-03"] is None  # unresolved: no number, no interval
+    # the Wilson interval of the accuracy is the one report.md prints
+    row = _row((tmp_path / "report.md").read_text(), "| best accuracy on these 300 pairs")
+    assert f"{accuracy['low']:.3f}–{accuracy['high']:.3f}" in row, row

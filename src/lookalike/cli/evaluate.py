@@ -81,7 +81,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         evaluate,
         save_thresholds,
     )
-    from lookalike.evaluation.report import write_report
+    from lookalike.evaluation.report import intervals, write_report
     from lookalike.model.device import set_threads
     from lookalike.model.folder import read_config
     from lookalike.viz.maps import require_method
@@ -140,7 +140,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         time.perf_counter() - started,
     )
     if args.json:
-        report = result.to_dict()
+        report = {**result.to_dict(), "intervals": intervals(result)}
         if calibrated is not None:
             report["calibrated_thresholds"] = calibrated
         print(json.dumps(report))

@@ -108,6 +108,67 @@ def tar_at_far_text(report: VerificationReport, key: str) -> str:
     return proportion_text(value, report.positives)
 
 
+def interval_dict(interval: Interval | None, n: int) -> dict[str, float | int | None] | None:
+    """An interval as JSON: ``{"value", "low", "high", "level", "n"}`` (``None``: unmeasured).
+
+    Args:
+        interval: The estimate and its interval (NaN bounds become ``None``).
+        n: What it was measured on (pairs, same pairs, queries).
+    """
+    if interval is None or not np.isfinite(interval.value):
+        return None
+
+    def finite(x: float) -> float | None:
+        return float(x) if np.isfinite(x) else None
+
+    return {
+        "value": float(interval.value),
+        "low": finite(interval.low),
+        "high": finite(interval.high),
+        "level": float(interval.level),
+        "n": int(n),
+    }
+
+
+def intervals(result: EvalResult) -> dict[str, dict[str, Any]]:
+    """The 95 % intervals ``report.md`` shows, as JSON, per subject (``model``, baselines).
+
+    Per subject: ``roc_auc`` (bootstrap over the pairs; n = pairs), ``accuracy`` (best
+    accuracy on the pairs, optimistic; Wilson; n = pairs), ``tar_at_far`` (by FAR: Wilson over
+    the same pairs, n = same pairs; ``None`` where the different pairs cannot resolve that
+    FAR), ``precision_at_1`` and ``recall_at_k`` (Wilson; n = queries). Keys are left out when
+    the evaluation did not measure them (no pairs, no retrieval).
+
+    Returns:
+        ``{subject name: {metric: interval dict or None}}`` (see :func:`interval_dict`).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for sub in _subjects(result):
+        entry: dict[str, Any] = {}
+        if result.pairs and sub.pair_labels is not None:
+            best = sub.verification["cosine"]["best"]
+            entry["roc_auc"] = interval_dict(_auc(sub), result.pairs)
+            n = best.positives + best.negatives
+            entry["accuracy"] = interval_dict(proportion(best.accuracy, n), n)
+            entry["tar_at_far"] = {
+                far: (
+                    interval_dict(proportion(value, best.positives), best.positives)
+                    if best.tar_at_far_resolved.get(far, True)
+                    else None
+                )
+                for far, value in best.tar_at_far.items()
+            }
+        if sub.retrieval is not None:
+            q = sub.retrieval.queries
+            entry["precision_at_1"] = interval_dict(proportion(sub.retrieval.precision_at_1, q), q)
+            entry["recall_at_k"] = {
+                str(k): interval_dict(proportion(v, q), q)
+                for k, v in sub.retrieval.recall_at_k.items()
+            }
+        out[sub.name] = entry
+    return out
+
+
 def _auc(sub: SubjectResult) -> Interval:
     labels = sub.pair_labels
     assert labels is not None  # scored pairs always have labels
@@ -213,7 +274,8 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "metrics.json"]
-    files[0].write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    metrics = {**result.to_dict(), "intervals": intervals(result)}
+    files[0].write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     md = [f"# {title}", ""]
     md.append(
         f"{result.images:,} identity-labelled images ({result.identities} identities); "
