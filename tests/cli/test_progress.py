@@ -237,3 +237,13 @@ def test_the_first_onnx_export_is_announced_on_a_terminal(
     monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "pipe-cache"))
     code, logged = _on_pipe(args, tmp_path, capsys)
     assert code == 0 and "exporting" not in logged and "exported" not in logged
+
+
+def test_index_shows_hashing_then_indexing_on_a_terminal(glyphs: Path, tmp_path: Path) -> None:
+    """Hashing a big collection takes long before any embedding starts: it has its own bar."""
+    args = ["index", "ids", "--index", str(tmp_path / "idx"), "--model", "small-model"]
+    code, tty = _on_terminal([*args, "--engine", "torch"], glyphs)
+    assert code == 0, tty[-2000:]
+    assert re.search(r"hashing[^\r\n]*\d+/\d+ \[", tty), tty[-2000:]
+    assert re.search(r"indexing[^\r\n]*\d+/\d+ \[", tty), tty[-2000:]
+    assert tty.index("hashing") < tty.index("indexing")

@@ -694,7 +694,15 @@ class Index:
 
             work = None if ray is None else iu.ray_work(embedder, ray)
             todo, recheck = iu.hash_changed(
-                self.root, found, rows, report, cached, commit, verify=verify, work=work
+                self.root,
+                found,
+                rows,
+                report,
+                cached,
+                commit,
+                verify=verify,
+                work=work,
+                progress=progress,
             )
             iu.embed_missing(
                 self.root,

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from lookalike._progress import bar as progress_bar
 from lookalike.errors import IndexFolderError
 from lookalike.imaging.files import iter_image_files
 from lookalike.index.reader import VerifiedReader, hash_file, hash_or_reason
@@ -166,8 +167,11 @@ class Work(Protocol):
     Both take absolute file names (``str``) and answer in any order.
     """
 
-    def hash_files(self, names: Sequence[str]) -> dict[str, tuple[str | None, str]]:
-        """``{name: (content hash, "") or (None, reason)}`` (see :func:`hash_or_reason`)."""
+    def hash_files(
+        self, names: Sequence[str], advance: Callable[[int], object] | None = None
+    ) -> dict[str, tuple[str | None, str]]:
+        """``{name: (content hash, "") or (None, reason)}`` (see :func:`hash_or_reason`);
+        ``advance(n)`` is called as each ``n`` more files are hashed (a progress bar)."""
         ...
 
     def embed_stream(
@@ -192,13 +196,24 @@ class LocalWork:
 
     embedder: Embedder | None
 
-    def hash_files(self, names: Sequence[str]) -> dict[str, tuple[str | None, str]]:
+    def hash_files(
+        self, names: Sequence[str], advance: Callable[[int], object] | None = None
+    ) -> dict[str, tuple[str | None, str]]:
         """Hash each file in turn (objects named by URIs: :data:`URI_HASH_THREADS` at a
         time, since each is a request to their store)."""
+        out: dict[str, tuple[str | None, str]] = {}
         if names and is_uri(names[0]):
             with ThreadPoolExecutor(URI_HASH_THREADS, thread_name_prefix="lookalike-hash") as pool:
-                return dict(zip(names, pool.map(hash_or_reason, names), strict=True))
-        return {name: hash_or_reason(name) for name in names}
+                for name, result in zip(names, pool.map(hash_or_reason, names), strict=True):
+                    out[name] = result
+                    if advance is not None:
+                        advance(1)
+            return out
+        for name in names:
+            out[name] = hash_or_reason(name)
+            if advance is not None:
+                advance(1)
+        return out
 
     def embed_stream(
         self, names: Sequence[str], batch_size: int
@@ -289,6 +304,7 @@ def hash_changed(
     *,
     verify: bool = False,
     work: Work | None = None,
+    progress: bool = False,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Hash new and changed files; commit at once those needing no embedding.
 
@@ -302,6 +318,7 @@ def hash_changed(
         commit: Commits a :class:`Changes`.
         verify: Hash every file, whatever its size and time say.
         work: Where the files are hashed (``None``: in this process).
+        progress: Show a progress bar while hashing (on stderr, when it is a terminal).
 
     Returns:
         ``({relative path: hash} of the files still to embed, {relative path: hash} of the
@@ -322,7 +339,8 @@ def hash_changed(
         else:
             stale.append(rel)
     names = {rel: str(resolve(root, rel)) for rel in stale}
-    hashed = (work or LocalWork(None)).hash_files(list(names.values()))
+    with progress_bar(desc="hashing", total=len(names), unit="file", progress=progress) as bar:
+        hashed = (work or LocalWork(None)).hash_files(list(names.values()), bar.update)
     for rel in stale:
         size, mtime = found[rel]
         row = rows.get(rel)
@@ -403,8 +421,6 @@ def embed_missing(
         IndexFolderError: If the model returns vectors of the wrong size.
         ValueError: If the model returns the wrong number of rows.
     """
-    from lookalike._progress import bar as progress_bar
-
     groups: dict[str, list[str]] = {}
     for rel, digest in [*todo.items(), *(recheck or {}).items()]:
         groups.setdefault(digest, []).append(rel)

@@ -154,8 +154,11 @@ class RayEmbedding:
         self.hasher = hasher
         self.key = key
 
-    def hash_files(self, names: Sequence[str]) -> dict[str, tuple[str | None, str]]:
-        """Hash files in Ray tasks: ``{name: (hash, "") or (None, reason)}``.
+    def hash_files(
+        self, names: Sequence[str], advance: Callable[[int], object] | None = None
+    ) -> dict[str, tuple[str | None, str]]:
+        """Hash files in Ray tasks: ``{name: (hash, "") or (None, reason)}``; ``advance(n)``
+        is called as each batch of ``n`` comes back (a progress bar on the driver).
 
         Raises:
             ValueError: No ``hasher`` was given.
@@ -179,6 +182,8 @@ class RayEmbedding:
                     done["path"], done["digest"], done["error"], strict=True
                 ):
                     out[str(name)] = (str(digest) or None, str(reason))
+                if advance is not None:
+                    advance(len(done["path"]))
         return out
 
     def _session(self) -> AbstractContextManager[None]:
