@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +179,26 @@ def test_a_corrupt_cached_int8_model_is_quantised_again(
     err = capsys.readouterr().err
     assert code == 0 or (code == 2 and "fails its agreement check" in err)
     assert cached.read_bytes() != b"not onnx" or code == 2
+
+
+def test_an_index_records_its_engines_and_says_when_int8_joins_float32(
+    model: Path, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lookalike.index.index import Index
+
+    photos = tmp_path / "photos"
+    shutil.copytree(folder, photos)
+    index = tmp_path / "idx"
+    use = ["index", str(photos), "--index", str(index), "--model", str(model)]
+    assert main([*use, "--engine", "onnx"]) == 0
+    assert "several engines" not in capsys.readouterr().err
+    with Index.open(index) as opened:
+        assert opened.engines == ["onnx"]
+    assert _int8(model, tmp_path / "q.onnx", folder, *LENIENT) == 0
+    assert main([*use, "--engine", "onnx-int8"]) == 0  # nothing new: nothing embedded
+    assert "several engines" not in capsys.readouterr().err
+    Image.fromarray(glyph(0, noise_seed=99)).save(photos / "new.png")
+    assert main([*use, "--engine", "onnx-int8"]) == 0  # one new image, embedded in int8
+    assert "several engines (onnx, onnx-int8)" in capsys.readouterr().err
+    with Index.open(index) as opened:
+        assert opened.engines == ["onnx", "onnx-int8"]

@@ -127,6 +127,15 @@ def cmd_index(args: argparse.Namespace) -> int:
         name = shown_path(args.index)
         where = "" if index.store == "faiss" else f" in {index.store}"
         print(f"{name}: {len(index)} images ({index.kind}{where}); {report.summary()}")
+        engines = index.engines
+        if "onnx-int8" in engines and len(engines) > 1:
+            print(
+                f"note: {name} now holds vectors from several engines ({', '.join(engines)}): "
+                "int8 vectors differ from float32 ones by the agreement `lookalike export "
+                "--int8` measured; for vectors of one precision, rebuild with one engine "
+                "(--rebuild --engine ...)",
+                file=sys.stderr,
+            )
     return 0
 
 

@@ -476,6 +476,18 @@ class Index:
         return self._sync.kind
 
     @property
+    @_guarded
+    def engines(self) -> list[str]:
+        """The inference engines that wrote the stored vectors, in the order first used
+        (``"onnx"``, ``"torch"``, ``"onnx-int8"``; empty for an index older than this record).
+
+        float32 ONNX and torch vectors agree to about 1e-4 (the export is checked); int8
+        vectors differ more (their export records the agreement measured), so an index that
+        mixes ``"onnx-int8"`` with another engine holds vectors of two precisions.
+        """
+        return [str(e) for e in self._store.meta("engines") or []]
+
+    @property
     def store(self) -> str:
         """The store spec, as a user writes it (``"faiss"``, ``"milvus-lite:/abs/v.db"``, …)."""
         return _recorded_spec(self.folder, self._store).describe()
@@ -720,8 +732,17 @@ class Index:
                 cached=cached,
                 work=work,
             )
+            if report.embedded:
+                self._record_engine(str(getattr(embedder, "engine", "") or "torch"))
             self._sync.finish()
         return report
+
+    def _record_engine(self, engine: str) -> None:
+        """Add ``engine`` to the engines that wrote vectors (writer lock held)."""
+        engines = self.engines
+        if engine not in engines:
+            with self._store.transaction():
+                self._store.set_meta("engines", [*engines, engine])
 
     @_guarded
     def remove(self, paths: Sequence[str | os.PathLike[str]]) -> list[str]:
