@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -69,11 +69,13 @@ def glyph_index(
     extra: Path | None = None,
     *,
     folder_made: bool = False,
+    store: str | None = None,
 ) -> Path:
     """Index ``n`` glyph images (``tmp_path/photos/g{k}.png``) into ``tmp_path/index`` with
     the model in ``model_dir``, recording it as the source; ``extra`` adds
     ``elsewhere.png``, a symbolic link to that file; ``folder_made``: the image folder exists
-    already (it may hold other files). Returns the image folder."""
+    already (it may hold other files); ``store``: where the vectors live (``None``: FAISS).
+    Returns the image folder."""
     from lookalike.index.index import Index
     from lookalike.inference import ModelSource, load_embedder
     from lookalike.model.network import SiameseModel
@@ -90,7 +92,12 @@ def glyph_index(
     key = load_embedder(source, model=model, engine="torch").key
     assert key is not None
     with Index.create(
-        tmp_path / "index", root, model_key=key, dim=model.embedding_dim, model_source=source
+        tmp_path / "index",
+        root,
+        model_key=key,
+        dim=model.embedding_dim,
+        model_source=source,
+        store=store,
     ) as index:
         index.update(model)
     return root
@@ -118,3 +125,19 @@ def client_fixture(model_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(model_dir, data_dir=tmp_path / "data")
     with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+def search_glyph_3(client: Any, size: int) -> dict[str, Any]:
+    """Check a served index of ``size`` glyphs (:func:`glyph_index`) through the API: health
+    counts them and ``/api/search`` with glyph 3 finds ``g3.png`` first at cosine 1. Returns
+    the top hit (its ``url`` serves the thumbnail)."""
+    health = client.get("/api/health").json()
+    assert health["has_index"] is True and health["index_size"] == size
+    query = png_bytes(glyph(3))
+    hits = client.post("/api/search", files={"image": ("q.png", query)}, data={"k": "3"})
+    assert hits.status_code == 200, hits.text
+    found = hits.json()["hits"]
+    assert len(found) == 3 and found[0]["path"] == "g3.png"
+    assert found[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    top: dict[str, Any] = found[0]
+    return top

@@ -71,3 +71,11 @@ class ImageTooLargeError(ImageError):
     def __init__(self, source: str | Path, cause: str, *, limit: str) -> None:
         super().__init__(source, cause)
         self.limit = limit
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message on one line: its first line (a library's ``message`` attribute
+    when it has one, as pymilvus's do), else the exception's type name. For wording another
+    library's failure inside one :class:`LookalikeError` line."""
+    text = str(getattr(exc, "message", "") or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

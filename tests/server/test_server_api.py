@@ -34,6 +34,7 @@ from server_helpers import (
     labelled_pairs,
     model_dir_fixture,  # noqa: F401 (the model_dir fixture)
     png_bytes,
+    search_glyph_3,
     small_model_dir,
     state_of,
 )
@@ -214,23 +215,16 @@ def test_search_and_thumbnails_stay_inside_the_index_root(model_dir: Path, tmp_p
     # No model named: the server serves the model the index recorded.
     app = create_app(index_dir=tmp_path / "index", data_dir=tmp_path / "d")
     with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as client:
-        health = client.get("/api/health").json()
-        assert health["has_index"] is True and health["index_size"] == 6
-        query = png_bytes(glyph(3))
-        hits = client.post("/api/search", files={"image": ("q.png", query)}, data={"k": "3"})
-        assert hits.status_code == 200, hits.text
-        found = hits.json()["hits"]
-        assert len(found) == 3 and found[0]["path"] == "g3.png"
-        assert found[0]["score"] == pytest.approx(1.0, abs=1e-4)
-        thumb = client.get(found[0]["url"])
+        top = search_glyph_3(client, 6)
+        thumb = client.get(top["url"])
         assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
         assert Image.open(io.BytesIO(thumb.content)).size == (28, 28)  # never enlarged
-        small = client.get(found[0]["url"] + "&size=16")
+        small = client.get(top["url"] + "&size=16")
         assert Image.open(io.BytesIO(small.content)).size == (16, 16)
         for bad in ("../secret.png", str(tmp_path / "secret.png"), "not-indexed.png", "nope.png"):
             assert_error(client.get("/api/index/image", params={"path": bad}), 404)
         assert_error(
-            client.post("/api/search", files={"image": ("q.png", query)}, data={"k": "0"}), 422, "k"
+            client.post("/api/search", files={"image": ("q.png", A)}, data={"k": "0"}), 422, "k"
         )
 
 

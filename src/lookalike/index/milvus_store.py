@@ -56,7 +56,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from lookalike.errors import IndexFolderError
+from lookalike.errors import IndexFolderError, first_line
 from lookalike.index import faiss_structures as vi
 from lookalike.index.backend import TOKEN_ENV, Pairs, StoreSpec, blocks
 from lookalike.index.store import FileRow, Store
@@ -148,7 +148,7 @@ def _translated(
             return method(self, *args, **kwargs)
         except MilvusException as exc:
             raise IndexFolderError(
-                f"Milvus at {self.spec.describe()} failed: {_first_line(exc)}; the index "
+                f"Milvus at {self.spec.describe()} failed: {first_line(exc)}; the index "
                 "database is intact: run `lookalike index` again once Milvus works to bring "
                 "the collection up to date"
             ) from exc
@@ -238,7 +238,7 @@ class MilvusVectors(WriterLock):
                     f"${TOKEN_ENV} if it needs a token"
                 )
             raise IndexFolderError(
-                f"cannot open the Milvus store {spec.describe()}: {_first_line(exc)}; {check}"
+                f"cannot open the Milvus store {spec.describe()}: {first_line(exc)}; {check}"
             ) from exc
 
     def _release_lite(self) -> None:
@@ -524,9 +524,3 @@ def _quiet(name: str) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-def _first_line(exc: BaseException) -> str:
-    """An exception's message, on one line."""
-    text = str(getattr(exc, "message", "") or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lookalike.errors import LookalikeError
+from lookalike.errors import LookalikeError, first_line
 
 __all__ = ["import_ray", "ray_session"]
 
@@ -80,8 +80,7 @@ def ray_session(
             ray.init(address=address, **settings)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError, …
         where = "a local Ray" if address is None else f"the Ray cluster at {address!r}"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LookalikeError(f"cannot start or reach {where}: {first}") from None
+        raise LookalikeError(f"cannot start or reach {where}: {first_line(exc)}") from None
     try:
         _quiet(verbose)
         yield

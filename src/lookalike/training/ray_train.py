@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lookalike.errors import LookalikeError
+from lookalike.errors import LookalikeError, first_line
 from lookalike.training.distributed import World
 
 __all__ = ["RayPlan", "launch_ray", "plan_ray"]
@@ -140,7 +140,7 @@ def launch_ray(
     except ray.train.WorkerGroupError as exc:
         raise _worker_error(exc.worker_failures) from None
     except ray.train.TrainingFailedError as exc:
-        raise LookalikeError(f"Ray Train failed: {_first_line(exc)}") from None
+        raise LookalikeError(f"Ray Train failed: {first_line(exc)}") from None
     except SystemExit as exc:
         # Ray's own Ctrl-C handler aborts the workers and then ends the driver this way.
         raise KeyboardInterrupt from exc
@@ -176,13 +176,8 @@ def _worker_error(failures: Mapping[int, BaseException]) -> LookalikeError:
             return LookalikeError(str(error))
     rank, error = ranked[0]
     return LookalikeError(
-        f"training process {rank} failed: {type(error).__name__}: {_first_line(error)}"
+        f"training process {rank} failed: {type(error).__name__}: {first_line(error)}"
     )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class _LineWriter:
